@@ -1,0 +1,308 @@
+//! The component's settings, read from Spin variables (SPEC section 2).
+//!
+//! Parsing is separated from reading: [`Config::from_source`] takes any lookup function, so the
+//! rules (required, defaults, ranges) are unit-tested natively, while [`Config::load`] reads Spin.
+//! Every error names the variable and never echoes a secret's value.
+
+use std::time::Duration;
+
+use crate::crypto::KeyRing;
+
+const MIN_SECRET_LEN: usize = 32;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("Configuration error: variable {0} is required but not set")]
+    Missing(&'static str),
+    #[error("Configuration error: variable {name} {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// A source of variable values: `Ok(None)` for a variable with no value.
+pub trait Source {
+    fn get(&self, name: &'static str) -> Result<Option<String>, ConfigError>;
+}
+
+/// Spin's variables. An undefined variable (no value, no default) reads as "not set".
+pub struct SpinVariables;
+
+impl Source for SpinVariables {
+    fn get(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        use spin_sdk::variables::Error;
+        match spin_sdk::variables::get(name) {
+            Ok(v) if v.trim().is_empty() => Ok(None),
+            Ok(v) => Ok(Some(v.trim().to_owned())),
+            Err(Error::Undefined(_)) => Ok(None),
+            Err(e) => Err(ConfigError::Invalid {
+                name,
+                reason: format!("could not be read: {e}"),
+            }),
+        }
+    }
+}
+
+/// The secrets every job route checks, read before anything else so that a stranger only ever
+/// sees 401, whatever else is misconfigured.
+#[derive(Clone)]
+pub struct Secrets {
+    pub current: String,
+    pub previous: Option<String>,
+}
+
+impl Secrets {
+    pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
+        let current = src
+            .get("cron_secret")?
+            .ok_or(ConfigError::Missing("cron_secret"))?;
+        if current.chars().count() < MIN_SECRET_LEN {
+            return Err(ConfigError::Invalid {
+                name: "cron_secret",
+                reason: format!(
+                    "must be at least {MIN_SECRET_LEN} characters; no job runs until it is"
+                ),
+            });
+        }
+        Ok(Self {
+            current,
+            previous: src.get("cron_secret_previous")?,
+        })
+    }
+
+    pub fn accepted(&self) -> Vec<&str> {
+        std::iter::once(self.current.as_str())
+            .chain(self.previous.as_deref())
+            .collect()
+    }
+}
+
+/// Meta app credentials: enable `debug_token` and sign DLQ re-deliveries.
+#[derive(Clone)]
+pub struct MetaApp {
+    pub id: String,
+    pub secret: String,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub redis_url: String,
+    pub keys: KeyRing,
+    pub meta_graph_url: String,
+    pub meta_api_version: String,
+    pub meta_app: Option<MetaApp>,
+    pub job_time_budget: Duration,
+    pub lock_ttl: Duration,
+    pub health_recheck_after_hours: u32,
+    pub health_check_concurrency: usize,
+    pub token_expiry_warning_days: u32,
+}
+
+impl Config {
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::from_source(&SpinVariables)
+    }
+
+    pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
+        let database_url = required(src, "database_url")?;
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(invalid("database_url", "must start with postgres://"));
+        }
+        let redis_url = required(src, "redis_url")?;
+        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
+            return Err(invalid(
+                "redis_url",
+                "must start with redis:// or rediss://",
+            ));
+        }
+        let meta_app = match (src.get("meta_app_id")?, src.get("meta_app_secret")?) {
+            (Some(id), Some(secret)) => Some(MetaApp { id, secret }),
+            _ => None,
+        };
+        Ok(Self {
+            database_url,
+            redis_url,
+            keys: key_ring(src)?,
+            meta_graph_url: src
+                .get("meta_graph_url")?
+                .unwrap_or_else(|| "https://graph.facebook.com".into())
+                .trim_end_matches('/')
+                .to_owned(),
+            meta_api_version: src
+                .get("meta_api_version")?
+                .unwrap_or_else(|| "v25.0".into()),
+            meta_app,
+            job_time_budget: Duration::from_secs(number(
+                src,
+                "job_time_budget_seconds",
+                25,
+                1..=3600,
+            )?),
+            lock_ttl: Duration::from_secs(number(src, "lock_ttl_seconds", 3600, 10..=86_400)?),
+            health_recheck_after_hours: number(src, "health_recheck_after_hours", 20, 0..=8760)?,
+            health_check_concurrency: number(src, "health_check_concurrency", 16, 1..=256)?,
+            token_expiry_warning_days: number(src, "token_expiry_warning_days", 7, 0..=365)?,
+        })
+    }
+}
+
+fn required(src: &impl Source, name: &'static str) -> Result<String, ConfigError> {
+    src.get(name)?.ok_or(ConfigError::Missing(name))
+}
+
+fn invalid(name: &'static str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        reason: reason.to_owned(),
+    }
+}
+
+fn number<T>(
+    src: &impl Source,
+    name: &'static str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let Some(raw) = src.get(name)? else {
+        return Ok(default);
+    };
+    let value: T = raw.parse().map_err(|_| ConfigError::Invalid {
+        name,
+        reason: format!("is not a whole number: {raw:?}"),
+    })?;
+    if !range.contains(&value) {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: format!("must be between {} and {}", range.start(), range.end()),
+        });
+    }
+    Ok(value)
+}
+
+/// `encryption_keys` (JSON of versions) plus the legacy `token_encryption_key`, which serves as
+/// `v1` when the JSON has no `v1` of its own.
+fn key_ring(src: &impl Source) -> Result<KeyRing, ConfigError> {
+    let mut ring = match src.get("encryption_keys")? {
+        Some(json) => KeyRing::from_json(&json).map_err(|e| ConfigError::Invalid {
+            name: "encryption_keys",
+            reason: e.to_string(),
+        })?,
+        None => KeyRing::default(),
+    };
+    if let Some(legacy) = src.get("token_encryption_key")? {
+        if !ring.has("v1") {
+            ring.insert("v1".into(), &legacy)
+                .map_err(|_| invalid("token_encryption_key", "must be 64 hex characters"))?;
+        }
+    }
+    if ring.is_empty() {
+        return Err(ConfigError::Missing(
+            "encryption_keys (or token_encryption_key)",
+        ));
+    }
+    Ok(ring)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Map(HashMap<&'static str, &'static str>);
+
+    impl Source for Map {
+        fn get(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+            Ok(self
+                .0
+                .get(name)
+                .filter(|v| !v.is_empty())
+                .map(|v| v.to_string()))
+        }
+    }
+
+    const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+    fn base() -> HashMap<&'static str, &'static str> {
+        HashMap::from([
+            ("cron_secret", "0123456789abcdef0123456789abcdef"),
+            ("database_url", "postgres://u:p@localhost:5432/db"),
+            ("redis_url", "redis://localhost:6379"),
+            ("token_encryption_key", KEY),
+        ])
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = Config::from_source(&Map(base())).unwrap();
+        assert_eq!(c.meta_graph_url, "https://graph.facebook.com");
+        assert_eq!(c.meta_api_version, "v25.0");
+        assert_eq!(c.job_time_budget, Duration::from_secs(25));
+        assert_eq!(c.lock_ttl, Duration::from_secs(3600));
+        assert_eq!(c.health_check_concurrency, 16);
+        assert!(c.meta_app.is_none());
+        assert!(c.keys.has("v1"));
+    }
+
+    #[test]
+    fn missing_required_named() {
+        let mut m = base();
+        m.remove("database_url");
+        let e = Config::from_source(&Map(m)).err().unwrap();
+        assert_eq!(e, ConfigError::Missing("database_url"));
+        assert!(e.to_string().contains("database_url"));
+    }
+
+    #[test]
+    fn unparsable_number_named() {
+        let mut m = base();
+        m.insert("health_check_concurrency", "lots");
+        let e = Config::from_source(&Map(m)).err().unwrap();
+        assert!(e.to_string().contains("health_check_concurrency"), "{e}");
+        let mut m = base();
+        m.insert("health_check_concurrency", "0");
+        assert!(Config::from_source(&Map(m)).is_err());
+    }
+
+    #[test]
+    fn short_secret_refused() {
+        let mut m = base();
+        m.insert("cron_secret", "short");
+        let e = Secrets::from_source(&Map(m)).err().unwrap();
+        assert!(e.to_string().contains("cron_secret"));
+        assert!(!e.to_string().contains("short"));
+    }
+
+    #[test]
+    fn bad_key_named_without_value() {
+        let mut m = base();
+        m.insert("token_encryption_key", "abcd");
+        let e = Config::from_source(&Map(m)).err().unwrap();
+        assert!(e.to_string().contains("token_encryption_key"));
+        assert!(!e.to_string().contains("abcd"));
+    }
+
+    #[test]
+    fn no_key_at_all_is_missing() {
+        let mut m = base();
+        m.remove("token_encryption_key");
+        assert!(matches!(
+            Config::from_source(&Map(m)),
+            Err(ConfigError::Missing(_))
+        ));
+    }
+
+    #[test]
+    fn encryption_keys_take_precedence_for_v1() {
+        let mut m = base();
+        let other =
+            Box::leak(format!(r#"{{"v1":"{}","v2":"{}"}}"#, "ab".repeat(32), KEY).into_boxed_str());
+        m.insert("encryption_keys", other);
+        let c = Config::from_source(&Map(m)).unwrap();
+        assert!(c.keys.has("v2"));
+        // v1 is the JSON's key, so the known answer (made with KEY) no longer decrypts under v1.
+        let known = "v1:a0a1a2a3a4a5a6a7a8a9aaabacadaeaf:96f074d59d58732b41fefbddc91e2b62:6fe262fe35b9a805b7b36bde8671e3";
+        assert!(c.keys.decrypt(known).is_err());
+    }
+}

@@ -1,0 +1,362 @@
+//! Meta's Graph API: the two calls the health check makes, and the parsing of their answers.
+//!
+//! Parsing is pure (status + body in, [`Answer`] out) so that every shape Meta answers with,
+//! garbage included, is unit-tested without a network.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::config::MetaApp;
+use crate::outbound::{self, Request};
+
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Meta's error object (`{"error":{...}}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphError {
+    pub code: i64,
+    pub subcode: Option<i64>,
+    pub kind: String,
+    pub message: String,
+    pub is_transient: bool,
+}
+
+/// What one Graph call came back with, reduced to what classification needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer<T> {
+    Ok(T),
+    /// Meta answered with its error object.
+    Error {
+        http_status: u16,
+        error: GraphError,
+    },
+    /// No usable answer: 429 or 5xx without an error object, a timeout, a network error, or a
+    /// body that is not the JSON expected.
+    Unusable(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebugToken {
+    pub is_valid: bool,
+    /// Unix seconds; 0 means the token never expires.
+    pub expires_at: i64,
+    pub scopes: Option<Vec<String>>,
+    /// `data.error.message` when Meta says why the token is invalid.
+    pub invalid_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PhoneHealth {
+    /// `can_send_message` of the node and of each entity in `health_status.entities`.
+    pub can_send_message: Vec<String>,
+    pub status: Option<String>,
+    pub quality_rating: Option<String>,
+    /// The first error an entity reports, for the human-readable reason.
+    pub entity_error: Option<String>,
+}
+
+/// The node whose health is read: a phone number when we know one, else the WABA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Phone(String),
+    Waba(String),
+}
+
+pub fn parse_debug_token(http_status: u16, body: &[u8]) -> Answer<DebugToken> {
+    parse_answer(http_status, body, |v| {
+        let data = v.get("data")?;
+        let is_valid = data.get("is_valid")?.as_bool()?;
+        let expires_at = match data.get("expires_at") {
+            None | Some(Value::Null) => 0,
+            Some(x) => x.as_i64()?,
+        };
+        let scopes = match data.get("scopes") {
+            None | Some(Value::Null) => None,
+            Some(list) => Some(
+                list.as_array()?
+                    .iter()
+                    .map(|s| s.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()?,
+            ),
+        };
+        let invalid_reason = data
+            .get("error")
+            .and_then(|e| e.get("message"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Some(DebugToken {
+            is_valid,
+            expires_at,
+            scopes,
+            invalid_reason,
+        })
+    })
+}
+
+pub fn parse_phone_health(http_status: u16, body: &[u8]) -> Answer<PhoneHealth> {
+    parse_answer(http_status, body, |v| {
+        let obj = v.as_object()?;
+        let health = obj.get("health_status");
+        if health.is_none() && obj.get("status").is_none() {
+            return None;
+        }
+        let mut out = PhoneHealth {
+            status: obj.get("status").and_then(Value::as_str).map(str::to_owned),
+            quality_rating: obj
+                .get("quality_rating")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            ..Default::default()
+        };
+        if let Some(health) = health {
+            let health = health.as_object()?;
+            out.can_send_message.extend(
+                health
+                    .get("can_send_message")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            );
+            for entity in health
+                .get("entities")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                out.can_send_message.extend(
+                    entity
+                        .get("can_send_message")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                );
+                if out.entity_error.is_none() {
+                    out.entity_error = entity
+                        .get("errors")
+                        .and_then(Value::as_array)
+                        .and_then(|errs| errs.first())
+                        .and_then(|e| {
+                            e.get("error_description")
+                                .or_else(|| e.get("possible_solution"))
+                        })
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                }
+            }
+        }
+        Some(out)
+    })
+}
+
+fn parse_answer<T>(
+    http_status: u16,
+    body: &[u8],
+    parse_ok: impl FnOnce(&Value) -> Option<T>,
+) -> Answer<T> {
+    let json: Option<Value> = serde_json::from_slice(body).ok();
+    if let Some(error) = json
+        .as_ref()
+        .and_then(|v| v.get("error"))
+        .and_then(parse_error)
+    {
+        return Answer::Error { http_status, error };
+    }
+    if http_status == 429 || http_status >= 500 {
+        return Answer::Unusable(format!("HTTP {http_status} from Graph API"));
+    }
+    if !(200..300).contains(&http_status) {
+        return Answer::Unusable(format!(
+            "HTTP {http_status} from Graph API without an error object"
+        ));
+    }
+    match json.as_ref().and_then(parse_ok) {
+        Some(ok) => Answer::Ok(ok),
+        None => {
+            Answer::Unusable("Graph API answered with a body that is not the JSON expected".into())
+        }
+    }
+}
+
+fn parse_error(e: &Value) -> Option<GraphError> {
+    Some(GraphError {
+        code: e.get("code")?.as_i64()?,
+        subcode: e.get("error_subcode").and_then(Value::as_i64),
+        kind: e
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("GraphError")
+            .to_owned(),
+        message: e
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        is_transient: e
+            .get("is_transient")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    })
+}
+
+/// A Graph API client bound to one base URL and version.
+pub struct Client<'a> {
+    pub base_url: &'a str,
+    pub version: &'a str,
+    pub app: Option<&'a MetaApp>,
+}
+
+impl Client<'_> {
+    /// `debug_token`, when app credentials are configured; with the elapsed milliseconds.
+    pub async fn debug_token(&self, token: &str) -> Option<(Answer<DebugToken>, u64)> {
+        let app = self.app?;
+        let url = format!(
+            "{}/{}/debug_token?input_token={}",
+            self.base_url,
+            self.version,
+            encode(token)
+        );
+        let auth = format!("Bearer {}|{}", app.id, app.secret);
+        Some(self.get(&url, auth, parse_debug_token).await)
+    }
+
+    /// The node's `health_status` (and, for a phone, its status and quality rating).
+    pub async fn node_health(&self, token: &str, node: &Node) -> (Answer<PhoneHealth>, u64) {
+        let url = match node {
+            Node::Phone(id) => format!(
+                "{}/{}/{}?fields=health_status,status,quality_rating",
+                self.base_url,
+                self.version,
+                encode(id)
+            ),
+            Node::Waba(id) => format!(
+                "{}/{}/{}?fields=health_status",
+                self.base_url,
+                self.version,
+                encode(id)
+            ),
+        };
+        self.get(&url, format!("Bearer {token}"), parse_phone_health)
+            .await
+    }
+
+    async fn get<T>(
+        &self,
+        url: &str,
+        auth: String,
+        parse: fn(u16, &[u8]) -> Answer<T>,
+    ) -> (Answer<T>, u64) {
+        let started = Instant::now();
+        let req = Request {
+            method: "GET",
+            url,
+            headers: vec![("authorization", auth)],
+            body: &[],
+        };
+        let answer = match outbound::send(req, CALL_TIMEOUT).await {
+            Ok(resp) => parse(resp.status, &resp.body),
+            Err(e) => Answer::Unusable(format!("Graph API call failed: {e}")),
+        };
+        (answer, started.elapsed().as_millis() as u64)
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_token_valid() {
+        let body = br#"{"data":{"app_id":"1","is_valid":true,"expires_at":0,"scopes":["whatsapp_business_messaging"]}}"#;
+        assert_eq!(
+            parse_debug_token(200, body),
+            Answer::Ok(DebugToken {
+                is_valid: true,
+                expires_at: 0,
+                scopes: Some(vec!["whatsapp_business_messaging".into()]),
+                invalid_reason: None
+            })
+        );
+    }
+
+    #[test]
+    fn debug_token_invalid_with_reason() {
+        let body =
+            br#"{"data":{"is_valid":false,"error":{"code":190,"message":"Session has expired"}}}"#;
+        let Answer::Ok(d) = parse_debug_token(200, body) else {
+            panic!()
+        };
+        assert!(!d.is_valid);
+        assert_eq!(d.invalid_reason.as_deref(), Some("Session has expired"));
+    }
+
+    #[test]
+    fn graph_error_object_parsed_on_any_status() {
+        let body = br#"{"error":{"message":"Error validating access token","type":"OAuthException","code":190,"error_subcode":463,"fbtrace_id":"x"}}"#;
+        let Answer::Error { http_status, error } = parse_phone_health(400, body) else {
+            panic!()
+        };
+        assert_eq!(http_status, 400);
+        assert_eq!(
+            (error.code, error.subcode, error.kind.as_str()),
+            (190, Some(463), "OAuthException")
+        );
+        assert!(!error.is_transient);
+    }
+
+    #[test]
+    fn server_errors_and_garbage_are_unusable() {
+        assert!(matches!(
+            parse_phone_health(503, b"<html>down</html>"),
+            Answer::Unusable(_)
+        ));
+        assert!(matches!(parse_phone_health(429, b""), Answer::Unusable(_)));
+        assert!(matches!(
+            parse_phone_health(200, b"not json"),
+            Answer::Unusable(_)
+        ));
+        assert!(matches!(
+            parse_phone_health(200, b"[1,2]"),
+            Answer::Unusable(_)
+        ));
+        assert!(matches!(
+            parse_phone_health(200, br#"{"id":"1"}"#),
+            Answer::Unusable(_)
+        ));
+        assert!(matches!(
+            parse_debug_token(200, br#"{"data":{}}"#),
+            Answer::Unusable(_)
+        ));
+        assert!(matches!(
+            parse_debug_token(200, br#"{"data":{"is_valid":"yes"}}"#),
+            Answer::Unusable(_)
+        ));
+    }
+
+    #[test]
+    fn phone_health_collects_entities() {
+        let body = br#"{"id":"1","status":"CONNECTED","quality_rating":"GREEN","health_status":{"can_send_message":"LIMITED","entities":[{"entity_type":"PHONE_NUMBER","id":"1","can_send_message":"AVAILABLE"},{"entity_type":"WABA","id":"2","can_send_message":"LIMITED","errors":[{"error_code":141006,"error_description":"Payment method missing"}]}]}}"#;
+        let Answer::Ok(h) = parse_phone_health(200, body) else {
+            panic!()
+        };
+        assert_eq!(h.can_send_message, vec!["LIMITED", "AVAILABLE", "LIMITED"]);
+        assert_eq!(h.status.as_deref(), Some("CONNECTED"));
+        assert_eq!(h.entity_error.as_deref(), Some("Payment method missing"));
+    }
+
+    #[test]
+    fn encode_escapes_reserved() {
+        assert_eq!(encode("a|b c&d"), "a%7Cb%20c%26d");
+        assert_eq!(encode("EAAB-x_y.z~"), "EAAB-x_y.z~");
+    }
+}

@@ -1,0 +1,52 @@
+//! One JSON object per line, tagged with the job, so that `grep HealthCheckJob` finds a run.
+//!
+//! Callers pass only counts, ids and reasons built by this crate; tokens, keys and secrets never
+//! reach a log call (the integration tests grep the captured output to hold us to that).
+
+use serde_json::{json, Map, Value};
+
+#[derive(Debug, Clone)]
+pub struct Logger {
+    job: &'static str,
+    job_id: Option<String>,
+}
+
+impl Logger {
+    pub fn new(job: &'static str) -> Self {
+        Self { job, job_id: None }
+    }
+
+    pub fn with_job_id(&self, job_id: &str) -> Self {
+        Self {
+            job: self.job,
+            job_id: Some(job_id.to_owned()),
+        }
+    }
+
+    pub fn info(&self, msg: &str, fields: Value) {
+        println!("{}", self.line("info", msg, fields));
+    }
+
+    pub fn warn(&self, msg: &str, fields: Value) {
+        eprintln!("{}", self.line("warn", msg, fields));
+    }
+
+    pub fn error(&self, msg: &str, fields: Value) {
+        eprintln!("{}", self.line("error", msg, fields));
+    }
+
+    fn line(&self, level: &str, msg: &str, fields: Value) -> String {
+        let mut obj = Map::new();
+        obj.insert("ts".into(), json!(crate::time::unix_millis()));
+        obj.insert("level".into(), json!(level));
+        obj.insert("job".into(), json!(self.job));
+        if let Some(id) = &self.job_id {
+            obj.insert("jobId".into(), json!(id));
+        }
+        obj.insert("msg".into(), json!(msg));
+        if let Value::Object(extra) = fields {
+            obj.extend(extra);
+        }
+        Value::Object(obj).to_string()
+    }
+}

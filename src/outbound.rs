@@ -1,0 +1,233 @@
+//! Outbound HTTP with a hard timeout over the whole exchange (connect, headers and body).
+//!
+//! spin-sdk's `send` has no timeout, and a Graph API or webhook receiver that hangs must not hold
+//! a run past its budget. So requests are made on the WASI HTTP interface directly: the timeouts
+//! go into `request-options` for the host, and the guest also races every wait against a
+//! monotonic-clock deadline, which holds even on a host that ignores the options.
+
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use spin_executor::CancelOnDropToken;
+use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
+use spin_sdk::wit::wasi::http0_2_0::types::{
+    ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+};
+use wasi::clocks::monotonic_clock;
+use wasi::io::poll::Pollable;
+use wasi::io::streams::StreamError;
+
+/// What we send. `body` empty means no body.
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    pub headers: Vec<(&'a str, String)>,
+    pub body: &'a [u8],
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum OutboundError {
+    #[error("timed out after {0} s")]
+    Timeout(u64),
+    #[error("destination not allowed by allowed_outbound_hosts: {0}")]
+    Denied(String),
+    #[error("invalid URL: {0}")]
+    InvalidUrl(String),
+    #[error("network error: {0}")]
+    Network(String),
+}
+
+/// Bodies larger than this are cut: callers only read small JSON answers or an error excerpt.
+const MAX_RESPONSE_BYTES: usize = 1 << 20;
+const WRITE_CHUNK: usize = 4096;
+
+pub async fn send(req: Request<'_>, timeout: Duration) -> Result<Response, OutboundError> {
+    let deadline = Instant::now() + timeout;
+    let expired = || OutboundError::Timeout(timeout.as_secs());
+
+    let (scheme, authority, path) = split_url(req.url)?;
+    let fields: Vec<(String, Vec<u8>)> = req
+        .headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+        .collect();
+    let headers = Fields::from_list(&fields)
+        .map_err(|e| OutboundError::InvalidUrl(format!("bad header: {e:?}")))?;
+    let outgoing = OutgoingRequest::new(headers);
+    let _ = outgoing.set_method(&method(req.method));
+    let _ = outgoing.set_scheme(Some(&scheme));
+    outgoing
+        .set_authority(Some(authority))
+        .map_err(|_| OutboundError::InvalidUrl(req.url.to_owned()))?;
+    outgoing
+        .set_path_with_query(Some(path))
+        .map_err(|_| OutboundError::InvalidUrl(req.url.to_owned()))?;
+    let body = outgoing
+        .body()
+        .map_err(|_| OutboundError::Network("body unavailable".into()))?;
+
+    let options = RequestOptions::new();
+    let nanos = timeout.as_nanos() as u64;
+    let _ = options.set_connect_timeout(Some(nanos));
+    let _ = options.set_first_byte_timeout(Some(nanos));
+    let _ = options.set_between_bytes_timeout(Some(nanos));
+
+    let future =
+        outgoing_handler::handle(outgoing, Some(options)).map_err(|e| map_error(e, timeout))?;
+    write_body(body, req.body, timeout)?;
+
+    let response = loop {
+        if let Some(result) = future.get() {
+            break result
+                .map_err(|_| OutboundError::Network("response already taken".into()))?
+                .map_err(|e| map_error(e, timeout))?;
+        }
+        if !wait(|| future.subscribe(), deadline).await {
+            return Err(expired());
+        }
+    };
+
+    let status = response.status();
+    let headers = response
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
+        .collect();
+    let incoming = response
+        .consume()
+        .map_err(|_| OutboundError::Network("no body".into()))?;
+    let body = read_body(incoming, deadline).await?.ok_or_else(expired)?;
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn method(m: &str) -> Method {
+    match m {
+        "GET" => Method::Get,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        other => Method::Other(other.to_owned()),
+    }
+}
+
+fn split_url(url: &str) -> Result<(Scheme, &str, &str), OutboundError> {
+    let bad = || OutboundError::InvalidUrl(url.to_owned());
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    let scheme = match scheme {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        _ => return Err(bad()),
+    };
+    let split = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(split);
+    if authority.is_empty() {
+        return Err(bad());
+    }
+    Ok((scheme, authority, if path.is_empty() { "/" } else { path }))
+}
+
+fn write_body(body: OutgoingBody, bytes: &[u8], timeout: Duration) -> Result<(), OutboundError> {
+    let failed = |e: StreamError| OutboundError::Network(format!("writing request body: {e:?}"));
+    {
+        let stream = body
+            .write()
+            .map_err(|_| OutboundError::Network("body stream".into()))?;
+        for chunk in bytes.chunks(WRITE_CHUNK) {
+            stream.blocking_write_and_flush(chunk).map_err(failed)?;
+        }
+    }
+    OutgoingBody::finish(body, None).map_err(|e| map_error(e, timeout))
+}
+
+/// `None` when the deadline passed before the body ended.
+async fn read_body(
+    body: IncomingBody,
+    deadline: Instant,
+) -> Result<Option<Vec<u8>>, OutboundError> {
+    let mut out = Vec::new();
+    {
+        let stream = body
+            .stream()
+            .map_err(|_| OutboundError::Network("body stream".into()))?;
+        loop {
+            match stream.read(64 * 1024) {
+                Ok(chunk) if chunk.is_empty() => {
+                    if !wait(|| stream.subscribe(), deadline).await {
+                        return Ok(None);
+                    }
+                }
+                Ok(chunk) => {
+                    if out.len() < MAX_RESPONSE_BYTES {
+                        out.extend_from_slice(&chunk);
+                    }
+                }
+                Err(StreamError::Closed) => break,
+                Err(e) => {
+                    return Err(OutboundError::Network(format!(
+                        "reading response body: {e:?}"
+                    )))
+                }
+            }
+        }
+    }
+    IncomingBody::finish(body);
+    Ok(Some(out))
+}
+
+/// Waits until a fresh subscription is ready (true) or `deadline` passes (false).
+///
+/// The executor takes ownership of what it polls, so every poll subscribes anew; the tokens
+/// cancel the previous poll's subscriptions (and this one's when the wait ends), so no pollable
+/// outlives the stream or future it belongs to.
+async fn wait(subscribe: impl Fn() -> Pollable, deadline: Instant) -> bool {
+    let mut tokens: Vec<CancelOnDropToken> = Vec::new();
+    std::future::poll_fn(move |cx| {
+        let pollable = subscribe();
+        if pollable.ready() {
+            return Poll::Ready(true);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Poll::Ready(false);
+        }
+        let clock = monotonic_clock::subscribe_duration(left.as_nanos() as u64);
+        tokens.clear();
+        tokens.push(spin_executor::push_waker_and_get_token(pollable, cx.waker().clone()).into());
+        tokens.push(spin_executor::push_waker_and_get_token(clock, cx.waker().clone()).into());
+        Poll::Pending
+    })
+    .await
+}
+
+fn map_error(e: ErrorCode, timeout: Duration) -> OutboundError {
+    match e {
+        ErrorCode::HttpRequestDenied => OutboundError::Denied("request denied by host".into()),
+        ErrorCode::ConnectionTimeout
+        | ErrorCode::ConnectionReadTimeout
+        | ErrorCode::HttpResponseTimeout => OutboundError::Timeout(timeout.as_secs()),
+        ErrorCode::DnsError(d) => OutboundError::Network(format!("DNS error: {:?}", d.rcode)),
+        ErrorCode::ConnectionRefused => OutboundError::Network("connection refused".into()),
+        other => OutboundError::Network(format!("{other:?}")),
+    }
+}

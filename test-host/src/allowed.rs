@@ -1,0 +1,215 @@
+//! `allowed_outbound_hosts` as Spin 3.5 reads and enforces it: entries are
+//! `scheme://host[:port]` (no path), `*` may stand for the scheme, the host, a subdomain prefix
+//! or the port; hosts match literally (`localhost` does not allow `127.0.0.1`); an entry without
+//! a port allows only the scheme's well-known port.
+
+use anyhow::{anyhow, bail, Result};
+
+#[derive(Debug, Clone, Default)]
+pub struct AllowedHosts(Vec<Entry>);
+
+#[derive(Debug, Clone)]
+struct Entry {
+    scheme: Option<String>,
+    host: HostRule,
+    port: PortRule,
+}
+
+#[derive(Debug, Clone)]
+enum HostRule {
+    Any,
+    Subdomain(String),
+    Literal(url::Host),
+}
+
+#[derive(Debug, Clone)]
+enum PortRule {
+    Any,
+    Port(u16),
+    Range(u16, u16),
+}
+
+pub fn well_known_port(scheme: &str) -> Option<u16> {
+    Some(match scheme {
+        "postgres" => 5432,
+        "mysql" => 3306,
+        "redis" => 6379,
+        "mqtt" => 1883,
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    })
+}
+
+impl AllowedHosts {
+    pub fn parse(entries: &[String]) -> Result<Self> {
+        entries
+            .iter()
+            .map(|e| Entry::parse(e))
+            .collect::<Result<Vec<_>>>()
+            .map(Self)
+    }
+
+    /// Whether `url` (any scheme Spin dials: http, https, postgres, redis) may be reached.
+    pub fn allows(&self, url: &str) -> bool {
+        let Some((scheme, host, port)) = split_target(url) else {
+            return false;
+        };
+        let Some(port) = port.or_else(|| well_known_port(&scheme)) else {
+            return false;
+        };
+        let Ok(host) = url::Host::parse(&host) else {
+            return false;
+        };
+        self.0.iter().any(|e| e.allows(&scheme, &host, port))
+    }
+}
+
+impl Entry {
+    fn parse(raw: &str) -> Result<Self> {
+        let raw = raw.trim();
+        let (scheme, rest) = raw.split_once("://").ok_or_else(|| {
+            anyhow!("{raw:?} does not contain a scheme (e.g. 'http://' or '*://')")
+        })?;
+        let (host, port) = rest.rsplit_once(':').unwrap_or((rest, ""));
+        let port = match port.split_once('/') {
+            Some((_, path)) if !path.is_empty() => {
+                bail!("{raw:?} has a path but is not allowed to")
+            }
+            Some((port, _)) => port,
+            None => port,
+        };
+        let host = host.trim().trim_end_matches('/');
+        if host.contains('/') {
+            bail!("{raw:?} has a path but is not allowed to");
+        }
+        let scheme_rule = match scheme {
+            "*" => None,
+            s if s.chars().all(|c| c.is_ascii_alphabetic()) && !s.is_empty() => Some(s.to_owned()),
+            s => bail!("invalid scheme {s:?} in {raw:?}"),
+        };
+        let host_rule = if host == "*" {
+            HostRule::Any
+        } else if let Some(domain) = host.strip_prefix("*.") {
+            if domain.contains('*') {
+                bail!("wildcards are allowed only as prefixes: {raw:?}");
+            }
+            HostRule::Subdomain(format!(".{domain}"))
+        } else if host.contains('*') {
+            bail!("wildcards are allowed only as subdomains: {raw:?}");
+        } else {
+            HostRule::Literal(
+                url::Host::parse(host).map_err(|e| anyhow!("invalid host in {raw:?}: {e}"))?,
+            )
+        };
+        let port_rule = if port.is_empty() {
+            PortRule::Port(well_known_port(scheme).ok_or_else(|| {
+                anyhow!("{raw:?}: no port and scheme {scheme:?} has no default port")
+            })?)
+        } else if port == "*" {
+            PortRule::Any
+        } else if let Some((a, b)) = port.split_once("..") {
+            PortRule::Range(a.parse()?, b.parse()?)
+        } else {
+            PortRule::Port(
+                port.parse()
+                    .map_err(|_| anyhow!("port {port:?} is not a number in {raw:?}"))?,
+            )
+        };
+        Ok(Self {
+            scheme: scheme_rule,
+            host: host_rule,
+            port: port_rule,
+        })
+    }
+
+    fn allows(&self, scheme: &str, host: &url::Host, port: u16) -> bool {
+        let scheme_ok = self.scheme.as_deref().is_none_or(|s| s == scheme);
+        let host_ok = match (&self.host, host) {
+            (HostRule::Any, _) => true,
+            (HostRule::Subdomain(suffix), url::Host::Domain(d)) => d.ends_with(suffix.as_str()),
+            (HostRule::Subdomain(_), _) => false,
+            (HostRule::Literal(l), h) => l == h,
+        };
+        let port_ok = match self.port {
+            PortRule::Any => true,
+            PortRule::Port(p) => p == port,
+            PortRule::Range(a, b) => (a..b).contains(&port),
+        };
+        scheme_ok && host_ok && port_ok
+    }
+}
+
+/// Scheme, host and explicit port of a URL or a Postgres/Redis address, ignoring user info,
+/// path and query (Spin parses these the same way before checking them).
+fn split_target(url: &str) -> Option<(String, String, Option<u16>)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = if let Some(stripped) = hostport.strip_prefix('[') {
+        let (h, after) = stripped.split_once(']')?;
+        (format!("[{h}]"), after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), Some(p)),
+            None => (hostport.to_owned(), None),
+        }
+    };
+    let port = match port {
+        Some(p) => Some(p.parse().ok()?),
+        None => None,
+    };
+    Some((scheme.to_ascii_lowercase(), host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(entries: &[&str]) -> AllowedHosts {
+        AllowedHosts::parse(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn literal_hosts_and_ports() {
+        let h = hosts(&["http://127.0.0.1:8080", "https://graph.facebook.com"]);
+        assert!(h.allows("http://127.0.0.1:8080/v25.0/x?y=1"));
+        assert!(!h.allows("http://localhost:8080/"));
+        assert!(!h.allows("http://127.0.0.1:8081/"));
+        assert!(h.allows("https://graph.facebook.com/v25.0/debug_token"));
+        assert!(!h.allows("https://graph.facebook.com:8443/"));
+        assert!(!h.allows("http://graph.facebook.com/"));
+    }
+
+    #[test]
+    fn database_addresses() {
+        let h = hosts(&["postgres://localhost:5432", "redis://127.0.0.1:6379"]);
+        assert!(h.allows("postgres://user:p%40ss@localhost:5432/whatrack"));
+        assert!(h.allows("postgres://user@localhost/whatrack"));
+        assert!(!h.allows("postgres://user@127.0.0.1:5432/whatrack"));
+        assert!(h.allows("redis://127.0.0.1:6379"));
+        assert!(!h.allows("redis://127.0.0.1:6380"));
+    }
+
+    #[test]
+    fn wildcards() {
+        let h = hosts(&["https://*.example.com", "*://*:*"]);
+        assert!(h.allows("mqtt://anything:1"));
+        let h = hosts(&["https://*.example.com"]);
+        assert!(h.allows("https://api.example.com/x"));
+        assert!(!h.allows("https://example.org/x"));
+    }
+
+    #[test]
+    fn malformed_entries_refused() {
+        for bad in [
+            "127.0.0.1:80",
+            "http://host/path",
+            "postgres://u:p@h:5432/db",
+            "http://a*b.com",
+            "ftp://host",
+        ] {
+            assert!(AllowedHosts::parse(&[bad.to_string()]).is_err(), "{bad}");
+        }
+    }
+}

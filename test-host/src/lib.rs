@@ -1,0 +1,344 @@
+//! A test host for the whatrack-jobs component: wasmtime 48 with the interfaces Spin 3.5
+//! gives a spin-sdk 5.2 component, over real connections.
+//!
+//! - [`manifest`]: reads `spin.toml` and resolves variables and allowed hosts as Spin does.
+//! - [`allowed`]: `allowed_outbound_hosts`, enforced on HTTP, Postgres and Redis alike.
+//! - `pg`, `redis_host`: the Spin Postgres and Redis interfaces.
+//! - This file: the store, the linker, and [`App`], which serves HTTP requests to the component,
+//!   calls its cron export, and keeps what the component printed.
+//!
+//! Test tooling only: it is not part of the product.
+
+pub mod allowed;
+pub mod manifest;
+mod pg;
+mod redis_host;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use crate::allowed::AllowedHosts;
+use crate::manifest::Manifest;
+
+pub use pg::PgConnection;
+pub use redis_host::RedisConnection;
+
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "whatrack:test-host/spin-imports",
+        imports: { default: async | trappable },
+        with: {
+            "fermyon:spin/redis.connection": crate::RedisConnection,
+            "spin:postgres/postgres.connection": crate::PgConnection,
+        },
+    });
+}
+
+mod cron_bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit/spin-cron.wit",
+        world: "fermyon:spin-cron/spin-cron",
+        exports: { default: async },
+    });
+}
+
+use bindings::fermyon::spin::variables;
+
+/// wasmtime 48 has its own error type; tests speak anyhow.
+trait WasmResult<T> {
+    fn wasm(self) -> Result<T>;
+}
+
+impl<T> WasmResult<T> for wasmtime::Result<T> {
+    fn wasm(self) -> Result<T> {
+        self.map_err(|e| anyhow!("{e:?}"))
+    }
+}
+
+/// What every instance of one app shares.
+pub(crate) struct AppState {
+    pub(crate) variables: HashMap<String, String>,
+    pub(crate) allowed: AllowedHosts,
+}
+
+pub struct State {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: OutboundHooks,
+    pub(crate) app: Arc<AppState>,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Refuses outbound HTTP that `allowed_outbound_hosts` does not list, before any connection.
+struct OutboundHooks {
+    app: Arc<AppState>,
+}
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn std::future::Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<
+                            dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>>
+                                + Send,
+                        >,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        let url = request.uri().to_string();
+        if !self.app.allowed.allows(&url) {
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        let _ = fut;
+        Box::new(async move {
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+impl variables::Host for State {
+    async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, variables::Error>> {
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Ok(Err(variables::Error::InvalidName(name)));
+        }
+        Ok(self
+            .app
+            .variables
+            .get(&name)
+            .cloned()
+            .ok_or(variables::Error::Undefined(name)))
+    }
+}
+
+/// The compiled component and a linker with everything Spin provides; build once per test binary.
+pub struct Runtime {
+    engine: Engine,
+    component: Component,
+    linker: Linker<State>,
+}
+
+impl Runtime {
+    pub fn load(wasm: impl AsRef<Path>) -> Result<Self> {
+        let wasm = wasm.as_ref();
+        let engine = Engine::default();
+        let component = Component::from_file(&engine, wasm)
+            .wasm()
+            .with_context(|| {
+                format!(
+                    "loading {} (build it with cargo build --target wasm32-wasip2 --release)",
+                    wasm.display()
+                )
+            })?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).wasm()?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).wasm()?;
+        bindings::SpinImports::add_to_linker::<_, HasSelf<State>>(&mut linker, |s| s).wasm()?;
+        Ok(Self {
+            engine,
+            component,
+            linker,
+        })
+    }
+
+    /// Prepares `component_id` of the manifest with the given variable values (as
+    /// `spin up --variable name=value` would), failing where `spin up` would fail to start.
+    pub fn app(
+        &self,
+        manifest: &Manifest,
+        component_id: &str,
+        variables: &HashMap<String, String>,
+    ) -> Result<App> {
+        let resolved = manifest.resolve(component_id, variables)?;
+        let pre = self.linker.instantiate_pre(&self.component).wasm()?;
+        Ok(App {
+            pre,
+            state: Arc::new(AppState {
+                variables: resolved.variables,
+                allowed: resolved.allowed,
+            }),
+            output: Arc::new(Mutex::new(String::new())),
+            engine: self.engine.clone(),
+        })
+    }
+}
+
+/// One component of the app, ready to serve.
+pub struct App {
+    pre: InstancePre<State>,
+    state: Arc<AppState>,
+    output: Arc<Mutex<String>>,
+    engine: Engine,
+}
+
+const OUTPUT_CAPACITY: usize = 4 << 20;
+
+impl App {
+    fn store(&self) -> (Store<State>, MemoryOutputPipe, MemoryOutputPipe) {
+        let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        let state = State {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: OutboundHooks {
+                app: self.state.clone(),
+            },
+            app: self.state.clone(),
+        };
+        (Store::new(&self.engine, state), stdout, stderr)
+    }
+
+    fn keep_output(&self, stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) {
+        let mut out = self.output.lock().unwrap_or_else(|p| p.into_inner());
+        for pipe in [stdout, stderr] {
+            let text = String::from_utf8_lossy(&pipe.contents()).into_owned();
+            if std::env::var_os("TEST_HOST_ECHO").is_some() {
+                eprint!("{text}");
+            }
+            out.push_str(&text);
+        }
+    }
+
+    /// Everything the component has printed so far, stdout and stderr.
+    pub fn output(&self) -> String {
+        self.output
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Sends one HTTP request to the component's `wasi:http/incoming-handler` and collects the
+    /// whole response.
+    pub async fn request(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
+        let (mut store, stdout, stderr) = self.store();
+        let (mut parts, body) = req.into_parts();
+        if parts.uri.authority().is_none() {
+            let path = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+                .to_owned();
+            parts.uri = format!("http://127.0.0.1:3000{path}").parse()?;
+        }
+        let path = parts.uri.path().to_owned();
+        for (name, value) in [
+            ("spin-full-url", parts.uri.to_string()),
+            ("spin-path-info", path.clone()),
+            ("spin-client-addr", "127.0.0.1:0".to_owned()),
+        ] {
+            parts.headers.insert(name, value.parse()?);
+        }
+        let body = Full::new(body)
+            .map_err(|never: Infallible| -> wasmtime_wasi_http::Error { match never {} });
+        let req = http::Request::from_parts(parts, body);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)
+            .wasm()?;
+        let out = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .wasm()?;
+        let proxy = ProxyPre::new(self.pre.clone()).wasm()?;
+        let task = tokio::spawn(async move {
+            let proxy = proxy.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, out)
+                .await
+        });
+        let response = match receiver.await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(code)) => return Err(anyhow!("component answered with error code {code:?}")),
+            Err(_) => {
+                let result = task.await?;
+                self.keep_output(&stdout, &stderr);
+                return Err(anyhow!("component never set a response: {result:?}"));
+            }
+        };
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| anyhow!("reading response body: {e:?}"))?
+            .to_bytes();
+        task.await?
+            .map_err(|e| anyhow!("component trapped: {e:?}"))?;
+        self.keep_output(&stdout, &stderr);
+        Ok(http::Response::from_parts(parts, body))
+    }
+
+    /// Calls the component's `handle-cron-event` as the cron trigger does.
+    pub async fn cron(&self, timestamp: u64) -> Result<Result<(), String>> {
+        let (mut store, stdout, stderr) = self.store();
+        let instance = self.pre.instantiate_async(&mut store).await.wasm()?;
+        let cron = cron_bindings::SpinCron::new(&mut store, &instance).wasm()?;
+        let result = cron
+            .call_handle_cron_event(
+                &mut store,
+                cron_bindings::fermyon::spin_cron::cron_types::Metadata { timestamp },
+            )
+            .await;
+        self.keep_output(&stdout, &stderr);
+        Ok(result
+            .wasm()?
+            .map_err(|cron_bindings::fermyon::spin_cron::cron_types::Error::Other(msg)| msg))
+    }
+}

@@ -1,0 +1,229 @@
+//! Shared test harness: a fresh database (migrated) and Redis database per test, the shipped
+//! component loaded once into the wasmtime test host, and fake outside services on 127.0.0.1.
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+pub mod fake;
+pub mod seed;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use serde_json::Value;
+use spin_test_host::manifest::Manifest;
+use spin_test_host::{App, Runtime};
+
+pub const SECRET: &str = "test-secret-0123456789abcdefghijklmnop";
+pub const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let wasm = std::env::var("WHATRACK_WASM")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root().join("target/wasm32-wasip2/release/whatrack_jobs.wasm"));
+        Runtime::load(wasm).expect("load the component (scripts/test.sh builds it)")
+    })
+}
+
+pub fn manifest() -> Manifest {
+    Manifest::load(root().join("spin.toml")).expect("spin.toml")
+}
+
+fn admin_url() -> String {
+    std::env::var("TEST_PG_ADMIN_URL")
+        .expect("TEST_PG_ADMIN_URL (run the tests with scripts/test.sh)")
+}
+
+fn redis_base() -> String {
+    std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL (run the tests with scripts/test.sh)")
+}
+
+/// `scheme://host:port` of a URL, for an `allowed_outbound_hosts` variable.
+pub fn host_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let authority = rest.split('/').next().unwrap();
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}://{hostport}")
+}
+
+/// A test's own database and Redis database.
+pub struct Env {
+    pub database_url: String,
+    pub db: tokio_postgres::Client,
+    pub redis_url: String,
+    pub redis: redis::aio::MultiplexedConnection,
+}
+
+static REDIS_DB: AtomicU32 = AtomicU32::new(1);
+
+impl Env {
+    pub async fn new() -> Env {
+        let name = format!("wt_{}", uuid::Uuid::new_v4().simple());
+        let admin = connect(&admin_url()).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let database_url = {
+            let base = admin_url();
+            let cut = base.rfind('/').unwrap();
+            format!("{}/{name}", &base[..cut])
+        };
+        let db = connect(&database_url).await;
+        migrate(&db).await;
+
+        let redis_url = format!(
+            "{}/{}",
+            redis_base(),
+            REDIS_DB.fetch_add(1, Ordering::SeqCst) % 1000 + 1
+        );
+        let mut redis = redis::Client::open(redis_url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let _: () = redis::cmd("FLUSHDB").query_async(&mut redis).await.unwrap();
+        Env {
+            database_url,
+            db,
+            redis_url,
+            redis,
+        }
+    }
+
+    /// The variables a working app needs, pointing at this test's services.
+    pub fn variables(&self, graph_url: &str) -> HashMap<String, String> {
+        HashMap::from([
+            ("cron_secret".into(), SECRET.into()),
+            ("database_url".into(), self.database_url.clone()),
+            ("redis_url".into(), self.redis_url.clone()),
+            ("token_encryption_key".into(), KEY.into()),
+            ("meta_graph_url".into(), graph_url.into()),
+            ("database_host".into(), host_of(&self.database_url)),
+            ("redis_host".into(), host_of(&self.redis_url)),
+        ])
+    }
+
+    pub async fn redis_get(&self, key: &str) -> Option<String> {
+        let mut r = self.redis.clone();
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut r)
+            .await
+            .unwrap()
+    }
+
+    pub async fn redis_set(&self, key: &str, value: &str) {
+        let mut r = self.redis.clone();
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query_async(&mut r)
+            .await
+            .unwrap();
+    }
+
+    pub async fn job_runs(&self) -> Vec<JobRun> {
+        self.db
+            .query(
+                "SELECT id, \"jobType\", trigger, status, summary, error, \"finishedAt\" IS NOT NULL \
+                 FROM job_runs ORDER BY \"startedAt\", id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| JobRun {
+                id: r.get(0),
+                job_type: r.get(1),
+                trigger: r.get(2),
+                status: r.get(3),
+                summary: r.get(4),
+                error: r.get(5),
+                finished: r.get(6),
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JobRun {
+    pub id: String,
+    pub job_type: String,
+    pub trigger: String,
+    pub status: String,
+    pub summary: Option<Value>,
+    pub error: Option<String>,
+    pub finished: bool,
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+pub async fn migrate(db: &tokio_postgres::Client) {
+    let mut files: Vec<_> = std::fs::read_dir(root().join("migrations"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    for f in files {
+        let sql = std::fs::read_to_string(&f).unwrap();
+        db.batch_execute(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:?}", f.display()));
+    }
+}
+
+pub fn app(component: &str, vars: &HashMap<String, String>) -> App {
+    runtime().app(&manifest(), component, vars).expect("app")
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub json: Value,
+}
+
+pub async fn call(app: &App, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut req = http::Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = app
+        .request(req.body(Bytes::new()).unwrap())
+        .await
+        .expect("component answered");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let json = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        json,
+    }
+}
+
+pub async fn post_health(app: &App) -> Reply {
+    call(
+        app,
+        "POST",
+        "/api/v1/jobs/whatsapp-health-check",
+        &[("x-cron-secret", SECRET)],
+    )
+    .await
+}

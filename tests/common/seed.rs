@@ -1,0 +1,72 @@
+//! Rows as WhaTrack writes them, for the jobs to find.
+
+use uuid::Uuid;
+use whatrack_jobs::crypto;
+
+use super::KEY;
+
+/// A connection and (optionally) its config row.
+pub struct Connection<'a> {
+    pub status: &'a str,
+    pub phone_number_id: Option<&'a str>,
+    pub waba_id: Option<&'a str>,
+    pub health_status: &'a str,
+    /// Hours since the last check; `None` for never checked.
+    pub checked_hours_ago: Option<i32>,
+    /// What goes into `"accessToken"`: `None` for no config row at all.
+    pub stored_token: Option<String>,
+}
+
+impl Default for Connection<'_> {
+    fn default() -> Self {
+        Self {
+            status: "active",
+            phone_number_id: Some("1001"),
+            waba_id: Some("2001"),
+            health_status: "healthy",
+            checked_hours_ago: None,
+            stored_token: Some(encrypt("EAAB-default-token")),
+        }
+    }
+}
+
+/// A token stored the way WhaTrack's Node code stores it (`v1:iv:tag:ciphertext`).
+pub fn encrypt(token: &str) -> String {
+    let iv: [u8; 16] = rand_iv();
+    crypto::encrypt(KEY, Some("v1"), &iv, token)
+}
+
+/// The legacy three-part form (`iv:tag:ciphertext`).
+pub fn encrypt_legacy(token: &str) -> String {
+    crypto::encrypt(KEY, None, &rand_iv(), token)
+}
+
+fn rand_iv() -> [u8; 16] {
+    *Uuid::new_v4().as_bytes()
+}
+
+pub async fn connection(db: &tokio_postgres::Client, c: Connection<'_>) -> Uuid {
+    let org = Uuid::new_v4();
+    let id: Uuid = db
+        .query_one(
+            "INSERT INTO whatsapp_connections (\"organizationId\", \"wabaId\", \"phoneNumberId\", status, \"healthStatus\", \
+                 \"lastHealthCheckAt\", \"updatedAt\") \
+             VALUES ($1, $2, $3, $4, $5, \
+                 CASE WHEN $6::int IS NULL THEN NULL ELSE timezone('UTC', now()) - make_interval(hours => $6::int) END, \
+                 timezone('UTC', now())) RETURNING id",
+            &[&org, &c.waba_id, &c.phone_number_id, &c.status, &c.health_status, &c.checked_hours_ago],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    if let Some(token) = c.stored_token {
+        db.execute(
+            "INSERT INTO whatsapp_configs (\"organizationId\", \"connectionId\", \"wabaId\", \"accessToken\", status, \"updatedAt\") \
+             VALUES ($1, $2, $3, $4, 'connected', timezone('UTC', now()))",
+            &[&org, &id, &c.waba_id, &token],
+        )
+        .await
+        .unwrap();
+    }
+    id
+}
