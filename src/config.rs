@@ -33,10 +33,7 @@ impl Source for SpinVariables {
             Ok(v) if v.trim().is_empty() => Ok(None),
             Ok(v) => Ok(Some(v.trim().to_owned())),
             Err(Error::Undefined(_)) => Ok(None),
-            Err(e) => Err(ConfigError::Invalid {
-                name,
-                reason: format!("could not be read: {e}"),
-            }),
+            Err(e) => Err(ConfigError::Invalid { name, reason: format!("could not be read: {e}") }),
         }
     }
 }
@@ -51,27 +48,18 @@ pub struct Secrets {
 
 impl Secrets {
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
-        let current = src
-            .get("cron_secret")?
-            .ok_or(ConfigError::Missing("cron_secret"))?;
+        let current = src.get("cron_secret")?.ok_or(ConfigError::Missing("cron_secret"))?;
         if current.chars().count() < MIN_SECRET_LEN {
             return Err(ConfigError::Invalid {
                 name: "cron_secret",
-                reason: format!(
-                    "must be at least {MIN_SECRET_LEN} characters; no job runs until it is"
-                ),
+                reason: format!("must be at least {MIN_SECRET_LEN} characters; no job runs until it is"),
             });
         }
-        Ok(Self {
-            current,
-            previous: src.get("cron_secret_previous")?,
-        })
+        Ok(Self { current, previous: src.get("cron_secret_previous")? })
     }
 
     pub fn accepted(&self) -> Vec<&str> {
-        std::iter::once(self.current.as_str())
-            .chain(self.previous.as_deref())
-            .collect()
+        std::iter::once(self.current.as_str()).chain(self.previous.as_deref()).collect()
     }
 }
 
@@ -109,10 +97,7 @@ impl Config {
         }
         let redis_url = required(src, "redis_url")?;
         if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
-            return Err(invalid(
-                "redis_url",
-                "must start with redis:// or rediss://",
-            ));
+            return Err(invalid("redis_url", "must start with redis:// or rediss://"));
         }
         let meta_app = match (src.get("meta_app_id")?, src.get("meta_app_secret")?) {
             (Some(id), Some(secret)) => Some(MetaApp { id, secret }),
@@ -127,16 +112,9 @@ impl Config {
                 .unwrap_or_else(|| "https://graph.facebook.com".into())
                 .trim_end_matches('/')
                 .to_owned(),
-            meta_api_version: src
-                .get("meta_api_version")?
-                .unwrap_or_else(|| "v25.0".into()),
+            meta_api_version: src.get("meta_api_version")?.unwrap_or_else(|| "v25.0".into()),
             meta_app,
-            job_time_budget: Duration::from_secs(number(
-                src,
-                "job_time_budget_seconds",
-                25,
-                1..=3600,
-            )?),
+            job_time_budget: Duration::from_secs(number(src, "job_time_budget_seconds", 25, 1..=3600)?),
             lock_ttl: Duration::from_secs(number(src, "lock_ttl_seconds", 3600, 10..=86_400)?),
             health_recheck_after_hours: number(src, "health_recheck_after_hours", 20, 0..=8760)?,
             health_check_concurrency: number(src, "health_check_concurrency", 16, 1..=256)?,
@@ -150,10 +128,7 @@ fn required(src: &impl Source, name: &'static str) -> Result<String, ConfigError
 }
 
 fn invalid(name: &'static str, reason: &str) -> ConfigError {
-    ConfigError::Invalid {
-        name,
-        reason: reason.to_owned(),
-    }
+    ConfigError::Invalid { name, reason: reason.to_owned() }
 }
 
 fn number<T>(
@@ -168,10 +143,9 @@ where
     let Some(raw) = src.get(name)? else {
         return Ok(default);
     };
-    let value: T = raw.parse().map_err(|_| ConfigError::Invalid {
-        name,
-        reason: format!("is not a whole number: {raw:?}"),
-    })?;
+    let value: T = raw
+        .parse()
+        .map_err(|_| ConfigError::Invalid { name, reason: format!("is not a whole number: {raw:?}") })?;
     if !range.contains(&value) {
         return Err(ConfigError::Invalid {
             name,
@@ -185,10 +159,8 @@ where
 /// `v1` when the JSON has no `v1` of its own.
 fn key_ring(src: &impl Source) -> Result<KeyRing, ConfigError> {
     let mut ring = match src.get("encryption_keys")? {
-        Some(json) => KeyRing::from_json(&json).map_err(|e| ConfigError::Invalid {
-            name: "encryption_keys",
-            reason: e.to_string(),
-        })?,
+        Some(json) => KeyRing::from_json(&json)
+            .map_err(|e| ConfigError::Invalid { name: "encryption_keys", reason: e.to_string() })?,
         None => KeyRing::default(),
     };
     if let Some(legacy) = src.get("token_encryption_key")? {
@@ -198,9 +170,7 @@ fn key_ring(src: &impl Source) -> Result<KeyRing, ConfigError> {
         }
     }
     if ring.is_empty() {
-        return Err(ConfigError::Missing(
-            "encryption_keys (or token_encryption_key)",
-        ));
+        return Err(ConfigError::Missing("encryption_keys (or token_encryption_key)"));
     }
     Ok(ring)
 }
@@ -214,11 +184,7 @@ mod tests {
 
     impl Source for Map {
         fn get(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
-            Ok(self
-                .0
-                .get(name)
-                .filter(|v| !v.is_empty())
-                .map(|v| v.to_string()))
+            Ok(self.0.get(name).filter(|v| !v.is_empty()).map(|v| v.to_string()))
         }
     }
 
@@ -287,17 +253,13 @@ mod tests {
     fn no_key_at_all_is_missing() {
         let mut m = base();
         m.remove("token_encryption_key");
-        assert!(matches!(
-            Config::from_source(&Map(m)),
-            Err(ConfigError::Missing(_))
-        ));
+        assert!(matches!(Config::from_source(&Map(m)), Err(ConfigError::Missing(_))));
     }
 
     #[test]
     fn encryption_keys_take_precedence_for_v1() {
         let mut m = base();
-        let other =
-            Box::leak(format!(r#"{{"v1":"{}","v2":"{}"}}"#, "ab".repeat(32), KEY).into_boxed_str());
+        let other = Box::leak(format!(r#"{{"v1":"{}","v2":"{}"}}"#, "ab".repeat(32), KEY).into_boxed_str());
         m.insert("encryption_keys", other);
         let c = Config::from_source(&Map(m)).unwrap();
         assert!(c.keys.has("v2"));

@@ -24,8 +24,7 @@ export!(Cron);
 
 async fn run() -> Result<(), String> {
     let name = spin_sdk::variables::get("job").map_err(|e| format!("variable job: {e}"))?;
-    let job =
-        JobType::parse(&name).ok_or_else(|| format!("variable job names no job: {name:?}"))?;
+    let job = JobType::parse(&name).ok_or_else(|| format!("variable job names no job: {name:?}"))?;
     let config = Config::load().map_err(|e| {
         Logger::new(job.log_name()).error("configuration error", json!({ "error": e.to_string() }));
         e.to_string()

@@ -54,9 +54,7 @@ pub struct KeyRing {
 
 impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyRing")
-            .field("versions", &self.keys.keys().collect::<Vec<_>>())
-            .finish()
+        f.debug_struct("KeyRing").field("versions", &self.keys.keys().collect::<Vec<_>>()).finish()
     }
 }
 
@@ -73,9 +71,7 @@ impl KeyRing {
     }
 
     pub fn insert(&mut self, version: String, hex_key: &str) -> Result<(), KeyError> {
-        let bad = || KeyError::BadKey {
-            version: version.clone(),
-        };
+        let bad = || KeyError::BadKey { version: version.clone() };
         let hex_key = hex_key.trim();
         if hex_key.len() != KEY_HEX_LEN {
             return Err(bad());
@@ -101,10 +97,8 @@ impl KeyRing {
             [iv, tag, ct] => ("v1", *iv, *tag, *ct),
             other => return Err(DecryptError::Shape(other.len())),
         };
-        let key = self
-            .keys
-            .get(version)
-            .ok_or_else(|| DecryptError::UnknownKeyVersion(version.to_owned()))?;
+        let key =
+            self.keys.get(version).ok_or_else(|| DecryptError::UnknownKeyVersion(version.to_owned()))?;
         let iv = hex::decode(iv).map_err(|_| DecryptError::NotHex("IV"))?;
         let tag = hex::decode(tag).map_err(|_| DecryptError::NotHex("tag"))?;
         let mut sealed = hex::decode(ciphertext).map_err(|_| DecryptError::NotHex("ciphertext"))?;
@@ -118,13 +112,7 @@ impl KeyRing {
         sealed.extend_from_slice(&tag);
         let cipher = Aes256Gcm16::new(key.into());
         let plain = cipher
-            .decrypt(
-                Nonce::<U16>::from_slice(&iv),
-                Payload {
-                    msg: &sealed,
-                    aad: &[],
-                },
-            )
+            .decrypt(Nonce::<U16>::from_slice(&iv), Payload { msg: &sealed, aad: &[] })
             .map_err(|_| DecryptError::Authentication)?;
         String::from_utf8(plain).map_err(|_| DecryptError::NotUtf8)
     }
@@ -139,12 +127,7 @@ pub fn encrypt(key_hex: &str, version: Option<&str>, iv: &[u8; IV_LEN], plaintex
         .encrypt(Nonce::<U16>::from_slice(iv), plaintext.as_bytes())
         .expect("AES-GCM encryption cannot fail for in-memory input");
     let (ciphertext, tag) = sealed.split_at(sealed.len() - TAG_LEN);
-    let body = format!(
-        "{}:{}:{}",
-        hex::encode(iv),
-        hex::encode(tag),
-        hex::encode(ciphertext)
-    );
+    let body = format!("{}:{}:{}", hex::encode(iv), hex::encode(tag), hex::encode(ciphertext));
     match version {
         Some(v) => format!("{v}:{body}"),
         None => body,
@@ -164,7 +147,8 @@ mod tests {
     use super::*;
 
     const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
-    const KNOWN: &str = "v1:a0a1a2a3a4a5a6a7a8a9aaabacadaeaf:96f074d59d58732b41fefbddc91e2b62:6fe262fe35b9a805b7b36bde8671e3";
+    const KNOWN: &str =
+        "v1:a0a1a2a3a4a5a6a7a8a9aaabacadaeaf:96f074d59d58732b41fefbddc91e2b62:6fe262fe35b9a805b7b36bde8671e3";
 
     fn ring() -> KeyRing {
         KeyRing::from_json(&format!(r#"{{"v1":"{KEY}"}}"#)).unwrap()
@@ -177,10 +161,7 @@ mod tests {
 
     #[test]
     fn encrypt_reproduces_known_answer() {
-        let iv: [u8; 16] = hex::decode("a0a1a2a3a4a5a6a7a8a9aaabacadaeaf")
-            .unwrap()
-            .try_into()
-            .unwrap();
+        let iv: [u8; 16] = hex::decode("a0a1a2a3a4a5a6a7a8a9aaabacadaeaf").unwrap().try_into().unwrap();
         assert_eq!(encrypt(KEY, Some("v1"), &iv, "EAAB-test-token"), KNOWN);
     }
 
@@ -197,10 +178,7 @@ mod tests {
         r.insert("v2".into(), &k2).unwrap();
         let stored = encrypt(&k2, Some("v2"), &[7u8; 16], "EAAB-v2");
         assert_eq!(r.decrypt(&stored).unwrap(), "EAAB-v2");
-        assert_eq!(
-            ring().decrypt(&stored),
-            Err(DecryptError::UnknownKeyVersion("v2".into()))
-        );
+        assert_eq!(ring().decrypt(&stored), Err(DecryptError::UnknownKeyVersion("v2".into())));
     }
 
     #[test]
@@ -209,10 +187,7 @@ mod tests {
         assert_eq!(r.decrypt("abc"), Err(DecryptError::Shape(1)));
         assert_eq!(r.decrypt("v1:a:b:c:d"), Err(DecryptError::Shape(5)));
         assert_eq!(r.decrypt("v1:zz:00:00"), Err(DecryptError::NotHex("IV")));
-        let short_iv = KNOWN.replace(
-            "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf",
-            "a0a1a2a3a4a5a6a7a8a9aaab",
-        );
+        let short_iv = KNOWN.replace("a0a1a2a3a4a5a6a7a8a9aaabacadaeaf", "a0a1a2a3a4a5a6a7a8a9aaab");
         assert_eq!(r.decrypt(&short_iv), Err(DecryptError::IvLength(12)));
         let short_tag = KNOWN.replace("96f074d59d58732b41fefbddc91e2b62", "96f074d59d58732b");
         assert_eq!(r.decrypt(&short_tag), Err(DecryptError::TagLength(8)));
@@ -229,17 +204,9 @@ mod tests {
     #[test]
     fn bad_keys_rejected_without_echoing_them() {
         let err = KeyRing::from_json(r#"{"v1":"0011"}"#).unwrap_err();
-        assert_eq!(
-            err,
-            KeyError::BadKey {
-                version: "v1".into()
-            }
-        );
+        assert_eq!(err, KeyError::BadKey { version: "v1".into() });
         assert!(!err.to_string().contains("0011"));
-        assert_eq!(
-            KeyRing::from_json("[1]").unwrap_err(),
-            KeyError::NotJsonObject
-        );
+        assert_eq!(KeyRing::from_json("[1]").unwrap_err(), KeyError::NotJsonObject);
         assert!(!format!("{:?}", ring()).contains(KEY));
     }
 

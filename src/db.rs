@@ -31,10 +31,7 @@ impl DbError {
     }
 
     fn decode(context: &'static str, what: &str) -> Self {
-        Self {
-            context,
-            message: format!("unexpected value in column {what}"),
-        }
+        Self { context, message: format!("unexpected value in column {what}") }
     }
 }
 
@@ -48,40 +45,20 @@ pub struct Db {
 
 impl Db {
     pub fn open(url: &str) -> DbResult<Self> {
-        Connection::open(url)
-            .map(|conn| Self { conn })
-            .map_err(|e| DbError::new("connect", e))
+        Connection::open(url).map(|conn| Self { conn }).map_err(|e| DbError::new("connect", e))
     }
 
-    fn query(
-        &self,
-        context: &'static str,
-        sql: &str,
-        params: &[ParameterValue],
-    ) -> DbResult<RowSet> {
-        self.conn
-            .query(sql, params)
-            .map_err(|e| DbError::new(context, e))
+    fn query(&self, context: &'static str, sql: &str, params: &[ParameterValue]) -> DbResult<RowSet> {
+        self.conn.query(sql, params).map_err(|e| DbError::new(context, e))
     }
 
-    fn execute(
-        &self,
-        context: &'static str,
-        sql: &str,
-        params: &[ParameterValue],
-    ) -> DbResult<u64> {
-        self.conn
-            .execute(sql, params)
-            .map_err(|e| DbError::new(context, e))
+    fn execute(&self, context: &'static str, sql: &str, params: &[ParameterValue]) -> DbResult<u64> {
+        self.conn.execute(sql, params).map_err(|e| DbError::new(context, e))
     }
 
     /// Runs `body` inside BEGIN/COMMIT on this connection (Spin keeps one session per
     /// connection), rolling back when it fails.
-    fn transaction<T>(
-        &self,
-        context: &'static str,
-        body: impl FnOnce() -> DbResult<T>,
-    ) -> DbResult<T> {
+    fn transaction<T>(&self, context: &'static str, body: impl FnOnce() -> DbResult<T>) -> DbResult<T> {
         self.execute(context, "BEGIN", &[])?;
         match body() {
             Ok(v) => {
@@ -103,11 +80,7 @@ impl Db {
             "INSERT INTO job_runs (id, \"jobType\", trigger, status, \"startedAt\") \
              VALUES ($1, $2, $3, 'running', {NOW_UTC}) ON CONFLICT (id) DO NOTHING"
         );
-        Ok(self.execute(
-            "job_runs insert",
-            &sql,
-            &[str(id), str(job_type), str(trigger)],
-        )? == 1)
+        Ok(self.execute("job_runs insert", &sql, &[str(id), str(job_type), str(trigger)])? == 1)
     }
 
     pub fn finish_job_run(
@@ -151,16 +124,11 @@ impl Db {
                     OR c.\"lastHealthCheckAt\" < {NOW_UTC} - make_interval(hours => $1)) \
              ORDER BY c.\"lastHealthCheckAt\" ASC NULLS FIRST, c.id"
         );
-        let rows = self.query(
-            CTX,
-            &sql,
-            &[ParameterValue::Int32(recheck_after_hours as i32)],
-        )?;
+        let rows = self.query(CTX, &sql, &[ParameterValue::Int32(recheck_after_hours as i32)])?;
         rows.rows
             .iter()
             .map(|r| {
-                let need =
-                    |i: usize, what: &str| text(&r[i]).ok_or_else(|| DbError::decode(CTX, what));
+                let need = |i: usize, what: &str| text(&r[i]).ok_or_else(|| DbError::decode(CTX, what));
                 Ok(DueConnection {
                     id: need(0, "id")?,
                     waba_id: text(&r[1]),
@@ -181,11 +149,8 @@ impl Db {
             "SELECT count(*) FROM whatsapp_connections WHERE status = 'active' \
              AND \"lastHealthCheckAt\" >= {NOW_UTC} - make_interval(hours => $1)"
         );
-        let rows = self.query(
-            "count recent checks",
-            &sql,
-            &[ParameterValue::Int32(recheck_after_hours as i32)],
-        )?;
+        let rows =
+            self.query("count recent checks", &sql, &[ParameterValue::Int32(recheck_after_hours as i32)])?;
         Ok(rows.rows.first().and_then(|r| int(&r[0])).unwrap_or(0) as u64)
     }
 
@@ -240,10 +205,7 @@ impl Db {
             self.execute(
                 "update whatsapp_connections",
                 &connections,
-                &[
-                    col(&|w| Some(w.connection_id.clone())),
-                    col(&|w| Some(w.status.to_owned())),
-                ],
+                &[col(&|w| Some(w.connection_id.clone())), col(&|w| Some(w.status.to_owned()))],
             )?;
             self.execute(
                 "update whatsapp_configs",

@@ -74,23 +74,12 @@ pub fn parse_debug_token(http_status: u16, body: &[u8]) -> Answer<DebugToken> {
         let scopes = match data.get("scopes") {
             None | Some(Value::Null) => None,
             Some(list) => Some(
-                list.as_array()?
-                    .iter()
-                    .map(|s| s.as_str().map(str::to_owned))
-                    .collect::<Option<Vec<_>>>()?,
+                list.as_array()?.iter().map(|s| s.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>()?,
             ),
         };
-        let invalid_reason = data
-            .get("error")
-            .and_then(|e| e.get("message"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        Some(DebugToken {
-            is_valid,
-            expires_at,
-            scopes,
-            invalid_reason,
-        })
+        let invalid_reason =
+            data.get("error").and_then(|e| e.get("message")).and_then(Value::as_str).map(str::to_owned);
+        Some(DebugToken { is_valid, expires_at, scopes, invalid_reason })
     })
 }
 
@@ -103,41 +92,22 @@ pub fn parse_phone_health(http_status: u16, body: &[u8]) -> Answer<PhoneHealth> 
         }
         let mut out = PhoneHealth {
             status: obj.get("status").and_then(Value::as_str).map(str::to_owned),
-            quality_rating: obj
-                .get("quality_rating")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            quality_rating: obj.get("quality_rating").and_then(Value::as_str).map(str::to_owned),
             ..Default::default()
         };
         if let Some(health) = health {
             let health = health.as_object()?;
-            out.can_send_message.extend(
-                health
-                    .get("can_send_message")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-            );
-            for entity in health
-                .get("entities")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                out.can_send_message.extend(
-                    entity
-                        .get("can_send_message")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                );
+            out.can_send_message
+                .extend(health.get("can_send_message").and_then(Value::as_str).map(str::to_owned));
+            for entity in health.get("entities").and_then(Value::as_array).into_iter().flatten() {
+                out.can_send_message
+                    .extend(entity.get("can_send_message").and_then(Value::as_str).map(str::to_owned));
                 if out.entity_error.is_none() {
                     out.entity_error = entity
                         .get("errors")
                         .and_then(Value::as_array)
                         .and_then(|errs| errs.first())
-                        .and_then(|e| {
-                            e.get("error_description")
-                                .or_else(|| e.get("possible_solution"))
-                        })
+                        .and_then(|e| e.get("error_description").or_else(|| e.get("possible_solution")))
                         .and_then(Value::as_str)
                         .map(str::to_owned);
                 }
@@ -147,32 +117,20 @@ pub fn parse_phone_health(http_status: u16, body: &[u8]) -> Answer<PhoneHealth> 
     })
 }
 
-fn parse_answer<T>(
-    http_status: u16,
-    body: &[u8],
-    parse_ok: impl FnOnce(&Value) -> Option<T>,
-) -> Answer<T> {
+fn parse_answer<T>(http_status: u16, body: &[u8], parse_ok: impl FnOnce(&Value) -> Option<T>) -> Answer<T> {
     let json: Option<Value> = serde_json::from_slice(body).ok();
-    if let Some(error) = json
-        .as_ref()
-        .and_then(|v| v.get("error"))
-        .and_then(parse_error)
-    {
+    if let Some(error) = json.as_ref().and_then(|v| v.get("error")).and_then(parse_error) {
         return Answer::Error { http_status, error };
     }
     if http_status == 429 || http_status >= 500 {
         return Answer::Unusable(format!("HTTP {http_status} from Graph API"));
     }
     if !(200..300).contains(&http_status) {
-        return Answer::Unusable(format!(
-            "HTTP {http_status} from Graph API without an error object"
-        ));
+        return Answer::Unusable(format!("HTTP {http_status} from Graph API without an error object"));
     }
     match json.as_ref().and_then(parse_ok) {
         Some(ok) => Answer::Ok(ok),
-        None => {
-            Answer::Unusable("Graph API answered with a body that is not the JSON expected".into())
-        }
+        None => Answer::Unusable("Graph API answered with a body that is not the JSON expected".into()),
     }
 }
 
@@ -180,20 +138,9 @@ fn parse_error(e: &Value) -> Option<GraphError> {
     Some(GraphError {
         code: e.get("code")?.as_i64()?,
         subcode: e.get("error_subcode").and_then(Value::as_i64),
-        kind: e
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("GraphError")
-            .to_owned(),
-        message: e
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        is_transient: e
-            .get("is_transient")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        kind: e.get("type").and_then(Value::as_str).unwrap_or("GraphError").to_owned(),
+        message: e.get("message").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        is_transient: e.get("is_transient").and_then(Value::as_bool).unwrap_or(false),
     })
 }
 
@@ -208,12 +155,7 @@ impl Client<'_> {
     /// `debug_token`, when app credentials are configured; with the elapsed milliseconds.
     pub async fn debug_token(&self, token: &str) -> Option<(Answer<DebugToken>, u64)> {
         let app = self.app?;
-        let url = format!(
-            "{}/{}/debug_token?input_token={}",
-            self.base_url,
-            self.version,
-            encode(token)
-        );
+        let url = format!("{}/{}/debug_token?input_token={}", self.base_url, self.version, encode(token));
         let auth = format!("Bearer {}|{}", app.id, app.secret);
         Some(self.get(&url, auth, parse_debug_token).await)
     }
@@ -227,30 +169,16 @@ impl Client<'_> {
                 self.version,
                 encode(id)
             ),
-            Node::Waba(id) => format!(
-                "{}/{}/{}?fields=health_status",
-                self.base_url,
-                self.version,
-                encode(id)
-            ),
+            Node::Waba(id) => {
+                format!("{}/{}/{}?fields=health_status", self.base_url, self.version, encode(id))
+            }
         };
-        self.get(&url, format!("Bearer {token}"), parse_phone_health)
-            .await
+        self.get(&url, format!("Bearer {token}"), parse_phone_health).await
     }
 
-    async fn get<T>(
-        &self,
-        url: &str,
-        auth: String,
-        parse: fn(u16, &[u8]) -> Answer<T>,
-    ) -> (Answer<T>, u64) {
+    async fn get<T>(&self, url: &str, auth: String, parse: fn(u16, &[u8]) -> Answer<T>) -> (Answer<T>, u64) {
         let started = Instant::now();
-        let req = Request {
-            method: "GET",
-            url,
-            headers: vec![("authorization", auth)],
-            body: &[],
-        };
+        let req = Request { method: "GET", url, headers: vec![("authorization", auth)], body: &[] };
         let answer = match outbound::send(req, CALL_TIMEOUT).await {
             Ok(resp) => parse(resp.status, &resp.body),
             Err(e) => Answer::Unusable(format!("Graph API call failed: {e}")),
@@ -263,9 +191,7 @@ impl Client<'_> {
 fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -291,11 +217,8 @@ mod tests {
 
     #[test]
     fn debug_token_invalid_with_reason() {
-        let body =
-            br#"{"data":{"is_valid":false,"error":{"code":190,"message":"Session has expired"}}}"#;
-        let Answer::Ok(d) = parse_debug_token(200, body) else {
-            panic!()
-        };
+        let body = br#"{"data":{"is_valid":false,"error":{"code":190,"message":"Session has expired"}}}"#;
+        let Answer::Ok(d) = parse_debug_token(200, body) else { panic!() };
         assert!(!d.is_valid);
         assert_eq!(d.invalid_reason.as_deref(), Some("Session has expired"));
     }
@@ -303,52 +226,27 @@ mod tests {
     #[test]
     fn graph_error_object_parsed_on_any_status() {
         let body = br#"{"error":{"message":"Error validating access token","type":"OAuthException","code":190,"error_subcode":463,"fbtrace_id":"x"}}"#;
-        let Answer::Error { http_status, error } = parse_phone_health(400, body) else {
-            panic!()
-        };
+        let Answer::Error { http_status, error } = parse_phone_health(400, body) else { panic!() };
         assert_eq!(http_status, 400);
-        assert_eq!(
-            (error.code, error.subcode, error.kind.as_str()),
-            (190, Some(463), "OAuthException")
-        );
+        assert_eq!((error.code, error.subcode, error.kind.as_str()), (190, Some(463), "OAuthException"));
         assert!(!error.is_transient);
     }
 
     #[test]
     fn server_errors_and_garbage_are_unusable() {
-        assert!(matches!(
-            parse_phone_health(503, b"<html>down</html>"),
-            Answer::Unusable(_)
-        ));
+        assert!(matches!(parse_phone_health(503, b"<html>down</html>"), Answer::Unusable(_)));
         assert!(matches!(parse_phone_health(429, b""), Answer::Unusable(_)));
-        assert!(matches!(
-            parse_phone_health(200, b"not json"),
-            Answer::Unusable(_)
-        ));
-        assert!(matches!(
-            parse_phone_health(200, b"[1,2]"),
-            Answer::Unusable(_)
-        ));
-        assert!(matches!(
-            parse_phone_health(200, br#"{"id":"1"}"#),
-            Answer::Unusable(_)
-        ));
-        assert!(matches!(
-            parse_debug_token(200, br#"{"data":{}}"#),
-            Answer::Unusable(_)
-        ));
-        assert!(matches!(
-            parse_debug_token(200, br#"{"data":{"is_valid":"yes"}}"#),
-            Answer::Unusable(_)
-        ));
+        assert!(matches!(parse_phone_health(200, b"not json"), Answer::Unusable(_)));
+        assert!(matches!(parse_phone_health(200, b"[1,2]"), Answer::Unusable(_)));
+        assert!(matches!(parse_phone_health(200, br#"{"id":"1"}"#), Answer::Unusable(_)));
+        assert!(matches!(parse_debug_token(200, br#"{"data":{}}"#), Answer::Unusable(_)));
+        assert!(matches!(parse_debug_token(200, br#"{"data":{"is_valid":"yes"}}"#), Answer::Unusable(_)));
     }
 
     #[test]
     fn phone_health_collects_entities() {
         let body = br#"{"id":"1","status":"CONNECTED","quality_rating":"GREEN","health_status":{"can_send_message":"LIMITED","entities":[{"entity_type":"PHONE_NUMBER","id":"1","can_send_message":"AVAILABLE"},{"entity_type":"WABA","id":"2","can_send_message":"LIMITED","errors":[{"error_code":141006,"error_description":"Payment method missing"}]}]}}"#;
-        let Answer::Ok(h) = parse_phone_health(200, body) else {
-            panic!()
-        };
+        let Answer::Ok(h) = parse_phone_health(200, body) else { panic!() };
         assert_eq!(h.can_send_message, vec!["LIMITED", "AVAILABLE", "LIMITED"]);
         assert_eq!(h.status.as_deref(), Some("CONNECTED"));
         assert_eq!(h.entity_error.as_deref(), Some("Payment method missing"));

@@ -31,18 +31,11 @@ impl Redis {
     }
 
     fn exec(&self, cmd: &str, args: Vec<RedisParameter>) -> Result<Vec<RedisResult>, RedisError> {
-        self.conn
-            .execute(cmd, &args)
-            .map_err(|e| RedisError(format!("{cmd} failed: {e}")))
+        self.conn.execute(cmd, &args).map_err(|e| RedisError(format!("{cmd} failed: {e}")))
     }
 
     /// True when this run now holds the lock.
-    pub fn try_lock(
-        &self,
-        job_type: &str,
-        job_id: &str,
-        ttl: Duration,
-    ) -> Result<bool, RedisError> {
+    pub fn try_lock(&self, job_type: &str, job_id: &str, ttl: Duration) -> Result<bool, RedisError> {
         let reply = self.exec(
             "SET",
             vec![
@@ -64,12 +57,7 @@ impl Redis {
     pub fn unlock(&self, job_type: &str, job_id: &str) -> Result<bool, RedisError> {
         let reply = self.exec(
             "EVAL",
-            vec![
-                bin(RELEASE_SCRIPT),
-                RedisParameter::Int64(1),
-                bin(&lock_key(job_type)),
-                bin(job_id),
-            ],
+            vec![bin(RELEASE_SCRIPT), RedisParameter::Int64(1), bin(&lock_key(job_type)), bin(job_id)],
         )?;
         Ok(matches!(reply.as_slice(), [RedisResult::Int64(1)]))
     }

@@ -17,10 +17,7 @@ impl Logger {
     }
 
     pub fn with_job_id(&self, job_id: &str) -> Self {
-        Self {
-            job: self.job,
-            job_id: Some(job_id.to_owned()),
-        }
+        Self { job: self.job, job_id: Some(job_id.to_owned()) }
     }
 
     pub fn info(&self, msg: &str, fields: Value) {

@@ -34,10 +34,7 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -62,25 +59,16 @@ pub async fn send(req: Request<'_>, timeout: Duration) -> Result<Response, Outbo
     let expired = || OutboundError::Timeout(timeout.as_secs());
 
     let (scheme, authority, path) = split_url(req.url)?;
-    let fields: Vec<(String, Vec<u8>)> = req
-        .headers
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-        .collect();
-    let headers = Fields::from_list(&fields)
-        .map_err(|e| OutboundError::InvalidUrl(format!("bad header: {e:?}")))?;
+    let fields: Vec<(String, Vec<u8>)> =
+        req.headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+    let headers =
+        Fields::from_list(&fields).map_err(|e| OutboundError::InvalidUrl(format!("bad header: {e:?}")))?;
     let outgoing = OutgoingRequest::new(headers);
     let _ = outgoing.set_method(&method(req.method));
     let _ = outgoing.set_scheme(Some(&scheme));
-    outgoing
-        .set_authority(Some(authority))
-        .map_err(|_| OutboundError::InvalidUrl(req.url.to_owned()))?;
-    outgoing
-        .set_path_with_query(Some(path))
-        .map_err(|_| OutboundError::InvalidUrl(req.url.to_owned()))?;
-    let body = outgoing
-        .body()
-        .map_err(|_| OutboundError::Network("body unavailable".into()))?;
+    outgoing.set_authority(Some(authority)).map_err(|_| OutboundError::InvalidUrl(req.url.to_owned()))?;
+    outgoing.set_path_with_query(Some(path)).map_err(|_| OutboundError::InvalidUrl(req.url.to_owned()))?;
+    let body = outgoing.body().map_err(|_| OutboundError::Network("body unavailable".into()))?;
 
     let options = RequestOptions::new();
     let nanos = timeout.as_nanos() as u64;
@@ -88,8 +76,7 @@ pub async fn send(req: Request<'_>, timeout: Duration) -> Result<Response, Outbo
     let _ = options.set_first_byte_timeout(Some(nanos));
     let _ = options.set_between_bytes_timeout(Some(nanos));
 
-    let future =
-        outgoing_handler::handle(outgoing, Some(options)).map_err(|e| map_error(e, timeout))?;
+    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| map_error(e, timeout))?;
     write_body(body, req.body, timeout)?;
 
     let response = loop {
@@ -110,15 +97,9 @@ pub async fn send(req: Request<'_>, timeout: Duration) -> Result<Response, Outbo
         .into_iter()
         .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
         .collect();
-    let incoming = response
-        .consume()
-        .map_err(|_| OutboundError::Network("no body".into()))?;
+    let incoming = response.consume().map_err(|_| OutboundError::Network("no body".into()))?;
     let body = read_body(incoming, deadline).await?.ok_or_else(expired)?;
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
+    Ok(Response { status, headers, body })
 }
 
 fn method(m: &str) -> Method {
@@ -150,9 +131,7 @@ fn split_url(url: &str) -> Result<(Scheme, &str, &str), OutboundError> {
 fn write_body(body: OutgoingBody, bytes: &[u8], timeout: Duration) -> Result<(), OutboundError> {
     let failed = |e: StreamError| OutboundError::Network(format!("writing request body: {e:?}"));
     {
-        let stream = body
-            .write()
-            .map_err(|_| OutboundError::Network("body stream".into()))?;
+        let stream = body.write().map_err(|_| OutboundError::Network("body stream".into()))?;
         for chunk in bytes.chunks(WRITE_CHUNK) {
             stream.blocking_write_and_flush(chunk).map_err(failed)?;
         }
@@ -161,15 +140,10 @@ fn write_body(body: OutgoingBody, bytes: &[u8], timeout: Duration) -> Result<(),
 }
 
 /// `None` when the deadline passed before the body ended.
-async fn read_body(
-    body: IncomingBody,
-    deadline: Instant,
-) -> Result<Option<Vec<u8>>, OutboundError> {
+async fn read_body(body: IncomingBody, deadline: Instant) -> Result<Option<Vec<u8>>, OutboundError> {
     let mut out = Vec::new();
     {
-        let stream = body
-            .stream()
-            .map_err(|_| OutboundError::Network("body stream".into()))?;
+        let stream = body.stream().map_err(|_| OutboundError::Network("body stream".into()))?;
         loop {
             match stream.read(64 * 1024) {
                 Ok(chunk) if chunk.is_empty() => {
@@ -183,11 +157,7 @@ async fn read_body(
                     }
                 }
                 Err(StreamError::Closed) => break,
-                Err(e) => {
-                    return Err(OutboundError::Network(format!(
-                        "reading response body: {e:?}"
-                    )))
-                }
+                Err(e) => return Err(OutboundError::Network(format!("reading response body: {e:?}"))),
             }
         }
     }
@@ -223,9 +193,9 @@ async fn wait(subscribe: impl Fn() -> Pollable, deadline: Instant) -> bool {
 fn map_error(e: ErrorCode, timeout: Duration) -> OutboundError {
     match e {
         ErrorCode::HttpRequestDenied => OutboundError::Denied("request denied by host".into()),
-        ErrorCode::ConnectionTimeout
-        | ErrorCode::ConnectionReadTimeout
-        | ErrorCode::HttpResponseTimeout => OutboundError::Timeout(timeout.as_secs()),
+        ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout | ErrorCode::HttpResponseTimeout => {
+            OutboundError::Timeout(timeout.as_secs())
+        }
         ErrorCode::DnsError(d) => OutboundError::Network(format!("DNS error: {:?}", d.rcode)),
         ErrorCode::ConnectionRefused => OutboundError::Network("connection refused".into()),
         other => OutboundError::Network(format!("{other:?}")),

@@ -22,10 +22,7 @@ async fn handle(req: Request) -> Response {
     };
     let method = req.method().clone();
     if !matches!(method, Method::Get | Method::Post) {
-        let mut resp = reply(
-            405,
-            json!({ "success": false, "error": "Method not allowed" }),
-        );
+        let mut resp = reply(405, json!({ "success": false, "error": "Method not allowed" }));
         resp.set_header("allow", "GET, POST");
         return resp;
     }
@@ -36,9 +33,7 @@ async fn handle(req: Request) -> Response {
     };
     // The query parameter is honoured on the status routes only: a POST that starts work must
     // not carry its secret in a URL that proxies log.
-    let query_secret = (method == Method::Get)
-        .then(|| query_param(req.query(), "secret"))
-        .flatten();
+    let query_secret = (method == Method::Get).then(|| query_param(req.query(), "secret")).flatten();
     let presented = Presented {
         x_cron_secret: header(&req, "x-cron-secret"),
         authorization: header(&req, "authorization"),
@@ -74,17 +69,12 @@ fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 }
 
 fn query_param(query: &str, name: &str) -> Option<String> {
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
 fn status(job: JobType, config: &Config) -> Response {
     match runner::is_running(job, config) {
-        Ok(running) => reply(
-            200,
-            json!({ "success": true, "isRunning": running, "jobType": job.as_str() }),
-        ),
+        Ok(running) => reply(200, json!({ "success": true, "isRunning": running, "jobType": job.as_str() })),
         Err(e) => run_error(e.into()),
     }
 }

@@ -87,10 +87,7 @@ pub struct JobOutcome {
 
 impl JobOutcome {
     pub fn new(summary: &impl Serialize, remaining: u64) -> Self {
-        Self {
-            summary: serde_json::to_value(summary).unwrap_or(Value::Null),
-            remaining,
-        }
+        Self { summary: serde_json::to_value(summary).unwrap_or(Value::Null), remaining }
     }
 }
 
@@ -125,23 +122,17 @@ pub struct Completed {
 /// Attempts per run to find a free jobId millisecond.
 const JOB_ID_ATTEMPTS: u64 = 20;
 
-pub async fn run_job(
-    job: JobType,
-    trigger: Trigger,
-    config: &Config,
-) -> Result<Completed, RunError> {
+pub async fn run_job(job: JobType, trigger: Trigger, config: &Config) -> Result<Completed, RunError> {
     let log = Logger::new(job.log_name());
     let result = run_locked(job, trigger, config, &log).await;
     if let Err(e) = &result {
         match e {
-            RunError::Busy { job_id } => log.info(
-                "lock held by another run, skipping",
-                json!({ "jobId": job_id }),
-            ),
-            other => log.error(
-                "run failed",
-                json!({ "error": other.to_string(), "trigger": trigger.as_str() }),
-            ),
+            RunError::Busy { job_id } => {
+                log.info("lock held by another run, skipping", json!({ "jobId": job_id }))
+            }
+            other => {
+                log.error("run failed", json!({ "error": other.to_string(), "trigger": trigger.as_str() }))
+            }
         }
     }
     result
@@ -157,10 +148,9 @@ async fn run_locked(
     let job_id = reserve_job_id(&db, job, trigger)?;
     let log = log.with_job_id(&job_id);
 
-    let redis = match Redis::open(&config.redis_url).and_then(|r| {
-        r.try_lock(job.as_str(), &job_id, config.lock_ttl)
-            .map(|got| (r, got))
-    }) {
+    let redis = match Redis::open(&config.redis_url)
+        .and_then(|r| r.try_lock(job.as_str(), &job_id, config.lock_ttl).map(|got| (r, got)))
+    {
         Ok((redis, true)) => redis,
         Ok((_, false)) => {
             db.finish_job_run(&job_id, "skipped", None, Some("lock held by another run"))?;
@@ -173,24 +163,12 @@ async fn run_locked(
     };
 
     log.info("run started", json!({ "trigger": trigger.as_str() }));
-    let ctx = JobContext {
-        config,
-        db: &db,
-        deadline: Deadline::after(config.job_time_budget),
-        log: &log,
-    };
+    let ctx = JobContext { config, db: &db, deadline: Deadline::after(config.job_time_budget), log: &log };
     let result = job.run(&ctx).await;
     let recorded = match &result {
         Ok(outcome) => {
-            let status = if outcome.remaining > 0 {
-                "partial"
-            } else {
-                "succeeded"
-            };
-            log.info(
-                "run finished",
-                json!({ "status": status, "summary": outcome.summary }),
-            );
+            let status = if outcome.remaining > 0 { "partial" } else { "succeeded" };
+            log.info("run finished", json!({ "status": status, "summary": outcome.summary }));
             db.finish_job_run(&job_id, status, Some(&outcome.summary), None)
         }
         Err(e) => {
@@ -201,22 +179,13 @@ async fn run_locked(
 
     match redis.unlock(job.as_str(), &job_id) {
         Ok(true) => {}
-        Ok(false) => log.warn(
-            "lock was no longer ours at release (expired or taken over)",
-            json!({}),
-        ),
-        Err(e) => log.error(
-            "lock release failed; it expires by its TTL",
-            json!({ "error": e.to_string() }),
-        ),
+        Ok(false) => log.warn("lock was no longer ours at release (expired or taken over)", json!({})),
+        Err(e) => log.error("lock release failed; it expires by its TTL", json!({ "error": e.to_string() })),
     }
 
     let outcome = result?;
     recorded?;
-    Ok(Completed {
-        job_id,
-        summary: outcome.summary,
-    })
+    Ok(Completed { job_id, summary: outcome.summary })
 }
 
 fn reserve_job_id(db: &Db, job: JobType, trigger: Trigger) -> Result<String, RunError> {
@@ -228,18 +197,13 @@ fn reserve_job_id(db: &Db, job: JobType, trigger: Trigger) -> Result<String, Run
         }
     }
     // Twenty runs of one job started in the same twenty milliseconds: let the next try win.
-    Err(RunError::Busy {
-        job_id: format!("{}-{start}", job.as_str()),
-    })
+    Err(RunError::Busy { job_id: format!("{}-{start}", job.as_str()) })
 }
 
 /// Best effort: when Postgres itself is what failed, the row cannot be written; the log has it.
 fn record_failure(db: &Db, job_id: &str, error: &str, log: &Logger) {
     if let Err(e) = db.finish_job_run(job_id, "failed", None, Some(error)) {
-        log.error(
-            "could not record the failed run",
-            json!({ "error": e.to_string() }),
-        );
+        log.error("could not record the failed run", json!({ "error": e.to_string() }));
     }
 }
 

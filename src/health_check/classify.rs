@@ -72,10 +72,7 @@ pub struct Inputs<'a> {
     pub previous_unknowns: usize,
 }
 
-const REQUIRED_SCOPES: [&str; 2] = [
-    "whatsapp_business_messaging",
-    "whatsapp_business_management",
-];
+const REQUIRED_SCOPES: [&str; 2] = ["whatsapp_business_messaging", "whatsapp_business_management"];
 const UNKNOWN_STREAK_WARNING: usize = 3;
 
 /// A connection that could not be checked at all (no token, or one we cannot decrypt).
@@ -123,35 +120,18 @@ pub fn classify(inputs: &Inputs<'_>) -> Verdict {
         token_expired = token_expired || (e.code == 190 && e.subcode == Some(463));
     }
 
-    let worst = findings
-        .iter()
-        .map(|(h, _)| *h)
-        .max()
-        .unwrap_or(Health::Healthy);
-    let mut reason = findings
-        .iter()
-        .filter(|(h, _)| *h == worst)
-        .map(|(_, r)| r.as_str())
-        .collect::<Vec<_>>()
-        .join("; ");
+    let worst = findings.iter().map(|(h, _)| *h).max().unwrap_or(Health::Healthy);
+    let mut reason =
+        findings.iter().filter(|(h, _)| *h == worst).map(|(_, r)| r.as_str()).collect::<Vec<_>>().join("; ");
     let mut health = worst;
     if worst == Health::Healthy {
         reason = "Token validated successfully".into();
     }
     if worst == Health::Unknown && inputs.previous_unknowns + 1 >= UNKNOWN_STREAK_WARNING {
         health = Health::Warning;
-        reason = format!(
-            "{} transient failures in a row; last: {reason}",
-            inputs.previous_unknowns + 1
-        );
+        reason = format!("{} transient failures in a row; last: {reason}", inputs.previous_unknowns + 1);
     }
-    Verdict {
-        health,
-        reason,
-        token_valid,
-        token_expired,
-        token,
-    }
+    Verdict { health, reason, token_valid, token_expired, token }
 }
 
 fn graph_errors<'a>(inputs: &'a Inputs<'_>) -> impl Iterator<Item = &'a GraphError> {
@@ -200,16 +180,10 @@ fn debug_findings(d: &DebugToken, facts: TokenFacts, now: i64) -> Vec<(Health, S
     }
     if d.is_valid {
         if let Some(scopes) = &d.scopes {
-            let missing: Vec<&str> = REQUIRED_SCOPES
-                .iter()
-                .copied()
-                .filter(|s| !scopes.iter().any(|have| have == s))
-                .collect();
+            let missing: Vec<&str> =
+                REQUIRED_SCOPES.iter().copied().filter(|s| !scopes.iter().any(|have| have == s)).collect();
             if !missing.is_empty() {
-                out.push((
-                    Health::Error,
-                    format!("Token lacks scope(s): {}", missing.join(", ")),
-                ));
+                out.push((Health::Error, format!("Token lacks scope(s): {}", missing.join(", "))));
             }
         }
     }
@@ -218,11 +192,7 @@ fn debug_findings(d: &DebugToken, facts: TokenFacts, now: i64) -> Vec<(Health, S
 
 fn node_findings(h: &PhoneHealth) -> Vec<(Health, String)> {
     let mut out = Vec::new();
-    let detail = h
-        .entity_error
-        .as_deref()
-        .map(|e| format!(" ({})", short(e)))
-        .unwrap_or_default();
+    let detail = h.entity_error.as_deref().map(|e| format!(" ({})", short(e))).unwrap_or_default();
     if h.can_send_message.iter().any(|c| c == "BLOCKED") {
         out.push((Health::Error, format!("can_send_message BLOCKED{detail}")));
     } else if h.can_send_message.iter().any(|c| c == "LIMITED") {
@@ -253,9 +223,7 @@ fn failure_finding<T>(call: &str, answer: &Answer<T>) -> Option<(Health, String)
                 Some(sub) => format!("{}/{}", error.code, sub),
                 None => error.code.to_string(),
             };
-            let what = known_meaning(error)
-                .map(str::to_owned)
-                .unwrap_or_else(|| short(&error.message));
+            let what = known_meaning(error).map(str::to_owned).unwrap_or_else(|| short(&error.message));
             let unlisted = if level == Health::Unknown && !is_listed_transient(error) {
                 format!(" (unrecognised Graph error, HTTP {http_status})")
             } else {
@@ -270,14 +238,9 @@ fn failure_finding<T>(call: &str, answer: &Answer<T>) -> Option<(Health, String)
 /// we could not confirm the connection's health, so it is re-checked, never alerted on.
 pub fn graph_error_level(e: &GraphError) -> Health {
     match (e.code, e.subcode) {
-        (190, _)
-        | (102, _)
-        | (0, _)
-        | (3, _)
-        | (10, _)
-        | (200..=299, _)
-        | (368, _)
-        | (131031, _) => Health::Error,
+        (190, _) | (102, _) | (0, _) | (3, _) | (10, _) | (200..=299, _) | (368, _) | (131031, _) => {
+            Health::Error
+        }
         (100, Some(33)) => Health::Error,
         _ => Health::Unknown,
     }
@@ -356,19 +319,11 @@ mod tests {
     }
 
     fn run(debug: Option<&Answer<DebugToken>>, node: &Answer<PhoneHealth>) -> Verdict {
-        classify(&Inputs {
-            debug,
-            node,
-            now: NOW,
-            warning_days: 7,
-            previous_unknowns: 0,
-        })
+        classify(&Inputs { debug, node, now: NOW, warning_days: 7, previous_unknowns: 0 })
     }
 
     fn node_with(f: impl FnOnce(&mut PhoneHealth)) -> Answer<PhoneHealth> {
-        let Answer::Ok(mut h) = ok_node() else {
-            unreachable!()
-        };
+        let Answer::Ok(mut h) = ok_node() else { unreachable!() };
         f(&mut h);
         Answer::Ok(h)
     }
@@ -379,13 +334,7 @@ mod tests {
         assert_eq!(v.health, Health::Healthy);
         assert_eq!(v.reason, "Token validated successfully");
         assert!(v.token_valid && !v.token_expired);
-        assert_eq!(
-            v.token,
-            Some(TokenFacts {
-                status: TokenStatus::Valid,
-                expires_at: None
-            })
-        );
+        assert_eq!(v.token, Some(TokenFacts { status: TokenStatus::Valid, expires_at: None }));
         assert_eq!(run(None, &ok_node()).health, Health::Healthy);
         assert!(run(None, &ok_node()).token_valid);
     }
@@ -407,15 +356,9 @@ mod tests {
     #[test]
     fn invalid_token_and_missing_scopes() {
         let v = run(Some(&debug(false, 0, None)), &ok_node());
-        assert_eq!(
-            (v.health, v.token.unwrap().status),
-            (Health::Error, TokenStatus::Invalid)
-        );
+        assert_eq!((v.health, v.token.unwrap().status), (Health::Error, TokenStatus::Invalid));
         assert!(!v.token_valid);
-        let v = run(
-            Some(&debug(true, 0, Some(&["whatsapp_business_messaging"]))),
-            &ok_node(),
-        );
+        let v = run(Some(&debug(true, 0, Some(&["whatsapp_business_messaging"]))), &ok_node());
         assert_eq!(v.health, Health::Error);
         assert!(v.reason.contains("whatsapp_business_management"));
     }
@@ -435,44 +378,22 @@ mod tests {
             ("RATE_LIMITED", Health::Warning),
             ("CONNECTED", Health::Healthy),
         ] {
-            assert_eq!(
-                run(None, &node_with(|h| h.status = Some(s.into()))).health,
-                want,
-                "{s}"
-            );
+            assert_eq!(run(None, &node_with(|h| h.status = Some(s.into()))).health, want, "{s}");
         }
-        for (q, want) in [
-            ("YELLOW", Health::Warning),
-            ("RED", Health::Warning),
-            ("GREEN", Health::Healthy),
-        ] {
-            assert_eq!(
-                run(None, &node_with(|h| h.quality_rating = Some(q.into()))).health,
-                want,
-                "{q}"
-            );
+        for (q, want) in [("YELLOW", Health::Warning), ("RED", Health::Warning), ("GREEN", Health::Healthy)] {
+            assert_eq!(run(None, &node_with(|h| h.quality_rating = Some(q.into()))).health, want, "{q}");
         }
     }
 
     #[test]
     fn graph_error_codes() {
         for code in [190, 102, 0, 3, 10, 200, 250, 299, 368, 131031] {
-            assert_eq!(
-                run(None, &err(code, None, false)).health,
-                Health::Error,
-                "{code}"
-            );
+            assert_eq!(run(None, &err(code, None, false)).health, Health::Error, "{code}");
         }
         assert_eq!(run(None, &err(100, Some(33), false)).health, Health::Error);
         assert_eq!(run(None, &err(100, None, false)).health, Health::Unknown);
-        for code in [
-            1, 2, 4, 17, 32, 341, 613, 80000, 80007, 80014, 130429, 131000, 131016, 131057,
-        ] {
-            assert_eq!(
-                run(None, &err(code, None, false)).health,
-                Health::Unknown,
-                "{code}"
-            );
+        for code in [1, 2, 4, 17, 32, 341, 613, 80000, 80007, 80014, 130429, 131000, 131016, 131057] {
+            assert_eq!(run(None, &err(code, None, false)).health, Health::Unknown, "{code}");
         }
         assert_eq!(run(None, &err(999, None, true)).health, Health::Unknown);
     }
@@ -489,26 +410,17 @@ mod tests {
         let down = Answer::Unusable("HTTP 503 from Graph API".into());
         assert_eq!(run(None, &down).health, Health::Unknown);
         // A definite error beats a transient failure...
-        assert_eq!(
-            run(Some(&debug(false, 0, None)), &down).health,
-            Health::Error
-        );
+        assert_eq!(run(Some(&debug(false, 0, None)), &down).health, Health::Error);
         // ...and a transient failure beats a warning (the check did not finish).
-        assert_eq!(
-            run(Some(&debug(true, NOW + 86_400, None)), &down).health,
-            Health::Unknown
-        );
+        assert_eq!(run(Some(&debug(true, NOW + 86_400, None)), &down).health, Health::Unknown);
     }
 
     #[test]
     fn third_unknown_in_a_row_is_a_warning() {
         let down = Answer::Unusable("timeout".into());
-        for (prev, want) in [
-            (0, Health::Unknown),
-            (1, Health::Unknown),
-            (2, Health::Warning),
-            (5, Health::Warning),
-        ] {
+        for (prev, want) in
+            [(0, Health::Unknown), (1, Health::Unknown), (2, Health::Warning), (5, Health::Warning)]
+        {
             let v = classify(&Inputs {
                 debug: None,
                 node: &down,

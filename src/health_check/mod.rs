@@ -31,10 +31,7 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
     let hours = ctx.config.health_recheck_after_hours;
     let due = ctx.db.due_connections(hours)?;
     let skipped = ctx.db.count_recently_checked(hours)?;
-    ctx.log.info(
-        "health check started",
-        json!({ "due": due.len(), "skipped": skipped }),
-    );
+    ctx.log.info("health check started", json!({ "due": due.len(), "skipped": skipped }));
 
     let client = graph::Client {
         base_url: &ctx.config.meta_graph_url,
@@ -57,10 +54,7 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
         .collect()
         .await;
 
-    let mut summary = Summary {
-        skipped,
-        ..Default::default()
-    };
+    let mut summary = Summary { skipped, ..Default::default() };
     let mut writes = Vec::with_capacity(results.len());
     for result in results {
         let Some(w) = result else {
@@ -81,11 +75,7 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
 }
 
 /// Checks one connection; never fails: every problem is a verdict about the connection.
-async fn check(
-    ctx: &JobContext<'_>,
-    client: &graph::Client<'_>,
-    conn: &DueConnection,
-) -> HealthWrite {
+async fn check(ctx: &JobContext<'_>, client: &graph::Client<'_>, conn: &DueConnection) -> HealthWrite {
     let (verdict, response_ms, token) = match conn.access_token.as_deref() {
         None => (classify::unchecked("No token in database"), 0, None),
         Some(stored) => match ctx.config.keys.decrypt(stored) {
@@ -131,10 +121,7 @@ async fn check_token(
     token: &str,
 ) -> (Verdict, u64) {
     let Some(node) = node_of(conn) else {
-        return (
-            classify::unchecked("No phone number id or WABA id to check"),
-            0,
-        );
+        return (classify::unchecked("No phone number id or WABA id to check"), 0);
     };
     let debug = client.debug_token(token).await;
     let (node_answer, node_ms) = client.node_health(token, &node).await;
@@ -155,9 +142,5 @@ fn node_of(conn: &DueConnection) -> Option<Node> {
     present(&conn.phone_number_id)
         .or_else(|| present(&conn.config_phone_id))
         .map(Node::Phone)
-        .or_else(|| {
-            present(&conn.waba_id)
-                .or_else(|| present(&conn.config_waba_id))
-                .map(Node::Waba)
-        })
+        .or_else(|| present(&conn.waba_id).or_else(|| present(&conn.config_waba_id)).map(Node::Waba))
 }

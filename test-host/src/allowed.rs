@@ -43,11 +43,7 @@ pub fn well_known_port(scheme: &str) -> Option<u16> {
 
 impl AllowedHosts {
     pub fn parse(entries: &[String]) -> Result<Self> {
-        entries
-            .iter()
-            .map(|e| Entry::parse(e))
-            .collect::<Result<Vec<_>>>()
-            .map(Self)
+        entries.iter().map(|e| Entry::parse(e)).collect::<Result<Vec<_>>>().map(Self)
     }
 
     /// Whether `url` (any scheme Spin dials: http, https, postgres, redis) may be reached.
@@ -68,9 +64,9 @@ impl AllowedHosts {
 impl Entry {
     fn parse(raw: &str) -> Result<Self> {
         let raw = raw.trim();
-        let (scheme, rest) = raw.split_once("://").ok_or_else(|| {
-            anyhow!("{raw:?} does not contain a scheme (e.g. 'http://' or '*://')")
-        })?;
+        let (scheme, rest) = raw
+            .split_once("://")
+            .ok_or_else(|| anyhow!("{raw:?} does not contain a scheme (e.g. 'http://' or '*://')"))?;
         let (host, port) = rest.rsplit_once(':').unwrap_or((rest, ""));
         let port = match port.split_once('/') {
             Some((_, path)) if !path.is_empty() => {
@@ -98,29 +94,21 @@ impl Entry {
         } else if host.contains('*') {
             bail!("wildcards are allowed only as subdomains: {raw:?}");
         } else {
-            HostRule::Literal(
-                url::Host::parse(host).map_err(|e| anyhow!("invalid host in {raw:?}: {e}"))?,
-            )
+            HostRule::Literal(url::Host::parse(host).map_err(|e| anyhow!("invalid host in {raw:?}: {e}"))?)
         };
         let port_rule = if port.is_empty() {
-            PortRule::Port(well_known_port(scheme).ok_or_else(|| {
-                anyhow!("{raw:?}: no port and scheme {scheme:?} has no default port")
-            })?)
+            PortRule::Port(
+                well_known_port(scheme)
+                    .ok_or_else(|| anyhow!("{raw:?}: no port and scheme {scheme:?} has no default port"))?,
+            )
         } else if port == "*" {
             PortRule::Any
         } else if let Some((a, b)) = port.split_once("..") {
             PortRule::Range(a.parse()?, b.parse()?)
         } else {
-            PortRule::Port(
-                port.parse()
-                    .map_err(|_| anyhow!("port {port:?} is not a number in {raw:?}"))?,
-            )
+            PortRule::Port(port.parse().map_err(|_| anyhow!("port {port:?} is not a number in {raw:?}"))?)
         };
-        Ok(Self {
-            scheme: scheme_rule,
-            host: host_rule,
-            port: port_rule,
-        })
+        Ok(Self { scheme: scheme_rule, host: host_rule, port: port_rule })
     }
 
     fn allows(&self, scheme: &str, host: &url::Host, port: u16) -> bool {
@@ -202,13 +190,9 @@ mod tests {
 
     #[test]
     fn malformed_entries_refused() {
-        for bad in [
-            "127.0.0.1:80",
-            "http://host/path",
-            "postgres://u:p@h:5432/db",
-            "http://a*b.com",
-            "ftp://host",
-        ] {
+        for bad in
+            ["127.0.0.1:80", "http://host/path", "postgres://u:p@h:5432/db", "http://a*b.com", "ftp://host"]
+        {
             assert!(AllowedHosts::parse(&[bad.to_string()]).is_err(), "{bad}");
         }
     }

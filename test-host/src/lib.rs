@@ -85,20 +85,13 @@ pub struct State {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
 impl WasiHttpView for State {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.hooks,
-        }
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
     }
 }
 
@@ -118,10 +111,7 @@ impl WasiHttpHooks for OutboundHooks {
                 Output = Result<
                     (
                         http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<
-                            dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>>
-                                + Send,
-                        >,
+                        Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
                     ),
                     wasmtime_wasi_http::Error,
                 >,
@@ -144,18 +134,10 @@ impl WasiHttpHooks for OutboundHooks {
 
 impl variables::Host for State {
     async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, variables::Error>> {
-        if !name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        {
+        if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
             return Ok(Err(variables::Error::InvalidName(name)));
         }
-        Ok(self
-            .app
-            .variables
-            .get(&name)
-            .cloned()
-            .ok_or(variables::Error::Undefined(name)))
+        Ok(self.app.variables.get(&name).cloned().ok_or(variables::Error::Undefined(name)))
     }
 }
 
@@ -170,23 +152,14 @@ impl Runtime {
     pub fn load(wasm: impl AsRef<Path>) -> Result<Self> {
         let wasm = wasm.as_ref();
         let engine = Engine::default();
-        let component = Component::from_file(&engine, wasm)
-            .wasm()
-            .with_context(|| {
-                format!(
-                    "loading {} (build it with cargo build --target wasm32-wasip2 --release)",
-                    wasm.display()
-                )
-            })?;
+        let component = Component::from_file(&engine, wasm).wasm().with_context(|| {
+            format!("loading {} (build it with cargo build --target wasm32-wasip2 --release)", wasm.display())
+        })?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).wasm()?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).wasm()?;
         bindings::SpinImports::add_to_linker::<_, HasSelf<State>>(&mut linker, |s| s).wasm()?;
-        Ok(Self {
-            engine,
-            component,
-            linker,
-        })
+        Ok(Self { engine, component, linker })
     }
 
     /// Prepares `component_id` of the manifest with the given variable values (as
@@ -201,10 +174,7 @@ impl Runtime {
         let pre = self.linker.instantiate_pre(&self.component).wasm()?;
         Ok(App {
             pre,
-            state: Arc::new(AppState {
-                variables: resolved.variables,
-                allowed: resolved.allowed,
-            }),
+            state: Arc::new(AppState { variables: resolved.variables, allowed: resolved.allowed }),
             output: Arc::new(Mutex::new(String::new())),
             engine: self.engine.clone(),
         })
@@ -225,17 +195,12 @@ impl App {
     fn store(&self) -> (Store<State>, MemoryOutputPipe, MemoryOutputPipe) {
         let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build();
+        let wasi = WasiCtx::builder().stdout(stdout.clone()).stderr(stderr.clone()).build();
         let state = State {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: OutboundHooks {
-                app: self.state.clone(),
-            },
+            hooks: OutboundHooks { app: self.state.clone() },
             app: self.state.clone(),
         };
         (Store::new(&self.engine, state), stdout, stderr)
@@ -254,10 +219,7 @@ impl App {
 
     /// Everything the component has printed so far, stdout and stderr.
     pub fn output(&self) -> String {
-        self.output
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.output.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Sends one HTTP request to the component's `wasi:http/incoming-handler` and collects the
@@ -266,12 +228,7 @@ impl App {
         let (mut store, stdout, stderr) = self.store();
         let (mut parts, body) = req.into_parts();
         if parts.uri.authority().is_none() {
-            let path = parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/")
-                .to_owned();
+            let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
             parts.uri = format!("http://127.0.0.1:3000{path}").parse()?;
         }
         let path = parts.uri.path().to_owned();
@@ -282,27 +239,16 @@ impl App {
         ] {
             parts.headers.insert(name, value.parse()?);
         }
-        let body = Full::new(body)
-            .map_err(|never: Infallible| -> wasmtime_wasi_http::Error { match never {} });
+        let body =
+            Full::new(body).map_err(|never: Infallible| -> wasmtime_wasi_http::Error { match never {} });
         let req = http::Request::from_parts(parts, body);
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let incoming = store
-            .data_mut()
-            .http()
-            .new_incoming_request(Scheme::Http, req)
-            .wasm()?;
-        let out = store
-            .data_mut()
-            .http()
-            .new_response_outparam(sender)
-            .wasm()?;
+        let incoming = store.data_mut().http().new_incoming_request(Scheme::Http, req).wasm()?;
+        let out = store.data_mut().http().new_response_outparam(sender).wasm()?;
         let proxy = ProxyPre::new(self.pre.clone()).wasm()?;
         let task = tokio::spawn(async move {
             let proxy = proxy.instantiate_async(&mut store).await?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, incoming, out)
-                .await
+            proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, out).await
         });
         let response = match receiver.await {
             Ok(Ok(resp)) => resp,
@@ -314,13 +260,8 @@ impl App {
             }
         };
         let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| anyhow!("reading response body: {e:?}"))?
-            .to_bytes();
-        task.await?
-            .map_err(|e| anyhow!("component trapped: {e:?}"))?;
+        let body = body.collect().await.map_err(|e| anyhow!("reading response body: {e:?}"))?.to_bytes();
+        task.await?.map_err(|e| anyhow!("component trapped: {e:?}"))?;
         self.keep_output(&stdout, &stderr);
         Ok(http::Response::from_parts(parts, body))
     }
@@ -337,8 +278,6 @@ impl App {
             )
             .await;
         self.keep_output(&stdout, &stderr);
-        Ok(result
-            .wasm()?
-            .map_err(|cron_bindings::fermyon::spin_cron::cron_types::Error::Other(msg)| msg))
+        Ok(result.wasm()?.map_err(|cron_bindings::fermyon::spin_cron::cron_types::Error::Other(msg)| msg))
     }
 }

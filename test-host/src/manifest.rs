@@ -35,62 +35,33 @@ struct ComponentDecl {
 impl Manifest {
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let doc: toml::Table = text.parse().context("spin.toml is not TOML")?;
-        if doc
-            .get("spin_manifest_version")
-            .and_then(|v| v.as_integer())
-            != Some(2)
-        {
+        if doc.get("spin_manifest_version").and_then(|v| v.as_integer()) != Some(2) {
             bail!("spin.toml must have spin_manifest_version = 2");
         }
         let mut variables = HashMap::new();
-        for (name, decl) in doc
-            .get("variables")
-            .and_then(|v| v.as_table())
-            .into_iter()
-            .flatten()
-        {
+        for (name, decl) in doc.get("variables").and_then(|v| v.as_table()).into_iter().flatten() {
             check_variable_name(name)?;
-            let default = decl
-                .get("default")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned);
-            let required = decl
-                .get("required")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false);
+            let default = decl.get("default").and_then(|v| v.as_str()).map(str::to_owned);
+            let required = decl.get("required").and_then(|v| v.as_bool()).unwrap_or(false);
             if required == default.is_some() {
-                bail!(
-                    "variable {name}: exactly one of `default` and `required = true` must be given"
-                );
+                bail!("variable {name}: exactly one of `default` and `required = true` must be given");
             }
             variables.insert(name.clone(), AppVariable { default, required });
         }
         let mut components = HashMap::new();
-        for (id, decl) in doc
-            .get("component")
-            .and_then(|v| v.as_table())
-            .into_iter()
-            .flatten()
-        {
+        for (id, decl) in doc.get("component").and_then(|v| v.as_table()).into_iter().flatten() {
             let source = decl
                 .get("source")
                 .and_then(|v| v.as_str())
                 .ok_or_else(|| anyhow!("component {id}: source must be a path"))?
                 .to_owned();
             let mut vars = HashMap::new();
-            for (name, v) in decl
-                .get("variables")
-                .and_then(|v| v.as_table())
-                .into_iter()
-                .flatten()
-            {
+            for (name, v) in decl.get("variables").and_then(|v| v.as_table()).into_iter().flatten() {
                 check_variable_name(name)?;
-                let v = v
-                    .as_str()
-                    .ok_or_else(|| anyhow!("component {id}: variable {name} must be a string"))?;
+                let v =
+                    v.as_str().ok_or_else(|| anyhow!("component {id}: variable {name} must be a string"))?;
                 vars.insert(name.clone(), v.to_owned());
             }
             let allowed = decl
@@ -106,11 +77,7 @@ impl Manifest {
                 .collect::<Result<Vec<_>>>()?;
             components.insert(
                 id.clone(),
-                ComponentDecl {
-                    source,
-                    variables: vars,
-                    allowed_outbound_hosts: allowed,
-                },
+                ComponentDecl { source, variables: vars, allowed_outbound_hosts: allowed },
             );
         }
         let triggers = doc.get("trigger").and_then(|v| v.as_table());
@@ -157,9 +124,7 @@ impl Manifest {
     }
 
     fn component(&self, id: &str) -> Result<&ComponentDecl> {
-        self.components
-            .get(id)
-            .ok_or_else(|| anyhow!("no component {id} in spin.toml"))
+        self.components.get(id).ok_or_else(|| anyhow!("no component {id} in spin.toml"))
     }
 
     /// Resolves everything a component instance needs, failing like `spin up` does at startup
@@ -199,10 +164,7 @@ impl Manifest {
             .iter()
             .map(|t| render(t, &app_values))
             .collect::<Result<Vec<_>>>()?;
-        Ok(ResolvedComponent {
-            variables,
-            allowed: AllowedHosts::parse(&hosts)?,
-        })
+        Ok(ResolvedComponent { variables, allowed: AllowedHosts::parse(&hosts)? })
     }
 }
 
@@ -214,9 +176,7 @@ pub struct ResolvedComponent {
 /// Spin's variable names: lower-case letters, digits and single underscores, starting with a letter.
 fn check_variable_name(name: &str) -> Result<()> {
     let ok = name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !name.contains("__")
         && !name.ends_with('_');
     if !ok {
@@ -231,10 +191,8 @@ fn render(template: &str, values: &HashMap<String, String>) -> Result<String> {
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
-        let end = rest[start..]
-            .find("}}")
-            .ok_or_else(|| anyhow!("unclosed template in {template:?}"))?
-            + start;
+        let end =
+            rest[start..].find("}}").ok_or_else(|| anyhow!("unclosed template in {template:?}"))? + start;
         let name = rest[start + 2..end].trim();
         let value = values
             .get(name)

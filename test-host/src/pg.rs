@@ -24,14 +24,9 @@ pub struct PgConnection {
 impl pg::Host for State {}
 
 impl pg::HostConnection for State {
-    async fn open(
-        &mut self,
-        address: String,
-    ) -> wasmtime::Result<Result<Resource<PgConnection>, Error>> {
+    async fn open(&mut self, address: String) -> wasmtime::Result<Result<Resource<PgConnection>, Error>> {
         if !self.app.allowed.allows(&address) {
-            return Ok(Err(Error::ConnectionFailed(format!(
-                "address {address} is not permitted"
-            ))));
+            return Ok(Err(Error::ConnectionFailed(format!("address {address} is not permitted"))));
         }
         let (client, connection) = match tokio_postgres::connect(&address, NoTls).await {
             Ok(pair) => pair,
@@ -40,9 +35,7 @@ impl pg::HostConnection for State {
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        Ok(Ok(self.table.push(PgConnection {
-            client: Arc::new(client),
-        })?))
+        Ok(Ok(self.table.push(PgConnection { client: Arc::new(client) })?))
     }
 
     async fn query(
@@ -56,10 +49,8 @@ impl pg::HostConnection for State {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
-        let refs: Vec<&(dyn ToSql + Sync)> = params
-            .iter()
-            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
-            .collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
         let rows = match client.query(&statement, &refs).await {
             Ok(rows) => rows,
             Err(e) => return Ok(Err(query_failed(e))),
@@ -78,14 +69,9 @@ impl pg::HostConnection for State {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
-        let refs: Vec<&(dyn ToSql + Sync)> = params
-            .iter()
-            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
-            .collect();
-        Ok(client
-            .execute(&statement, &refs)
-            .await
-            .map_err(query_failed))
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
+        Ok(client.execute(&statement, &refs).await.map_err(query_failed))
     }
 
     async fn drop(&mut self, conn: Resource<PgConnection>) -> wasmtime::Result<()> {
@@ -126,23 +112,23 @@ fn to_sql(p: ParameterValue) -> Result<Param, Error> {
         ParameterValue::Floating64(v) => Box::new(v),
         ParameterValue::Str(v) => Box::new(v),
         ParameterValue::Binary(v) => Box::new(v),
-        ParameterValue::Date((y, m, d)) => Box::new(
-            NaiveDate::from_ymd_opt(y, m.into(), d.into()).ok_or_else(|| bad("invalid date"))?,
-        ),
+        ParameterValue::Date((y, m, d)) => {
+            Box::new(NaiveDate::from_ymd_opt(y, m.into(), d.into()).ok_or_else(|| bad("invalid date"))?)
+        }
         ParameterValue::Time((h, m, s, ns)) => Box::new(
             NaiveTime::from_hms_nano_opt(h.into(), m.into(), s.into(), ns)
                 .ok_or_else(|| bad("invalid time"))?,
         ),
         ParameterValue::Datetime((y, mo, d, h, mi, s, ns)) => {
-            let date = NaiveDate::from_ymd_opt(y, mo.into(), d.into())
-                .ok_or_else(|| bad("invalid datetime"))?;
+            let date =
+                NaiveDate::from_ymd_opt(y, mo.into(), d.into()).ok_or_else(|| bad("invalid datetime"))?;
             let time = NaiveTime::from_hms_nano_opt(h.into(), mi.into(), s.into(), ns)
                 .ok_or_else(|| bad("invalid datetime"))?;
             Box::new(NaiveDateTime::new(date, time))
         }
-        ParameterValue::Timestamp(secs) => Box::new(
-            chrono::DateTime::from_timestamp(secs, 0).ok_or_else(|| bad("invalid timestamp"))?,
-        ),
+        ParameterValue::Timestamp(secs) => {
+            Box::new(chrono::DateTime::from_timestamp(secs, 0).ok_or_else(|| bad("invalid timestamp"))?)
+        }
         ParameterValue::Uuid(s) => {
             Box::new(uuid::Uuid::parse_str(&s).map_err(|e| bad(&format!("invalid uuid: {e}")))?)
         }
@@ -150,10 +136,9 @@ fn to_sql(p: ParameterValue) -> Result<Param, Error> {
             serde_json::from_slice::<serde_json::Value>(&bytes)
                 .map_err(|e| bad(&format!("invalid jsonb: {e}")))?,
         ),
-        ParameterValue::Decimal(s) => Box::new(
-            s.parse::<rust_decimal::Decimal>()
-                .map_err(|e| bad(&format!("invalid decimal: {e}")))?,
-        ),
+        ParameterValue::Decimal(s) => {
+            Box::new(s.parse::<rust_decimal::Decimal>().map_err(|e| bad(&format!("invalid decimal: {e}")))?)
+        }
         ParameterValue::ArrayInt32(v) => Box::new(v),
         ParameterValue::ArrayInt64(v) => Box::new(v),
         ParameterValue::ArrayStr(v) => Box::new(v),
@@ -168,9 +153,7 @@ fn to_sql(p: ParameterValue) -> Result<Param, Error> {
         | ParameterValue::RangeInt64(_)
         | ParameterValue::RangeDecimal(_)
         | ParameterValue::Interval(_) => {
-            return Err(bad(
-                "range and interval parameters are not supported by the test host",
-            ))
+            return Err(bad("range and interval parameters are not supported by the test host"))
         }
     })
 }
@@ -184,11 +167,7 @@ fn bad(msg: &str) -> Error {
 struct PgNull;
 
 impl ToSql for PgNull {
-    fn to_sql(
-        &self,
-        _: &Type,
-        _: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    fn to_sql(&self, _: &Type, _: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         Ok(IsNull::Yes)
     }
     fn accepts(_: &Type) -> bool {
@@ -199,26 +178,16 @@ impl ToSql for PgNull {
 
 fn row_set(rows: &[Row]) -> Result<RowSet, Error> {
     let Some(first) = rows.first() else {
-        return Ok(RowSet {
-            columns: vec![],
-            rows: vec![],
-        });
+        return Ok(RowSet { columns: vec![], rows: vec![] });
     };
     let columns = first
         .columns()
         .iter()
-        .map(|c| Column {
-            name: c.name().to_owned(),
-            data_type: data_type(c.type_()),
-        })
+        .map(|c| Column { name: c.name().to_owned(), data_type: data_type(c.type_()) })
         .collect();
     let rows = rows
         .iter()
-        .map(|row| {
-            (0..row.len())
-                .map(|i| db_value(row, i))
-                .collect::<Result<Vec<_>, _>>()
-        })
+        .map(|row| (0..row.len()).map(|i| db_value(row, i)).collect::<Result<Vec<_>, _>>())
         .collect::<Result<Vec<_>, _>>()?;
     Ok(RowSet { columns, rows })
 }
@@ -248,12 +217,8 @@ fn data_type(t: &Type) -> DbDataType {
 }
 
 fn db_value(row: &Row, i: usize) -> Result<DbValue, Error> {
-    fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
-        row: &'a Row,
-        i: usize,
-    ) -> Result<Option<T>, Error> {
-        row.try_get(i)
-            .map_err(|e| Error::ValueConversionFailed(e.to_string()))
+    fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<Option<T>, Error> {
+        row.try_get(i).map_err(|e| Error::ValueConversionFailed(e.to_string()))
     }
     let t = row.columns()[i].type_().clone();
     let value = match t {
@@ -264,36 +229,21 @@ fn db_value(row: &Row, i: usize) -> Result<DbValue, Error> {
         Type::INT8 => get::<i64>(row, i)?.map(DbValue::Int64),
         Type::FLOAT4 => get::<f32>(row, i)?.map(DbValue::Floating32),
         Type::FLOAT8 => get::<f64>(row, i)?.map(DbValue::Floating64),
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
-            get::<String>(row, i)?.map(DbValue::Str)
-        }
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => get::<String>(row, i)?.map(DbValue::Str),
         Type::BYTEA => get::<Vec<u8>>(row, i)?.map(DbValue::Binary),
-        Type::DATE => get::<NaiveDate>(row, i)?
-            .map(|d| DbValue::Date((d.year(), d.month() as u8, d.day() as u8))),
-        Type::TIME => get::<NaiveTime>(row, i)?.map(|t| {
-            DbValue::Time((
-                t.hour() as u8,
-                t.minute() as u8,
-                t.second() as u8,
-                t.nanosecond(),
-            ))
-        }),
+        Type::DATE => {
+            get::<NaiveDate>(row, i)?.map(|d| DbValue::Date((d.year(), d.month() as u8, d.day() as u8)))
+        }
+        Type::TIME => get::<NaiveTime>(row, i)?
+            .map(|t| DbValue::Time((t.hour() as u8, t.minute() as u8, t.second() as u8, t.nanosecond()))),
         Type::TIMESTAMP => get::<NaiveDateTime>(row, i)?.map(datetime),
-        Type::TIMESTAMPTZ => {
-            get::<chrono::DateTime<chrono::Utc>>(row, i)?.map(|d| datetime(d.naive_utc()))
-        }
+        Type::TIMESTAMPTZ => get::<chrono::DateTime<chrono::Utc>>(row, i)?.map(|d| datetime(d.naive_utc())),
         Type::UUID => get::<uuid::Uuid>(row, i)?.map(|u| DbValue::Uuid(u.to_string())),
-        Type::JSONB => {
-            get::<serde_json::Value>(row, i)?.map(|v| DbValue::Jsonb(v.to_string().into_bytes()))
-        }
-        Type::NUMERIC => {
-            get::<rust_decimal::Decimal>(row, i)?.map(|d| DbValue::Decimal(d.to_string()))
-        }
+        Type::JSONB => get::<serde_json::Value>(row, i)?.map(|v| DbValue::Jsonb(v.to_string().into_bytes())),
+        Type::NUMERIC => get::<rust_decimal::Decimal>(row, i)?.map(|d| DbValue::Decimal(d.to_string())),
         Type::INT4_ARRAY => get::<Vec<Option<i32>>>(row, i)?.map(DbValue::ArrayInt32),
         Type::INT8_ARRAY => get::<Vec<Option<i64>>>(row, i)?.map(DbValue::ArrayInt64),
-        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => {
-            get::<Vec<Option<String>>>(row, i)?.map(DbValue::ArrayStr)
-        }
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => get::<Vec<Option<String>>>(row, i)?.map(DbValue::ArrayStr),
         _ => Some(DbValue::Unsupported(Vec::new())),
     };
     Ok(value.unwrap_or(DbValue::DbNull))

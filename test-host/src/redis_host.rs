@@ -4,9 +4,7 @@ use redis::aio::MultiplexedConnection;
 use redis::Value;
 use wasmtime::component::Resource;
 
-use crate::bindings::fermyon::spin::redis::{
-    self as spin_redis, Error, RedisParameter, RedisResult,
-};
+use crate::bindings::fermyon::spin::redis::{self as spin_redis, Error, RedisParameter, RedisResult};
 use crate::State;
 
 pub struct RedisConnection {
@@ -21,20 +19,12 @@ impl State {
     }
 }
 
-async fn run<T: redis::FromRedisValue>(
-    mut conn: MultiplexedConnection,
-    cmd: redis::Cmd,
-) -> Result<T, Error> {
-    cmd.query_async(&mut conn)
-        .await
-        .map_err(|e| Error::Other(e.to_string()))
+async fn run<T: redis::FromRedisValue>(mut conn: MultiplexedConnection, cmd: redis::Cmd) -> Result<T, Error> {
+    cmd.query_async(&mut conn).await.map_err(|e| Error::Other(e.to_string()))
 }
 
 impl spin_redis::HostConnection for State {
-    async fn open(
-        &mut self,
-        address: String,
-    ) -> wasmtime::Result<Result<Resource<RedisConnection>, Error>> {
+    async fn open(&mut self, address: String) -> wasmtime::Result<Result<Resource<RedisConnection>, Error>> {
         if !self.app.allowed.allows(&address) {
             return Ok(Err(Error::InvalidAddress));
         }
@@ -54,12 +44,9 @@ impl spin_redis::HostConnection for State {
         channel: String,
         payload: Vec<u8>,
     ) -> wasmtime::Result<Result<(), Error>> {
-        Ok(run::<i64>(
-            self.redis(&c)?,
-            redis::cmd("PUBLISH").arg(channel).arg(payload).clone(),
-        )
-        .await
-        .map(|_| ()))
+        Ok(run::<i64>(self.redis(&c)?, redis::cmd("PUBLISH").arg(channel).arg(payload).clone())
+            .await
+            .map(|_| ()))
     }
 
     async fn get(
@@ -76,11 +63,7 @@ impl spin_redis::HostConnection for State {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), Error>> {
-        Ok(run::<()>(
-            self.redis(&c)?,
-            redis::cmd("SET").arg(key).arg(value).clone(),
-        )
-        .await)
+        Ok(run::<()>(self.redis(&c)?, redis::cmd("SET").arg(key).arg(value).clone()).await)
     }
 
     async fn incr(
@@ -105,11 +88,7 @@ impl spin_redis::HostConnection for State {
         key: String,
         values: Vec<String>,
     ) -> wasmtime::Result<Result<u32, Error>> {
-        Ok(run(
-            self.redis(&c)?,
-            redis::cmd("SADD").arg(key).arg(values).clone(),
-        )
-        .await)
+        Ok(run(self.redis(&c)?, redis::cmd("SADD").arg(key).arg(values).clone()).await)
     }
 
     async fn smembers(
@@ -126,11 +105,7 @@ impl spin_redis::HostConnection for State {
         key: String,
         values: Vec<String>,
     ) -> wasmtime::Result<Result<u32, Error>> {
-        Ok(run(
-            self.redis(&c)?,
-            redis::cmd("SREM").arg(key).arg(values).clone(),
-        )
-        .await)
+        Ok(run(self.redis(&c)?, redis::cmd("SREM").arg(key).arg(values).clone()).await)
     }
 
     async fn execute(

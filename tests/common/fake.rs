@@ -66,6 +66,14 @@ type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
 pub struct FakeHttp {
     pub url: String,
     log: Arc<Mutex<Vec<Recorded>>>,
+    gauge: Arc<Gauge>,
+}
+
+/// Requests being answered right now, and the most there ever were at once.
+#[derive(Default)]
+struct Gauge {
+    now: std::sync::atomic::AtomicUsize,
+    max: std::sync::atomic::AtomicUsize,
 }
 
 impl FakeHttp {
@@ -73,37 +81,34 @@ impl FakeHttp {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let log: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let gauge: Arc<Gauge> = Arc::default();
         let handler: Handler = Arc::new(handler);
-        let (log2, handler2) = (log.clone(), handler.clone());
+        let (log2, handler2, gauge2) = (log.clone(), handler.clone(), gauge.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (log, handler) = (log2.clone(), handler2.clone());
+                let (log, handler, gauge) = (log2.clone(), handler2.clone(), gauge2.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (log, handler) = (log.clone(), handler.clone());
+                        let (log, handler, gauge) = (log.clone(), handler.clone(), gauge.clone());
                         async move {
+                            use std::sync::atomic::Ordering::SeqCst;
+                            let now = gauge.now.fetch_add(1, SeqCst) + 1;
+                            gauge.max.fetch_max(now, SeqCst);
                             let (parts, body) = req.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
+                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                             let rec = Recorded {
                                 method: parts.method.to_string(),
-                                target: parts
-                                    .uri
-                                    .path_and_query()
-                                    .map(|p| p.to_string())
-                                    .unwrap_or_default(),
+                                target: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
                                 headers: parts.headers,
                                 body,
                             };
                             log.lock().unwrap().push(rec.clone());
                             let reply = handler(&rec);
                             tokio::time::sleep(reply.delay).await;
+                            gauge.now.fetch_sub(1, SeqCst);
                             let mut resp = hyper::Response::builder().status(reply.status);
                             for (k, v) in &reply.headers {
                                 resp = resp.header(k, v);
@@ -113,16 +118,16 @@ impl FakeHttp {
                             )
                         }
                     });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
                 });
             }
         });
-        FakeHttp {
-            url: format!("http://{addr}"),
-            log,
-        }
+        FakeHttp { url: format!("http://{addr}"), log, gauge }
+    }
+
+    /// The most requests this server was answering at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.gauge.max.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> Vec<Recorded> {

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 pub mod fake;
+pub mod graph;
 pub mod seed;
 
 use std::collections::HashMap;
@@ -37,8 +38,7 @@ pub fn manifest() -> Manifest {
 }
 
 fn admin_url() -> String {
-    std::env::var("TEST_PG_ADMIN_URL")
-        .expect("TEST_PG_ADMIN_URL (run the tests with scripts/test.sh)")
+    std::env::var("TEST_PG_ADMIN_URL").expect("TEST_PG_ADMIN_URL (run the tests with scripts/test.sh)")
 }
 
 fn redis_base() -> String {
@@ -67,10 +67,7 @@ impl Env {
     pub async fn new() -> Env {
         let name = format!("wt_{}", uuid::Uuid::new_v4().simple());
         let admin = connect(&admin_url()).await;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
         let database_url = {
             let base = admin_url();
             let cut = base.rfind('/').unwrap();
@@ -79,23 +76,14 @@ impl Env {
         let db = connect(&database_url).await;
         migrate(&db).await;
 
-        let redis_url = format!(
-            "{}/{}",
-            redis_base(),
-            REDIS_DB.fetch_add(1, Ordering::SeqCst) % 1000 + 1
-        );
+        let redis_url = format!("{}/{}", redis_base(), REDIS_DB.fetch_add(1, Ordering::SeqCst) % 1000 + 1);
         let mut redis = redis::Client::open(redis_url.as_str())
             .unwrap()
             .get_multiplexed_async_connection()
             .await
             .unwrap();
         let _: () = redis::cmd("FLUSHDB").query_async(&mut redis).await.unwrap();
-        Env {
-            database_url,
-            db,
-            redis_url,
-            redis,
-        }
+        Env { database_url, db, redis_url, redis }
     }
 
     /// The variables a working app needs, pointing at this test's services.
@@ -113,21 +101,12 @@ impl Env {
 
     pub async fn redis_get(&self, key: &str) -> Option<String> {
         let mut r = self.redis.clone();
-        redis::cmd("GET")
-            .arg(key)
-            .query_async(&mut r)
-            .await
-            .unwrap()
+        redis::cmd("GET").arg(key).query_async(&mut r).await.unwrap()
     }
 
     pub async fn redis_set(&self, key: &str, value: &str) {
         let mut r = self.redis.clone();
-        let _: () = redis::cmd("SET")
-            .arg(key)
-            .arg(value)
-            .query_async(&mut r)
-            .await
-            .unwrap();
+        let _: () = redis::cmd("SET").arg(key).arg(value).query_async(&mut r).await.unwrap();
     }
 
     pub async fn job_runs(&self) -> Vec<JobRun> {
@@ -165,9 +144,7 @@ pub struct JobRun {
 }
 
 pub async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -183,9 +160,7 @@ pub async fn migrate(db: &tokio_postgres::Client) {
     files.sort();
     for f in files {
         let sql = std::fs::read_to_string(&f).unwrap();
-        db.batch_execute(&sql)
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e:?}", f.display()));
+        db.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{}: {e:?}", f.display()));
     }
 }
 
@@ -204,26 +179,13 @@ pub async fn call(app: &App, method: &str, path: &str, headers: &[(&str, &str)])
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = app
-        .request(req.body(Bytes::new()).unwrap())
-        .await
-        .expect("component answered");
+    let resp = app.request(req.body(Bytes::new()).unwrap()).await.expect("component answered");
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let json = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        json,
-    }
+    Reply { status, headers, json }
 }
 
 pub async fn post_health(app: &App) -> Reply {
-    call(
-        app,
-        "POST",
-        "/api/v1/jobs/whatsapp-health-check",
-        &[("x-cron-secret", SECRET)],
-    )
-    .await
+    call(app, "POST", "/api/v1/jobs/whatsapp-health-check", &[("x-cron-secret", SECRET)]).await
 }

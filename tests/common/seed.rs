@@ -53,7 +53,7 @@ pub async fn connection(db: &tokio_postgres::Client, c: Connection<'_>) -> Uuid 
                  \"lastHealthCheckAt\", \"updatedAt\") \
              VALUES ($1, $2, $3, $4, $5, \
                  CASE WHEN $6::int IS NULL THEN NULL ELSE timezone('UTC', now()) - make_interval(hours => $6::int) END, \
-                 timezone('UTC', now())) RETURNING id",
+                 timezone('UTC', now()) - interval '1 day') RETURNING id",
             &[&org, &c.waba_id, &c.phone_number_id, &c.status, &c.health_status, &c.checked_hours_ago],
         )
         .await

@@ -1,0 +1,474 @@
+//! The health check end to end: the shipped .wasm in the test host, a real Postgres and Redis,
+//! and a fake Graph API on 127.0.0.1.
+
+mod common;
+
+use std::time::Duration;
+
+use common::fake::Reply;
+use common::graph::{self, graph_error, valid_token, Script};
+use common::seed::{self, Connection};
+use common::*;
+use serde_json::json;
+use uuid::Uuid;
+
+const APP_ID: &str = "123456";
+const APP_SECRET: &str = "app-secret-never-logged-42";
+
+struct Health {
+    status: String,
+    token_valid: bool,
+    token_expired: bool,
+    api_response: String,
+    response_time: i32,
+    organization_matches: bool,
+}
+
+struct ConnRow {
+    health_status: String,
+    checked: bool,
+    updated_recently: bool,
+}
+
+struct ConfigRow {
+    token_status: Option<String>,
+    expires_in_days: Option<f64>,
+    checked: bool,
+}
+
+async fn health_rows(env: &Env, id: Uuid) -> Vec<Health> {
+    env.db
+        .query(
+            "SELECT h.status, h.\"tokenValid\", h.\"tokenExpired\", h.\"apiResponse\", h.\"responseTime\", \
+                    h.\"organizationId\" = c.\"organizationId\" \
+             FROM whatsapp_health h JOIN whatsapp_connections c ON c.id = h.\"connectionId\" \
+             WHERE h.\"connectionId\" = $1 ORDER BY h.\"lastCheck\"",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| Health {
+            status: r.get(0),
+            token_valid: r.get(1),
+            token_expired: r.get(2),
+            api_response: r.get(3),
+            response_time: r.get(4),
+            organization_matches: r.get(5),
+        })
+        .collect()
+}
+
+async fn conn_row(env: &Env, id: Uuid) -> ConnRow {
+    let r = env
+        .db
+        .query_one(
+            "SELECT \"healthStatus\", \"lastHealthCheckAt\" > timezone('UTC', now()) - interval '1 minute', \
+                    \"updatedAt\" > timezone('UTC', now()) - interval '1 minute' \
+             FROM whatsapp_connections WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    ConnRow {
+        health_status: r.get(0),
+        checked: r.get::<_, Option<bool>>(1).unwrap_or(false),
+        updated_recently: r.get(2),
+    }
+}
+
+async fn config_row(env: &Env, id: Uuid) -> ConfigRow {
+    let r = env
+        .db
+        .query_one(
+            "SELECT \"tokenStatus\", EXTRACT(EPOCH FROM \"tokenExpiresAt\" - timezone('UTC', now()))::float8 / 86400, \
+                    \"tokenLastCheckedAt\" IS NOT NULL \
+             FROM whatsapp_configs WHERE \"connectionId\" = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    ConfigRow { token_status: r.get(0), expires_in_days: r.get(1), checked: r.get(2) }
+}
+
+fn with_app_credentials(env: &Env, graph_url: &str) -> std::collections::HashMap<String, String> {
+    let mut vars = env.variables(graph_url);
+    vars.insert("meta_app_id".into(), APP_ID.into());
+    vars.insert("meta_app_secret".into(), APP_SECRET.into());
+    vars
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// One connection per row of the classification table, all in one run, each checked column by
+/// column.
+#[tokio::test(flavor = "multi_thread")]
+async fn classification_table_end_to_end() {
+    let env = Env::new().await;
+    let script = Script::default();
+    let fake = graph::start(&script).await;
+
+    // (name, phone id, token, node reply, debug reply)
+    struct Case {
+        phone: &'static str,
+        token: &'static str,
+        stored: Option<String>,
+        node: Option<Reply>,
+        debug: Option<Reply>,
+    }
+    let case = |phone, token: &'static str, node, debug| Case {
+        phone,
+        token,
+        stored: Some(seed::encrypt(token)),
+        node,
+        debug,
+    };
+    let cases = vec![
+        ("healthy", case("101", "EAAB-healthy", None, None)),
+        ("expiring", case("102", "EAAB-expiring", None, Some(valid_token(unix_now() + 3 * 86_400 + 600)))),
+        (
+            "limited",
+            case(
+                "103",
+                "EAAB-limited",
+                Some(Reply::json(
+                    200,
+                    json!({"status":"CONNECTED","quality_rating":"GREEN","health_status":{"can_send_message":"LIMITED","entities":[{"entity_type":"WABA","id":"w","can_send_message":"LIMITED","errors":[{"error_code":141010,"error_description":"Messaging limit reached"}]}]}}),
+                )),
+                None,
+            ),
+        ),
+        (
+            "blocked",
+            case(
+                "104",
+                "EAAB-blocked",
+                Some(Reply::json(
+                    200,
+                    json!({"status":"CONNECTED","health_status":{"can_send_message":"BLOCKED"}}),
+                )),
+                None,
+            ),
+        ),
+        (
+            "expired",
+            case(
+                "105",
+                "EAAB-expired",
+                Some(graph_error(
+                    401,
+                    190,
+                    Some(463),
+                    "OAuthException",
+                    "Error validating access token: Session has expired",
+                    false,
+                )),
+                Some(Reply::json(
+                    200,
+                    json!({"data":{"is_valid":false,"expires_at": unix_now() - 3600,"error":{"code":190,"message":"Session has expired"}}}),
+                )),
+            ),
+        ),
+        (
+            "rate_limited",
+            case(
+                "106",
+                "EAAB-ratelimited",
+                Some(graph_error(400, 80007, None, "OAuthException", "Rate limit hit for WABA", true)),
+                None,
+            ),
+        ),
+        (
+            "server_error",
+            case("107", "EAAB-5xx", Some(Reply::text(503, "<html>Service Unavailable</html>")), None),
+        ),
+        (
+            "timeout",
+            case("108", "EAAB-timeout", Some(graph::healthy_phone().after(Duration::from_secs(12))), None),
+        ),
+        ("garbage", case("109", "EAAB-garbage", Some(Reply::text(200, "<!doctype html><p>hi</p>")), None)),
+        ("no_token", Case { phone: "110", token: "", stored: None, node: None, debug: None }),
+        (
+            "undecryptable",
+            Case { phone: "111", token: "", stored: Some("v1:zz:not:hex".into()), node: None, debug: None },
+        ),
+        (
+            "wrong_key_version",
+            Case {
+                phone: "112",
+                token: "",
+                stored: Some(seed::encrypt("EAAB-v9").replacen("v1:", "v9:", 1)),
+                node: None,
+                debug: None,
+            },
+        ),
+        (
+            "legacy",
+            Case {
+                phone: "113",
+                token: "EAAB-legacy",
+                stored: Some(seed::encrypt_legacy("EAAB-legacy")),
+                node: None,
+                debug: None,
+            },
+        ),
+    ];
+
+    let mut ids = std::collections::HashMap::new();
+    for (name, c) in &cases {
+        if let Some(node) = &c.node {
+            script.node(c.phone, node.clone());
+        }
+        if let Some(debug) = &c.debug {
+            script.token(c.token, debug.clone());
+        }
+        let id = seed::connection(
+            &env.db,
+            Connection {
+                phone_number_id: Some(c.phone),
+                stored_token: c.stored.clone(),
+                health_status: "healthy",
+                ..Default::default()
+            },
+        )
+        .await;
+        ids.insert(*name, id);
+    }
+
+    let app = app("jobs-http", &with_app_credentials(&env, &fake.url));
+    let r = post_health(&app).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["success"], true);
+    assert_eq!(r.json["message"], "WhatsApp health check completed");
+    assert!(r.json["jobId"].as_str().unwrap().starts_with("whatsapp-health-check-"));
+    assert_eq!(
+        r.json["summary"],
+        json!({"checked":13,"healthy":2,"warning":2,"error":5,"unknown":4,"skipped":0,"remaining":0})
+    );
+
+    // (name, status, tokenValid, tokenExpired, apiResponse contains, connection updated?)
+    let expect = [
+        ("healthy", "healthy", true, false, "Token validated successfully"),
+        ("expiring", "warning", true, false, "Token expires in 3 day(s)"),
+        ("limited", "warning", true, false, "can_send_message LIMITED (Messaging limit reached)"),
+        ("blocked", "error", true, false, "can_send_message BLOCKED"),
+        ("expired", "error", false, true, "Token expired (debug_token)"),
+        ("rate_limited", "unknown", true, false, "OAuthException 80007: rate limited"),
+        ("server_error", "unknown", true, false, "health_status: HTTP 503 from Graph API"),
+        ("timeout", "unknown", true, false, "timed out"),
+        ("garbage", "unknown", true, false, "not the JSON expected"),
+        ("no_token", "error", false, false, "No token in database"),
+        ("undecryptable", "error", false, false, "Token decryption failed"),
+        ("wrong_key_version", "error", false, false, "Token decryption failed"),
+        ("legacy", "healthy", true, false, "Token validated successfully"),
+    ];
+    for (name, status, valid, expired, reason) in expect {
+        let id = ids[name];
+        let rows = health_rows(&env, id).await;
+        assert_eq!(rows.len(), 1, "{name}: one audit row");
+        let h = &rows[0];
+        assert_eq!(h.status, status, "{name}: status ({})", h.api_response);
+        assert_eq!(h.token_valid, valid, "{name}: tokenValid");
+        assert_eq!(h.token_expired, expired, "{name}: tokenExpired");
+        assert!(h.api_response.contains(reason), "{name}: apiResponse {:?} lacks {reason:?}", h.api_response);
+        assert!(h.organization_matches, "{name}: organizationId copied from the connection");
+        let c = conn_row(&env, id).await;
+        if status == "unknown" {
+            assert_eq!(
+                c.health_status, "healthy",
+                "{name}: a transient failure leaves the last known status"
+            );
+            assert!(
+                !c.checked && !c.updated_recently,
+                "{name}: unknown leaves lastHealthCheckAt/updatedAt alone"
+            );
+        } else {
+            assert_eq!(c.health_status, status, "{name}: healthStatus");
+            assert!(c.checked && c.updated_recently, "{name}: lastHealthCheckAt and updatedAt set");
+        }
+    }
+    let expired = health_rows(&env, ids["expired"]).await;
+    assert!(
+        expired[0].api_response.contains("OAuthException 190/463: token expired"),
+        "{}",
+        expired[0].api_response
+    );
+    assert!(health_rows(&env, ids["timeout"]).await[0].response_time >= 10_000);
+    assert_eq!(health_rows(&env, ids["no_token"]).await[0].response_time, 0);
+
+    // Token facts from debug_token.
+    let healthy = config_row(&env, ids["healthy"]).await;
+    assert_eq!(
+        (healthy.token_status.as_deref(), healthy.expires_in_days, healthy.checked),
+        (Some("valid"), None, true)
+    );
+    let expiring = config_row(&env, ids["expiring"]).await;
+    assert_eq!(expiring.token_status.as_deref(), Some("expiring_soon"));
+    assert!((expiring.expires_in_days.unwrap() - 3.0).abs() < 0.1);
+    assert_eq!(config_row(&env, ids["expired"]).await.token_status.as_deref(), Some("expired"));
+    let undecryptable = config_row(&env, ids["undecryptable"]).await;
+    assert_eq!(
+        (undecryptable.token_status, undecryptable.checked),
+        (None, false),
+        "no debug_token answer, no token facts"
+    );
+
+    // What Meta was sent: the app token for debug_token, the user token in the header only.
+    let sent = fake.requests();
+    let phone = sent.iter().find(|r| r.target.starts_with("/v25.0/101?")).expect("phone call");
+    assert_eq!(phone.target, "/v25.0/101?fields=health_status,status,quality_rating");
+    assert_eq!(phone.header("authorization"), Some("Bearer EAAB-healthy"));
+    let debug =
+        sent.iter().find(|r| r.target.contains("input_token=EAAB-healthy")).expect("debug_token call");
+    assert_eq!(debug.header("authorization"), Some(format!("Bearer {APP_ID}|{APP_SECRET}").as_str()));
+    assert!(
+        !sent.iter().any(|r| r.target.contains("110") || r.target.contains("111")),
+        "no call without a usable token"
+    );
+
+    // Logs: one JSON object per line, tagged, and no secret of any kind.
+    let out = app.output();
+    for line in out.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert_eq!(v["job"], "HealthCheckJob", "{line}");
+    }
+    for secret in ["EAAB-", KEY, SECRET, APP_SECRET] {
+        assert!(!out.contains(secret), "log output contains {secret:?}");
+    }
+    let audit: Vec<String> = env
+        .db
+        .query("SELECT \"apiResponse\" FROM whatsapp_health", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!audit.iter().any(|a| a.contains("EAAB-")), "no token in the audit table");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn third_unknown_in_a_row_becomes_a_warning() {
+    let env = Env::new().await;
+    let script = Script::default();
+    script.node("1001", Reply::text(502, "bad gateway"));
+    let fake = graph::start(&script).await;
+    let id = seed::connection(&env.db, Connection::default()).await;
+    let app = app("jobs-http", &env.variables(&fake.url));
+    for _ in 0..3 {
+        assert_eq!(post_health(&app).await.status, 200);
+    }
+    let statuses: Vec<String> = health_rows(&env, id).await.into_iter().map(|h| h.status).collect();
+    assert_eq!(statuses, ["unknown", "unknown", "warning"]);
+    assert_eq!(conn_row(&env, id).await.health_status, "warning");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn selection_skips_inactive_and_recent_and_takes_stalest_first() {
+    let env = Env::new().await;
+    let fake = graph::start(&Script::default()).await;
+    let inactive = seed::connection(&env.db, Connection { status: "inactive", ..Default::default() }).await;
+    let recent =
+        seed::connection(&env.db, Connection { checked_hours_ago: Some(2), ..Default::default() }).await;
+    let stale = seed::connection(
+        &env.db,
+        Connection { checked_hours_ago: Some(30), phone_number_id: Some("2002"), ..Default::default() },
+    )
+    .await;
+    let never =
+        seed::connection(&env.db, Connection { phone_number_id: Some("3003"), ..Default::default() }).await;
+    // The phone id comes from the config when the connection has none; the WABA is the last resort.
+    let config_phone = seed::connection(
+        &env.db,
+        Connection { phone_number_id: None, waba_id: Some("4004"), ..Default::default() },
+    )
+    .await;
+
+    let mut vars = env.variables(&fake.url);
+    vars.insert("health_check_concurrency".into(), "1".into());
+    let app = app("jobs-http", &vars);
+    let r = post_health(&app).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["summary"]["checked"], 3);
+    assert_eq!(r.json["summary"]["skipped"], 1);
+    assert!(health_rows(&env, inactive).await.is_empty());
+    assert!(health_rows(&env, recent).await.is_empty());
+    assert_eq!(health_rows(&env, stale).await.len(), 1);
+    assert_eq!(health_rows(&env, never).await.len(), 1);
+    assert_eq!(health_rows(&env, config_phone).await.len(), 1);
+
+    let order: Vec<String> =
+        fake.requests().iter().map(|r| r.target.split('?').next().unwrap().to_owned()).collect();
+    assert_eq!(
+        order.last().map(String::as_str),
+        Some("/v25.0/2002"),
+        "never-checked first, the 30-hour-old last: {order:?}"
+    );
+    assert!(order.contains(&"/v25.0/4004".to_owned()), "WABA read when no phone id: {order:?}");
+    let waba = fake.requests().into_iter().find(|r| r.target.starts_with("/v25.0/4004")).unwrap();
+    assert_eq!(waba.target, "/v25.0/4004?fields=health_status");
+
+    // Right after, everything is recent: nothing to do.
+    let again = post_health(&app).await;
+    assert_eq!(again.json["summary"]["checked"], 0);
+    assert_eq!(again.json["summary"]["skipped"], 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn time_budget_leaves_remaining_for_the_next_run() {
+    let env = Env::new().await;
+    let script = Script::default();
+    for id in ["1", "2", "3", "4", "5"] {
+        script.node(id, graph::healthy_phone().after(Duration::from_millis(700)));
+    }
+    let fake = graph::start(&script).await;
+    for id in ["1", "2", "3", "4", "5"] {
+        seed::connection(&env.db, Connection { phone_number_id: Some(id), ..Default::default() }).await;
+    }
+    let mut vars = env.variables(&fake.url);
+    vars.insert("job_time_budget_seconds".into(), "1".into());
+    vars.insert("health_check_concurrency".into(), "1".into());
+    let app = app("jobs-http", &vars);
+
+    let first = post_health(&app).await;
+    let checked = first.json["summary"]["checked"].as_u64().unwrap();
+    let remaining = first.json["summary"]["remaining"].as_u64().unwrap();
+    assert!(remaining > 0 && checked > 0, "{}", first.json);
+    assert_eq!(checked + remaining, 5);
+    let runs = env.job_runs().await;
+    assert_eq!(runs.last().unwrap().status, "partial");
+
+    let mut total = checked;
+    for _ in 0..5 {
+        if total == 5 {
+            break;
+        }
+        let next = post_health(&app).await;
+        assert_eq!(next.json["summary"]["skipped"].as_u64().unwrap(), total, "earlier ones are not redone");
+        total += next.json["summary"]["checked"].as_u64().unwrap();
+    }
+    assert_eq!(total, 5, "every connection checked once across the runs");
+    let calls: Vec<_> = fake.requests().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(calls.len(), 5, "no connection checked twice: {calls:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_most_concurrency_graph_calls_in_flight() {
+    let env = Env::new().await;
+    let script = Script::default();
+    let ids: Vec<String> = (0..9).map(|i| format!("70{i}")).collect();
+    for id in &ids {
+        script.node(id, graph::healthy_phone().after(Duration::from_millis(300)));
+    }
+    let fake = graph::start(&script).await;
+    for id in &ids {
+        seed::connection(&env.db, Connection { phone_number_id: Some(id), ..Default::default() }).await;
+    }
+    let mut vars = env.variables(&fake.url);
+    vars.insert("health_check_concurrency".into(), "3".into());
+    let app = app("jobs-http", &vars);
+    let r = post_health(&app).await;
+    assert_eq!(r.json["summary"]["healthy"], 9, "{}", r.json);
+    assert_eq!(fake.max_in_flight(), 3, "three calls at once, never more");
+}
