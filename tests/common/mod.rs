@@ -65,6 +65,12 @@ static REDIS_DB: AtomicU32 = AtomicU32::new(1);
 
 impl Env {
     pub async fn new() -> Env {
+        Self::with_existing_schema("").await
+    }
+
+    /// A database that already holds `existing_sql` (e.g. WhaTrack's own tables) before the
+    /// migrations run.
+    pub async fn with_existing_schema(existing_sql: &str) -> Env {
         let name = format!("wt_{}", uuid::Uuid::new_v4().simple());
         let admin = connect(&admin_url()).await;
         admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
@@ -74,6 +80,7 @@ impl Env {
             format!("{}/{name}", &base[..cut])
         };
         let db = connect(&database_url).await;
+        db.batch_execute(existing_sql).await.unwrap();
         migrate(&db).await;
 
         let redis_url = format!("{}/{}", redis_base(), REDIS_DB.fetch_add(1, Ordering::SeqCst) % 1000 + 1);

@@ -1,0 +1,162 @@
+//! The migrations: idempotent, and safe on top of WhaTrack's existing tables.
+
+mod common;
+
+use common::graph::{self, Script};
+use common::*;
+
+/// Columns (with type, nullability and default) and indexes of the public schema.
+async fn schema(db: &tokio_postgres::Client) -> Vec<String> {
+    let mut out: Vec<String> = db
+        .query(
+            "SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '') \
+             FROM information_schema.columns WHERE table_schema = 'public'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    out.extend(
+        db.query("SELECT indexdef FROM pg_indexes WHERE schemaname = 'public'", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0)),
+    );
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn applying_twice_changes_nothing() {
+    let env = Env::new().await;
+    let conn = common::seed::connection(&env.db, common::seed::Connection::default()).await;
+    let before = schema(&env.db).await;
+    assert!(before.iter().any(|c| c.starts_with("job_runs.id text")), "{before:?}");
+    assert!(before.iter().any(|c| c.contains("whatsapp_connections_status_last_health_check_idx")));
+    migrate(&env.db).await;
+    assert_eq!(schema(&env.db).await, before);
+    let n: i64 = env
+        .db
+        .query_one("SELECT count(*) FROM whatsapp_connections WHERE id = $1", &[&conn])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "data kept");
+}
+
+/// WhaTrack's tables as its app created them: more columns than the jobs use, some of the jobs'
+/// columns missing (an older WhaTrack), and live rows.
+const WHATRACK: &str = r#"
+CREATE TABLE whatsapp_connections (
+    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    "organizationId" UUID NOT NULL,
+    "wabaId" TEXT,
+    "phoneNumberId" TEXT,
+    "displayPhoneNumber" TEXT,
+    "verifiedName" TEXT NOT NULL DEFAULT 'Acme',
+    status TEXT NOT NULL DEFAULT 'pending',
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updatedAt" TIMESTAMP(3) NOT NULL
+);
+CREATE TABLE whatsapp_configs (
+    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    "organizationId" UUID NOT NULL,
+    "connectionId" UUID REFERENCES whatsapp_connections(id),
+    "wabaId" TEXT,
+    "phoneId" TEXT,
+    "accessToken" TEXT,
+    "webhookVerifyToken" TEXT,
+    status TEXT NOT NULL DEFAULT 'pending',
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updatedAt" TIMESTAMP(3) NOT NULL
+);
+CREATE TABLE whatsapp_health (
+    id UUID PRIMARY KEY,
+    "organizationId" UUID NOT NULL,
+    "connectionId" UUID NOT NULL REFERENCES whatsapp_connections(id),
+    status TEXT NOT NULL,
+    "tokenValid" BOOLEAN NOT NULL,
+    "tokenExpired" BOOLEAN NOT NULL,
+    "apiResponse" TEXT,
+    "responseTime" INTEGER,
+    "lastCheck" TIMESTAMP(3) NOT NULL,
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "checkedBy" TEXT
+);
+CREATE TABLE whatsapp_webhook_logs (
+    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    "organizationId" UUID,
+    payload JSONB NOT NULL,
+    "eventType" TEXT,
+    processed BOOLEAN NOT NULL DEFAULT false,
+    "signatureValid" BOOLEAN,
+    "processingError" TEXT,
+    "processedAt" TIMESTAMP(3),
+    "retryCount" INTEGER NOT NULL DEFAULT 0,
+    "lastRetryAt" TIMESTAMP(3),
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "sourceIp" TEXT
+);
+INSERT INTO whatsapp_connections (id, "organizationId", "wabaId", "phoneNumberId", "displayPhoneNumber", status, "updatedAt")
+VALUES ('11111111-1111-1111-1111-111111111111', '22222222-2222-2222-2222-222222222222', '2001', '1001', '+1 555 0100', 'active', now());
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrations_apply_on_top_of_whatrack_tables_and_the_job_runs() {
+    let env = Env::with_existing_schema(WHATRACK).await;
+    let cols = schema(&env.db).await;
+    for kept in [
+        "whatsapp_connections.displayPhoneNumber",
+        "whatsapp_connections.verifiedName",
+        "whatsapp_configs.webhookVerifyToken",
+        "whatsapp_health.checkedBy",
+        "whatsapp_webhook_logs.sourceIp",
+    ] {
+        assert!(cols.iter().any(|c| c.starts_with(kept)), "{kept} kept");
+    }
+    for added in [
+        "whatsapp_connections.healthStatus text NO 'unknown'",
+        "whatsapp_connections.lastHealthCheckAt timestamp",
+        "whatsapp_configs.tokenStatus text",
+        "whatsapp_configs.tokenExpiresAt timestamp",
+        "job_runs.summary jsonb",
+    ] {
+        assert!(cols.iter().any(|c| c.starts_with(added)), "{added} added: {cols:#?}");
+    }
+    let before = schema(&env.db).await;
+    migrate(&env.db).await;
+    assert_eq!(schema(&env.db).await, before, "idempotent on WhaTrack's schema too");
+
+    // The existing row gets a token and is checked; WhaTrack's own columns stay untouched.
+    env.db
+        .execute(
+            "INSERT INTO whatsapp_configs (\"organizationId\", \"connectionId\", \"accessToken\", status, \"webhookVerifyToken\", \"updatedAt\") \
+             VALUES ('22222222-2222-2222-2222-222222222222', '11111111-1111-1111-1111-111111111111', $1, 'connected', 'verify-me', now())",
+            &[&common::seed::encrypt("EAAB-whatrack")],
+        )
+        .await
+        .unwrap();
+    let fake = graph::start(&Script::default()).await;
+    let app = app("jobs-http", &env.variables(&fake.url));
+    let r = post_health(&app).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["summary"]["healthy"], 1);
+    let row = env
+        .db
+        .query_one(
+            "SELECT c.\"healthStatus\", c.\"displayPhoneNumber\", c.\"verifiedName\", w.\"webhookVerifyToken\", h.\"checkedBy\" IS NULL \
+             FROM whatsapp_connections c JOIN whatsapp_configs w ON w.\"connectionId\" = c.id \
+             JOIN whatsapp_health h ON h.\"connectionId\" = c.id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "healthy");
+    assert_eq!(row.get::<_, String>(1), "+1 555 0100");
+    assert_eq!(row.get::<_, String>(2), "Acme");
+    assert_eq!(row.get::<_, String>(3), "verify-me");
+    assert!(row.get::<_, bool>(4));
+}

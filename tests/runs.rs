@@ -1,0 +1,345 @@
+//! Everything around a run, whatever the job: authentication, routes, configuration errors, the
+//! Redis lock, the `job_runs` audit rows, the cron entry point, and Postgres or Redis failing.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::fake::{FakeHttp, TcpProxy};
+use common::graph::{self, Script};
+use common::seed::{self, Connection};
+use common::*;
+use tokio::net::TcpListener;
+
+const PATH: &str = "/api/v1/jobs/whatsapp-health-check";
+const LOCK: &str = "job-lock:whatsapp-health-check";
+
+/// A "Redis" that only counts who connects to it: proof that nothing talked to Redis.
+async fn redis_tripwire() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}", listener.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((_s, _)) = listener.accept().await {
+            h.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (url, hits)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unauthorized_callers_touch_nothing() {
+    let env = Env::new().await;
+    let (redis_url, hits) = redis_tripwire().await;
+    let mut vars = env.variables("http://127.0.0.1:9");
+    vars.insert("redis_url".into(), redis_url.clone());
+    vars.insert("redis_host".into(), host_of(&redis_url));
+    let app = app("jobs-http", &vars);
+
+    let upper = SECRET.to_uppercase();
+    let wrong_bearer = format!("Bearer {}x", SECRET);
+    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("missing", vec![]),
+        ("wrong", vec![("x-cron-secret", "not-the-secret-not-the-secret-00000")]),
+        ("empty", vec![("x-cron-secret", "")]),
+        ("differently cased", vec![("x-cron-secret", upper.as_str())]),
+        ("wrong bearer", vec![("authorization", wrong_bearer.as_str())]),
+        ("basic scheme", vec![("authorization", "Basic dGVzdA==")]),
+    ];
+    for (name, headers) in &cases {
+        for method in ["POST", "GET"] {
+            let r = call(&app, method, PATH, headers).await;
+            assert_eq!(r.status, 401, "{name} {method}");
+            assert_eq!(r.json, serde_json::json!({"success":false,"error":"Unauthorized"}), "{name}");
+        }
+    }
+    // The query parameter is for the GET status route only.
+    let r = call(&app, "POST", &format!("{PATH}?secret={SECRET}"), &[]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "Redis was contacted");
+    assert!(env.job_runs().await.is_empty(), "job_runs written");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accepted_ways_to_authenticate() {
+    let env = Env::new().await;
+    let fake = graph::start(&Script::default()).await;
+    let previous = "the-previous-secret-still-valid-for-now";
+    let mut vars = env.variables(&fake.url);
+    vars.insert("cron_secret_previous".into(), previous.into());
+    let app = app("jobs-http", &vars);
+    let bearer = format!("Bearer {SECRET}");
+    for headers in [
+        vec![("x-cron-secret", SECRET)],
+        vec![("x-cron-secret", previous)],
+        vec![("authorization", bearer.as_str())],
+    ] {
+        let r = call(&app, "POST", PATH, &headers).await;
+        assert_eq!(r.status, 200, "{headers:?}: {}", r.json);
+    }
+    let r = call(&app, "GET", &format!("{PATH}?secret={SECRET}"), &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json,
+        serde_json::json!({"success":true,"isRunning":false,"jobType":"whatsapp-health-check"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn short_cron_secret_refuses_to_run() {
+    let env = Env::new().await;
+    let mut vars = env.variables("http://127.0.0.1:9");
+    vars.insert("cron_secret".into(), "too-short".into());
+    let app = app("jobs-http", &vars);
+    for method in ["POST", "GET"] {
+        let r = call(&app, method, PATH, &[("x-cron-secret", "too-short")]).await;
+        assert_eq!(r.status, 500);
+        let msg = r.json["error"].as_str().unwrap();
+        assert!(msg.contains("cron_secret") && msg.contains("32"), "{msg}");
+        assert!(!msg.contains("too-short"));
+    }
+    assert!(env.job_runs().await.is_empty());
+    assert!(app.output().contains("configuration error"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_or_unparsable_variables_are_named() {
+    let env = Env::new().await;
+    for (name, value, expect) in [
+        ("database_url", "", "database_url"),
+        ("health_check_concurrency", "many", "health_check_concurrency"),
+        ("token_encryption_key", "abc", "token_encryption_key"),
+    ] {
+        let mut vars = env.variables("http://127.0.0.1:9");
+        vars.insert(name.into(), value.into());
+        let app = app("jobs-http", &vars);
+        let r = call(&app, "POST", PATH, &[("x-cron-secret", SECRET)]).await;
+        assert_eq!(r.status, 500, "{name}");
+        assert!(r.json["error"].as_str().unwrap().contains(expect), "{name}: {}", r.json);
+        assert!(app.output().contains(expect), "{name}: logged");
+    }
+    assert!(env.job_runs().await.is_empty());
+    let mut r = env.redis.clone();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut r).await.unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_paths_and_wrong_methods() {
+    let env = Env::new().await;
+    let app = app("jobs-http", &env.variables("http://127.0.0.1:9"));
+    let auth = [("x-cron-secret", SECRET)];
+    assert_eq!(call(&app, "POST", "/api/v1/jobs/nope", &auth).await.status, 404);
+    assert_eq!(call(&app, "GET", "/api/v1/jobs", &auth).await.status, 404);
+    let r = call(&app, "DELETE", PATH, &auth).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.headers.get("allow").unwrap(), "GET, POST");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_posts_one_runs_the_rest_get_429() {
+    let env = Env::new().await;
+    let script = Script::default();
+    script.node("1001", graph::healthy_phone().after(Duration::from_millis(1500)));
+    let fake = graph::start(&script).await;
+    seed::connection(&env.db, Connection::default()).await;
+    let app = Arc::new(app("jobs-http", &env.variables(&fake.url)));
+
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move { post_health(&app).await }));
+    }
+    // While the winner waits on the Graph API, the status shows it.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let during = call(&app, "GET", PATH, &[("x-cron-secret", SECRET)]).await;
+    assert_eq!(during.json["isRunning"], true);
+
+    let mut statuses = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        if r.status == 429 {
+            assert_eq!(r.json, serde_json::json!({"success":false,"error":"Job already running, skipping"}));
+        }
+        statuses.push(r.status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 429, 429, 429, 429]);
+    let after = call(&app, "GET", PATH, &[("x-cron-secret", SECRET)]).await;
+    assert_eq!(after.json["isRunning"], false);
+
+    let runs = env.job_runs().await;
+    assert_eq!(runs.len(), 5, "every attempt leaves a row");
+    let mut by_status: Vec<&str> = runs.iter().map(|r| r.status.as_str()).collect();
+    by_status.sort();
+    assert_eq!(by_status, ["skipped", "skipped", "skipped", "skipped", "succeeded"]);
+    let ids: std::collections::HashSet<_> = runs.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids.len(), 5, "distinct jobIds");
+    let ok = runs.iter().find(|r| r.status == "succeeded").unwrap();
+    assert_eq!(ok.trigger, "http");
+    assert_eq!(ok.summary.as_ref().unwrap()["healthy"], 1);
+    assert!(runs.iter().all(|r| r.finished));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_held_by_another_run_is_left_alone() {
+    let env = Env::new().await;
+    env.redis_set(LOCK, "whatsapp-health-check-1").await;
+    let app = app("jobs-http", &env.variables("http://127.0.0.1:9"));
+    let r = post_health(&app).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(env.redis_get(LOCK).await.as_deref(), Some("whatsapp-health-check-1"));
+    let status = call(&app, "GET", PATH, &[("x-cron-secret", SECRET)]).await;
+    assert_eq!(status.json["isRunning"], true);
+    let runs = env.job_runs().await;
+    assert_eq!((runs.len(), runs[0].status.as_str()), (1, "skipped"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_taken_over_mid_run_is_not_deleted_at_release() {
+    let env = Env::new().await;
+    // The Graph API answers slowly; meanwhile our lock "expires" and another run takes it.
+    let redis_url = env.redis_url.clone();
+    let graph = FakeHttp::start(move |_| {
+        let client = redis::Client::open(redis_url.as_str()).unwrap();
+        let mut c = client.get_connection().unwrap();
+        let _: () = redis::cmd("SET").arg(LOCK).arg("whatsapp-health-check-other").query(&mut c).unwrap();
+        graph::healthy_phone()
+    })
+    .await;
+    seed::connection(&env.db, Connection::default()).await;
+    let app = app("jobs-http", &env.variables(&graph.url));
+    assert_eq!(post_health(&app).await.status, 200);
+    assert_eq!(env.redis_get(LOCK).await.as_deref(), Some("whatsapp-health-check-other"));
+    assert!(app.output().contains("no longer ours"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_down_mid_run_fails_cleanly_and_releases_the_lock() {
+    let env = Env::new().await;
+    let pg_addr = {
+        let hostport = host_of(&env.database_url).trim_start_matches("postgres://").to_owned();
+        tokio::net::lookup_host(hostport).await.unwrap().next().unwrap()
+    };
+    let proxy = TcpProxy::start(pg_addr).await;
+    let via_proxy = env.database_url.replace(&pg_addr.to_string(), &proxy.addr.to_string());
+    assert_ne!(via_proxy, env.database_url);
+    let cutter = proxy.clone();
+    let graph = FakeHttp::start(move |_| {
+        cutter.cut();
+        graph::healthy_phone()
+    })
+    .await;
+    let id = seed::connection(&env.db, Connection::default()).await;
+    let mut vars = env.variables(&graph.url);
+    vars.insert("database_url".into(), via_proxy.clone());
+    vars.insert("database_host".into(), host_of(&via_proxy));
+    let app = app("jobs-http", &vars);
+    let r = post_health(&app).await;
+    assert_eq!(r.status, 500, "{}", r.json);
+    assert!(r.json["error"].as_str().unwrap().contains("Postgres"), "{}", r.json);
+    assert_eq!(env.redis_get(LOCK).await, None, "lock released on the error path");
+    // Nothing half-written: the connection is as it was.
+    let n: i64 = env.db.query_one("SELECT count(*) FROM whatsapp_health", &[]).await.unwrap().get(0);
+    assert_eq!(n, 0);
+    let status: String = env
+        .db
+        .query_one("SELECT \"healthStatus\" FROM whatsapp_connections WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "healthy");
+    // The run row says `running` forever? No: the row could not be finished through the dead
+    // proxy, and the log says why.
+    assert!(app.output().contains("could not record the failed run"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_down_is_500_not_429_and_recorded() {
+    let env = Env::new().await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut vars = env.variables("http://127.0.0.1:9");
+    vars.insert("redis_url".into(), format!("redis://{closed}"));
+    vars.insert("redis_host".into(), format!("redis://{closed}"));
+    let app = app("jobs-http", &vars);
+    let r = post_health(&app).await;
+    assert_eq!(r.status, 500);
+    assert!(r.json["error"].as_str().unwrap().starts_with("Redis error"), "{}", r.json);
+    let status = call(&app, "GET", PATH, &[("x-cron-secret", SECRET)]).await;
+    assert_eq!(status.status, 500);
+    let runs = env.job_runs().await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, "failed");
+    assert!(runs[0].error.as_deref().unwrap().contains("Redis"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn addresses_missing_from_allowed_outbound_hosts_are_refused() {
+    let env = Env::new().await;
+    // database_host and redis_host no longer match the URLs: the host refuses, like Spin.
+    let mut vars = env.variables("http://127.0.0.1:9");
+    vars.insert("database_host".into(), "postgres://127.0.0.1:1".into());
+    let app = app("jobs-http", &vars);
+    let r = post_health(&app).await;
+    assert_eq!(r.status, 500);
+    assert!(r.json["error"].as_str().unwrap().contains("not permitted"), "{}", r.json);
+
+    let mut vars = env.variables("http://127.0.0.1:9");
+    vars.insert("redis_host".into(), "redis://localhost:1".into());
+    let app = common::app("jobs-http", &vars);
+    let r = post_health(&app).await;
+    assert_eq!(r.status, 500);
+    assert!(r.json["error"].as_str().unwrap().contains("Redis"), "{}", r.json);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cron_runs_the_job_named_by_the_component() {
+    let env = Env::new().await;
+    let fake = graph::start(&Script::default()).await;
+    seed::connection(&env.db, Connection::default()).await;
+    let cron = app("cron-health-check", &env.variables(&fake.url));
+    assert_eq!(cron.cron(1_800_000_000).await.unwrap(), Ok(()));
+    let runs = env.job_runs().await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (runs[0].trigger.as_str(), runs[0].status.as_str(), runs[0].job_type.as_str()),
+        ("cron", "succeeded", "whatsapp-health-check")
+    );
+    assert_eq!(runs[0].summary.as_ref().unwrap()["healthy"], 1);
+    assert_eq!(env.redis_get(LOCK).await, None);
+
+    // Lock held: Ok, recorded as skipped.
+    env.redis_set(LOCK, "whatsapp-health-check-42").await;
+    assert_eq!(cron.cron(1_800_000_300).await.unwrap(), Ok(()));
+    let runs = env.job_runs().await;
+    assert_eq!((runs[1].trigger.as_str(), runs[1].status.as_str()), ("cron", "skipped"));
+    assert_eq!(env.redis_get(LOCK).await.as_deref(), Some("whatsapp-health-check-42"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cron_failure_is_an_error_for_the_trigger_to_log() {
+    let env = Env::new().await;
+    let mut vars = env.variables("http://127.0.0.1:9");
+    vars.insert("redis_url".into(), "redis://127.0.0.1:1".into());
+    vars.insert("redis_host".into(), "redis://127.0.0.1:1".into());
+    let cron = app("cron-health-check", &vars);
+    let err = cron.cron(1).await.unwrap().unwrap_err();
+    assert!(err.contains("Redis"), "{err}");
+    assert_eq!(env.job_runs().await[0].status, "failed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spin_refuses_an_app_without_required_variables() {
+    let env = Env::new().await;
+    let mut vars = env.variables("http://127.0.0.1:9");
+    vars.remove("cron_secret");
+    if std::env::var_os("SPIN_VARIABLE_CRON_SECRET").is_none() {
+        assert!(runtime().app(&manifest(), "jobs-http", &vars).is_err());
+    }
+}
