@@ -83,6 +83,11 @@ pub struct Config {
     pub health_recheck_after_hours: u32,
     pub health_check_concurrency: usize,
     pub token_expiry_warning_days: u32,
+    /// Empty when not configured: only the webhook retry needs it, and says so when it runs.
+    pub webhook_processor_url: Option<String>,
+    pub webhook_retry_max_attempts: u32,
+    pub webhook_retry_base: Duration,
+    pub webhook_retry_batch_size: u32,
 }
 
 impl Config {
@@ -119,6 +124,20 @@ impl Config {
             health_recheck_after_hours: number(src, "health_recheck_after_hours", 20, 0..=8760)?,
             health_check_concurrency: number(src, "health_check_concurrency", 16, 1..=256)?,
             token_expiry_warning_days: number(src, "token_expiry_warning_days", 7, 0..=365)?,
+            webhook_processor_url: match src.get("webhook_processor_url")? {
+                Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                    return Err(invalid("webhook_processor_url", "must be an http:// or https:// URL"));
+                }
+                other => other,
+            },
+            webhook_retry_max_attempts: number(src, "webhook_retry_max_attempts", 3, 1..=100)?,
+            webhook_retry_base: Duration::from_secs(number(
+                src,
+                "webhook_retry_base_seconds",
+                300,
+                1..=86_400,
+            )?),
+            webhook_retry_batch_size: number(src, "webhook_retry_batch_size", 50, 1..=1000)?,
         })
     }
 }
@@ -209,6 +228,17 @@ mod tests {
         assert_eq!(c.health_check_concurrency, 16);
         assert!(c.meta_app.is_none());
         assert!(c.keys.has("v1"));
+        assert_eq!(c.webhook_processor_url, None);
+        assert_eq!((c.webhook_retry_max_attempts, c.webhook_retry_batch_size), (3, 50));
+        assert_eq!(c.webhook_retry_base, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn processor_url_must_be_http() {
+        let mut m = base();
+        m.insert("webhook_processor_url", "ftp://x");
+        let e = Config::from_source(&Map(m)).err().unwrap();
+        assert!(e.to_string().contains("webhook_processor_url"));
     }
 
     #[test]

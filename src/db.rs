@@ -149,9 +149,7 @@ impl Db {
             "SELECT count(*) FROM whatsapp_connections WHERE status = 'active' \
              AND \"lastHealthCheckAt\" >= {NOW_UTC} - make_interval(hours => $1)"
         );
-        let rows =
-            self.query("count recent checks", &sql, &[ParameterValue::Int32(recheck_after_hours as i32)])?;
-        Ok(rows.rows.first().and_then(|r| int(&r[0])).unwrap_or(0) as u64)
+        self.count("count recent checks", &sql, &[ParameterValue::Int32(recheck_after_hours as i32)])
     }
 
     /// Writes a batch of check results in one transaction: the audit rows, the connections'
@@ -219,6 +217,190 @@ impl Db {
             Ok(())
         })
     }
+
+    // ---- webhook retry -----------------------------------------------------------------------
+
+    /// Claims up to `batch` due webhooks, oldest due first, and pushes their `"nextRetryAt"`
+    /// ahead by `lease_secs`: one statement, so one transaction, and `SKIP LOCKED` keeps two
+    /// concurrent claims from ever taking the same row, Redis lock or not.
+    pub fn claim_due_webhooks(
+        &self,
+        rules: &RetryRules,
+        batch: u32,
+        lease_secs: u64,
+    ) -> DbResult<Vec<ClaimedWebhook>> {
+        const CTX: &str = "claim due webhooks";
+        let sql = format!(
+            "WITH due AS ( \
+                SELECT id FROM whatsapp_webhook_logs \
+                WHERE {PENDING} AND {DUE} \
+                ORDER BY {DUE_AT}, id \
+                LIMIT $3 \
+                FOR UPDATE SKIP LOCKED \
+             ) \
+             UPDATE whatsapp_webhook_logs w \
+             SET \"nextRetryAt\" = {NOW_UTC} + make_interval(secs => $4::float8) \
+             FROM due WHERE w.id = due.id \
+             RETURNING w.id::text, w.\"retryCount\", COALESCE(w.\"rawBody\", w.payload::text)"
+        );
+        let rows = self.query(
+            CTX,
+            &sql,
+            &[
+                rules.max_attempts(),
+                rules.base_secs(),
+                ParameterValue::Int64(i64::from(batch)),
+                ParameterValue::Floating64(lease_secs as f64),
+            ],
+        )?;
+        rows.rows
+            .iter()
+            .map(|r| {
+                Ok(ClaimedWebhook {
+                    id: text(&r[0]).ok_or_else(|| DbError::decode(CTX, "id"))?,
+                    retry_count: int(&r[1]).ok_or_else(|| DbError::decode(CTX, "retryCount"))? as u32,
+                    body: text(&r[2]).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// Makes claimed rows that were never attempted due again, without counting an attempt.
+    pub fn release_webhooks(&self, ids: &[String]) -> DbResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "UPDATE whatsapp_webhook_logs SET \"nextRetryAt\" = {NOW_UTC} WHERE id::text = ANY($1::text[])"
+        );
+        self.execute("release webhook claims", &sql, &[str_array(ids)])?;
+        Ok(())
+    }
+
+    /// Writes one attempt's outcome and its `webhook_retry_attempts` row in one statement.
+    pub fn record_webhook_attempt(&self, a: &AttemptWrite<'_>) -> DbResult<()> {
+        // $6 error (NULL when delivered), $7 seconds until the next attempt (NULL unless one is
+        // planned), $8 delivered, $9 dead-lettered now.
+        let sql = format!(
+            "WITH done AS ( \
+                UPDATE whatsapp_webhook_logs SET \
+                    processed = processed OR $8, \
+                    \"processedAt\" = CASE WHEN $8 THEN {NOW_UTC} ELSE \"processedAt\" END, \
+                    \"processingError\" = $6, \
+                    \"retryCount\" = \"retryCount\" + CASE WHEN $8 THEN 0 ELSE 1 END, \
+                    \"lastRetryAt\" = CASE WHEN $8 THEN \"lastRetryAt\" ELSE {NOW_UTC} END, \
+                    \"nextRetryAt\" = {NOW_UTC} + make_interval(secs => $7::float8), \
+                    \"deadAt\" = CASE WHEN $9 THEN {NOW_UTC} ELSE NULL END \
+                WHERE id::text = $1 RETURNING id) \
+             INSERT INTO webhook_retry_attempts (id, \"webhookLogId\", attempt, \"attemptedAt\", \"httpStatus\", error, \"durationMs\", \"jobId\") \
+             SELECT gen_random_uuid(), done.id::text, $2, {NOW_UTC}, $3, $6, $4, $5 FROM done"
+        );
+        let (retry_in, delivered, dead) = match a.outcome {
+            AttemptOutcome::Delivered => (None, true, false),
+            AttemptOutcome::RetryIn(secs) => (Some(secs), false, false),
+            AttemptOutcome::Dead => (None, false, true),
+        };
+        self.execute(
+            "record webhook attempt",
+            &sql,
+            &[
+                str(a.id),
+                ParameterValue::Int32(a.attempt as i32),
+                a.http_status.map(|s| ParameterValue::Int32(i32::from(s))).into(),
+                ParameterValue::Int32(a.duration_ms.min(i32::MAX as u64) as i32),
+                str(a.job_id),
+                a.error.map(str).into(),
+                retry_in.map(ParameterValue::Floating64).into(),
+                ParameterValue::Boolean(delivered),
+                ParameterValue::Boolean(dead),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Due rows not yet attempted: the work a run leaves to the next one.
+    pub fn count_due_webhooks(&self, rules: &RetryRules) -> DbResult<u64> {
+        let sql = format!("SELECT count(*) FROM whatsapp_webhook_logs WHERE {PENDING} AND {DUE}");
+        self.count("count due webhooks", &sql, &[rules.max_attempts(), rules.base_secs()])
+    }
+
+    /// (pending, dead): waiting for a retry, and dead-lettered.
+    pub fn webhook_queue_counts(&self, rules: &RetryRules) -> DbResult<(u64, u64)> {
+        let sql = format!(
+            "SELECT count(*) FILTER (WHERE {PENDING}), \
+                    count(*) FILTER (WHERE \"deadAt\" IS NOT NULL AND processed = false) \
+             FROM whatsapp_webhook_logs WHERE processed = false"
+        );
+        let rows = self.query("count webhook queue", &sql, &[rules.max_attempts()])?;
+        let row = rows.rows.first();
+        let n = |i: usize| row.and_then(|r| int(&r[i])).unwrap_or(0) as u64;
+        Ok((n(0), n(1)))
+    }
+
+    /// Puts dead-lettered rows back in the queue: all of them, or those of `ids`.
+    pub fn redrive_webhooks(&self, ids: Option<&[String]>) -> DbResult<u64> {
+        let sql = format!(
+            "UPDATE whatsapp_webhook_logs SET \"deadAt\" = NULL, \"retryCount\" = 0, \"nextRetryAt\" = {NOW_UTC} \
+             WHERE \"deadAt\" IS NOT NULL AND processed = false AND ($1::text[] IS NULL OR id::text = ANY($1::text[]))"
+        );
+        let ids = ids.map(str_array).unwrap_or(ParameterValue::DbNull);
+        self.execute("redrive webhooks", &sql, &[ids])
+    }
+
+    fn count(&self, context: &'static str, sql: &str, params: &[ParameterValue]) -> DbResult<u64> {
+        let rows = self.query(context, sql, params)?;
+        Ok(rows.rows.first().and_then(|r| int(&r[0])).unwrap_or(0) as u64)
+    }
+}
+
+/// The queue's rules, as the SQL needs them: `$1` max attempts, `$2` base seconds.
+pub struct RetryRules {
+    pub max_attempts: u32,
+    pub base_secs: u64,
+}
+
+impl RetryRules {
+    fn max_attempts(&self) -> ParameterValue {
+        ParameterValue::Int32(self.max_attempts as i32)
+    }
+
+    fn base_secs(&self) -> ParameterValue {
+        ParameterValue::Floating64(self.base_secs as f64)
+    }
+}
+
+/// A webhook waiting for a retry: `$1` is `webhook_retry_max_attempts`.
+const PENDING: &str =
+    "processed = false AND \"signatureValid\" = true AND \"deadAt\" IS NULL AND \"retryCount\" < $1";
+/// When a pending webhook is due: `$2` is `webhook_retry_base_seconds`.
+const DUE_AT: &str = "COALESCE(\"nextRetryAt\", \"createdAt\" + make_interval(secs => $2::float8))";
+const DUE: &str =
+    "COALESCE(\"nextRetryAt\", \"createdAt\" + make_interval(secs => $2::float8)) <= timezone('UTC', now())";
+
+#[derive(Debug, Clone)]
+pub struct ClaimedWebhook {
+    pub id: String,
+    pub retry_count: u32,
+    /// `"rawBody"` when stored, else the `payload` JSON as text.
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AttemptOutcome {
+    Delivered,
+    /// Retry after this many seconds.
+    RetryIn(f64),
+    Dead,
+}
+
+pub struct AttemptWrite<'a> {
+    pub id: &'a str,
+    pub attempt: u32,
+    pub http_status: Option<u16>,
+    pub error: Option<&'a str>,
+    pub duration_ms: u64,
+    pub job_id: &'a str,
+    pub outcome: AttemptOutcome,
 }
 
 #[derive(Debug, Clone)]
@@ -251,6 +433,10 @@ pub struct HealthWrite {
 
 fn str(s: &str) -> ParameterValue {
     ParameterValue::Str(s.to_owned())
+}
+
+fn str_array(items: &[String]) -> ParameterValue {
+    ParameterValue::ArrayStr(items.iter().cloned().map(Some).collect())
 }
 
 fn text(v: &DbValue) -> Option<String> {

@@ -9,6 +9,8 @@
 //!   record the run in `job_runs`, run the job within its time budget, release the lock.
 //! - [`health_check`]: the WhatsApp token health check (SPEC section 5), with its pure
 //!   classification in [`health_check::classify`].
+//! - [`webhook_retry`]: the webhook dead-letter queue (SPEC section 6), with its pure retry
+//!   policy in [`webhook_retry::policy`].
 //! - Edges, one outside system each: [`config`] (Spin variables), [`db`] (every SQL statement),
 //!   [`lock`] (Redis), [`graph`] (Meta's Graph API), [`outbound`] (HTTP with a timeout),
 //!   [`crypto`] (WhaTrack's token ciphertext), [`auth`] (the shared secret), [`log`] (JSON lines).
@@ -27,6 +29,7 @@ pub mod log;
 pub mod outbound;
 pub mod runner;
 pub mod time;
+pub mod webhook_retry;
 
 // The entry points export component symbols (`wasi:http/incoming-handler@0.2.0#handle`) that a
 // native shared library cannot carry; natively the crate is the library the unit and

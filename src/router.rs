@@ -1,7 +1,8 @@
 //! The HTTP entry point: routes, authentication, and the contract's JSON (SPEC section 3).
 //!
 //! Thin on purpose: it reads the secrets, checks the caller, loads the configuration and hands
-//! over to the runner; errors become status codes here and nowhere else.
+//! over to the runner (or, for a redrive, to the webhook retry); errors become status codes here
+//! and nowhere else.
 
 use serde_json::{json, Value};
 use spin_sdk::http::{Method, Request, Response};
@@ -9,23 +10,60 @@ use spin_sdk::http_component;
 
 use crate::auth::{self, Presented};
 use crate::config::{Config, ConfigError, Secrets, SpinVariables};
+use crate::db::Db;
 use crate::log::Logger;
 use crate::runner::{self, JobType, RunError, Trigger};
+use crate::webhook_retry::{self, Redrive};
 
 const JOBS_PREFIX: &str = "/api/v1/jobs/";
 
+#[derive(Clone, Copy)]
+enum Route {
+    Job(JobType),
+    Redrive,
+}
+
+impl Route {
+    fn parse(path: &str) -> Option<Self> {
+        let rest = path.trim_end_matches('/').strip_prefix(JOBS_PREFIX)?;
+        match rest.strip_suffix("/redrive") {
+            Some(job) if job == JobType::WebhookRetry.as_str() => Some(Route::Redrive),
+            Some(_) => None,
+            None => JobType::parse(rest).map(Route::Job),
+        }
+    }
+
+    fn allow(self) -> &'static str {
+        match self {
+            Route::Job(_) => "GET, POST",
+            Route::Redrive => "POST",
+        }
+    }
+
+    fn job(self) -> JobType {
+        match self {
+            Route::Job(job) => job,
+            Route::Redrive => JobType::WebhookRetry,
+        }
+    }
+}
+
 #[http_component]
 async fn handle(req: Request) -> Response {
-    let path = req.path().trim_end_matches('/');
-    let Some(job) = path.strip_prefix(JOBS_PREFIX).and_then(JobType::parse) else {
+    let Some(route) = Route::parse(req.path()) else {
         return reply(404, json!({ "success": false, "error": "Not found" }));
     };
     let method = req.method().clone();
-    if !matches!(method, Method::Get | Method::Post) {
+    let allowed = match route {
+        Route::Job(_) => matches!(method, Method::Get | Method::Post),
+        Route::Redrive => method == Method::Post,
+    };
+    if !allowed {
         let mut resp = reply(405, json!({ "success": false, "error": "Method not allowed" }));
-        resp.set_header("allow", "GET, POST");
+        resp.set_header("allow", route.allow());
         return resp;
     }
+    let job = route.job();
 
     let secrets = match Secrets::from_source(&SpinVariables) {
         Ok(s) => s,
@@ -47,21 +85,60 @@ async fn handle(req: Request) -> Response {
         Err(e) => return config_error(job, e),
     };
 
-    if method == Method::Get {
-        return status(job, &config);
+    match (route, method) {
+        (Route::Redrive, _) => redrive(&config, req.body()),
+        (Route::Job(job), Method::Get) => match runner::status(job, &config) {
+            Ok(mut fields) => {
+                fields.insert("success".into(), json!(true));
+                reply(200, Value::Object(fields))
+            }
+            Err(e) => run_error(e),
+        },
+        (Route::Job(job), _) => match runner::run_job(job, Trigger::Http, &config).await {
+            Ok(done) => reply(
+                200,
+                json!({
+                    "success": true,
+                    "jobId": done.job_id,
+                    "message": job.done_message(),
+                    "summary": done.summary,
+                }),
+            ),
+            Err(e) => run_error(e),
+        },
     }
-    match runner::run_job(job, Trigger::Http, &config).await {
-        Ok(done) => reply(
-            200,
-            json!({
-                "success": true,
-                "jobId": done.job_id,
-                "message": job.done_message(),
-                "summary": done.summary,
-            }),
-        ),
-        Err(e) => run_error(e),
+}
+
+/// `{"ids":[...]}` or `{"dead":true}`.
+fn redrive(config: &Config, body: &[u8]) -> Response {
+    let which = match serde_json::from_slice::<Value>(body).ok().as_ref().map(parse_redrive) {
+        Some(Some(which)) => which,
+        _ => {
+            return reply(
+                400,
+                json!({ "success": false, "error": "Body must be {\"ids\":[\"<id>\", ...]} or {\"dead\":true}" }),
+            )
+        }
+    };
+    let log = Logger::new(JobType::WebhookRetry.log_name());
+    match Db::open(&config.database_url).and_then(|db| webhook_retry::redrive(&db, &which)) {
+        Ok(n) => {
+            log.info("dead-lettered webhooks redriven", json!({ "redriven": n }));
+            reply(200, json!({ "success": true, "redriven": n }))
+        }
+        Err(e) => {
+            log.error("redrive failed", json!({ "error": e.to_string() }));
+            reply(500, json!({ "success": false, "error": e.to_string() }))
+        }
     }
+}
+
+fn parse_redrive(v: &Value) -> Option<Redrive> {
+    if v.get("dead") == Some(&Value::Bool(true)) {
+        return Some(Redrive::All);
+    }
+    let ids = v.get("ids")?.as_array()?;
+    ids.iter().map(|id| id.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().map(Redrive::Ids)
 }
 
 fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
@@ -70,13 +147,6 @@ fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 
 fn query_param(query: &str, name: &str) -> Option<String> {
     form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
-}
-
-fn status(job: JobType, config: &Config) -> Response {
-    match runner::is_running(job, config) {
-        Ok(running) => reply(200, json!({ "success": true, "isRunning": running, "jobType": job.as_str() })),
-        Err(e) => run_error(e.into()),
-    }
 }
 
 fn run_error(e: RunError) -> Response {

@@ -10,7 +10,7 @@
 //! 5. Release the lock if it is still ours, on every path after step 2.
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::config::{Config, ConfigError};
 use crate::db::{Db, DbError};
@@ -21,14 +21,16 @@ use crate::time::{self, Deadline};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobType {
     HealthCheck,
+    WebhookRetry,
 }
 
 impl JobType {
-    pub const ALL: [JobType; 1] = [JobType::HealthCheck];
+    pub const ALL: [JobType; 2] = [JobType::HealthCheck, JobType::WebhookRetry];
 
     pub fn as_str(self) -> &'static str {
         match self {
             JobType::HealthCheck => "whatsapp-health-check",
+            JobType::WebhookRetry => "webhook-retry",
         }
     }
 
@@ -40,18 +42,31 @@ impl JobType {
     pub fn log_name(self) -> &'static str {
         match self {
             JobType::HealthCheck => "HealthCheckJob",
+            JobType::WebhookRetry => "WebhookRetryJob",
         }
     }
 
     pub fn done_message(self) -> &'static str {
         match self {
             JobType::HealthCheck => "WhatsApp health check completed",
+            JobType::WebhookRetry => "Webhook retry completed",
+        }
+    }
+
+    /// Settings that are optional for the app but required by this job.
+    fn check_config(self, config: &Config) -> Result<(), ConfigError> {
+        match self {
+            JobType::WebhookRetry if config.webhook_processor_url.is_none() => {
+                Err(ConfigError::Missing("webhook_processor_url"))
+            }
+            _ => Ok(()),
         }
     }
 
     async fn run(self, ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
         match self {
             JobType::HealthCheck => crate::health_check::run(ctx).await,
+            JobType::WebhookRetry => crate::webhook_retry::run(ctx).await,
         }
     }
 }
@@ -73,6 +88,7 @@ impl Trigger {
 
 /// What a job gets to work with.
 pub struct JobContext<'a> {
+    pub job_id: &'a str,
     pub config: &'a Config,
     pub db: &'a Db,
     pub deadline: Deadline,
@@ -144,6 +160,7 @@ async fn run_locked(
     config: &Config,
     log: &Logger,
 ) -> Result<Completed, RunError> {
+    job.check_config(config)?;
     let db = Db::open(&config.database_url)?;
     let job_id = reserve_job_id(&db, job, trigger)?;
     let log = log.with_job_id(&job_id);
@@ -163,7 +180,13 @@ async fn run_locked(
     };
 
     log.info("run started", json!({ "trigger": trigger.as_str() }));
-    let ctx = JobContext { config, db: &db, deadline: Deadline::after(config.job_time_budget), log: &log };
+    let ctx = JobContext {
+        job_id: &job_id,
+        config,
+        db: &db,
+        deadline: Deadline::after(config.job_time_budget),
+        log: &log,
+    };
     let result = job.run(&ctx).await;
     let recorded = match &result {
         Ok(outcome) => {
@@ -207,7 +230,17 @@ fn record_failure(db: &Db, job_id: &str, error: &str, log: &Logger) {
     }
 }
 
-/// Whether a run of `job` holds the lock now.
-pub fn is_running(job: JobType, config: &Config) -> Result<bool, RedisError> {
-    Redis::open(&config.redis_url)?.is_locked(job.as_str())
+/// The status route's fields: whether a run holds the lock, and for the webhook retry the
+/// queue's counts.
+pub fn status(job: JobType, config: &Config) -> Result<Map<String, Value>, RunError> {
+    let mut fields = Map::new();
+    fields.insert("isRunning".into(), json!(Redis::open(&config.redis_url)?.is_locked(job.as_str())?));
+    fields.insert("jobType".into(), json!(job.as_str()));
+    if job == JobType::WebhookRetry {
+        let (pending, dead) =
+            Db::open(&config.database_url)?.webhook_queue_counts(&crate::webhook_retry::rules(config))?;
+        fields.insert("pendingWebhooks".into(), json!(pending));
+        fields.insert("deadWebhooks".into(), json!(dead));
+    }
+    Ok(fields)
 }

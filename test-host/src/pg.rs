@@ -1,3 +1,6 @@
+// The error type is the WIT `error` variant Spin returns, large because `db-error` is.
+#![allow(clippy::result_large_err)]
+
 //! `spin:postgres/postgres@4.0.0` over tokio-postgres, converting values as Spin 3.5 does.
 //!
 //! A `connection` resource owns one session for its whole life, so BEGIN/COMMIT across calls

@@ -70,3 +70,42 @@ pub async fn connection(db: &tokio_postgres::Client, c: Connection<'_>) -> Uuid 
     }
     id
 }
+
+/// A row of `whatsapp_webhook_logs` as WhaTrack writes it when processing failed.
+pub struct Webhook<'a> {
+    pub payload: serde_json::Value,
+    pub raw_body: Option<&'a str>,
+    pub signature_valid: Option<bool>,
+    pub processed: bool,
+    pub created_minutes_ago: i32,
+    pub retry_count: i32,
+    pub dead: bool,
+}
+
+impl Default for Webhook<'_> {
+    fn default() -> Self {
+        Self {
+            payload: serde_json::json!({"object":"whatsapp_business_account","entry":[{"id":"2001","changes":[{"field":"messages","value":{"messages":[{"id":"wamid.1","text":{"body":"hi"}}]}}]}]}),
+            raw_body: None,
+            signature_valid: Some(true),
+            processed: false,
+            created_minutes_ago: 10,
+            retry_count: 0,
+            dead: false,
+        }
+    }
+}
+
+pub async fn webhook(db: &tokio_postgres::Client, w: Webhook<'_>) -> Uuid {
+    db.query_one(
+        "INSERT INTO whatsapp_webhook_logs (\"organizationId\", payload, \"eventType\", processed, \"signatureValid\", \
+             \"processingError\", \"retryCount\", \"rawBody\", \"createdAt\", \"deadAt\") \
+         VALUES (gen_random_uuid(), $1, 'messages', $2, $3, 'processing failed', $4, $5, \
+             timezone('UTC', now()) - make_interval(mins => $6), \
+             CASE WHEN $7 THEN timezone('UTC', now()) ELSE NULL END) RETURNING id",
+        &[&w.payload, &w.processed, &w.signature_valid, &w.retry_count, &w.raw_body, &w.created_minutes_ago, &w.dead],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
