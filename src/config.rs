@@ -88,6 +88,15 @@ pub struct Config {
     pub webhook_retry_max_attempts: u32,
     pub webhook_retry_base: Duration,
     pub webhook_retry_batch_size: u32,
+    pub alert_webhook_url: Option<String>,
+    /// How old a job's last success may get before the overview calls it overdue.
+    pub health_check_overdue: Duration,
+    pub webhook_retry_overdue: Duration,
+    /// Days `job_runs` and `webhook_retry_attempts` rows are kept; `None` keeps them forever.
+    pub audit_retention_days: Option<u32>,
+    /// Days `whatsapp_health` rows are kept; `None` (the default) keeps them forever, since
+    /// WhaTrack's app reads that table too.
+    pub health_retention_days: Option<u32>,
 }
 
 impl Config {
@@ -124,12 +133,7 @@ impl Config {
             health_recheck_after_hours: number(src, "health_recheck_after_hours", 20, 0..=8760)?,
             health_check_concurrency: number(src, "health_check_concurrency", 16, 1..=256)?,
             token_expiry_warning_days: number(src, "token_expiry_warning_days", 7, 0..=365)?,
-            webhook_processor_url: match src.get("webhook_processor_url")? {
-                Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
-                    return Err(invalid("webhook_processor_url", "must be an http:// or https:// URL"));
-                }
-                other => other,
-            },
+            webhook_processor_url: http_url(src, "webhook_processor_url")?,
             webhook_retry_max_attempts: number(src, "webhook_retry_max_attempts", 3, 1..=100)?,
             webhook_retry_base: Duration::from_secs(number(
                 src,
@@ -138,8 +142,31 @@ impl Config {
                 1..=86_400,
             )?),
             webhook_retry_batch_size: number(src, "webhook_retry_batch_size", 50, 1..=1000)?,
+            alert_webhook_url: http_url(src, "alert_webhook_url")?,
+            health_check_overdue: minutes(number(src, "health_check_overdue_minutes", 26 * 60, 1..=525_600)?),
+            webhook_retry_overdue: minutes(number(src, "webhook_retry_overdue_minutes", 30, 1..=525_600)?),
+            audit_retention_days: days_or_forever(number(src, "audit_retention_days", 90, 0..=36_500)?),
+            health_retention_days: days_or_forever(number(src, "health_retention_days", 0, 0..=36_500)?),
         })
     }
+}
+
+fn http_url(src: &impl Source, name: &'static str) -> Result<Option<String>, ConfigError> {
+    match src.get(name)? {
+        Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+            Err(invalid(name, "must be an http:// or https:// URL"))
+        }
+        other => Ok(other),
+    }
+}
+
+fn minutes(n: u32) -> Duration {
+    Duration::from_secs(u64::from(n) * 60)
+}
+
+/// 0 means "keep forever".
+fn days_or_forever(days: u32) -> Option<u32> {
+    (days > 0).then_some(days)
 }
 
 fn required(src: &impl Source, name: &'static str) -> Result<String, ConfigError> {
@@ -231,14 +258,29 @@ mod tests {
         assert_eq!(c.webhook_processor_url, None);
         assert_eq!((c.webhook_retry_max_attempts, c.webhook_retry_batch_size), (3, 50));
         assert_eq!(c.webhook_retry_base, Duration::from_secs(300));
+        assert_eq!(c.alert_webhook_url, None);
+        assert_eq!(c.health_check_overdue, Duration::from_secs(26 * 3600));
+        assert_eq!(c.webhook_retry_overdue, Duration::from_secs(30 * 60));
+        assert_eq!((c.audit_retention_days, c.health_retention_days), (Some(90), None));
     }
 
     #[test]
-    fn processor_url_must_be_http() {
+    fn retention_zero_keeps_forever() {
         let mut m = base();
-        m.insert("webhook_processor_url", "ftp://x");
-        let e = Config::from_source(&Map(m)).err().unwrap();
-        assert!(e.to_string().contains("webhook_processor_url"));
+        m.insert("audit_retention_days", "0");
+        m.insert("health_retention_days", "30");
+        let c = Config::from_source(&Map(m)).unwrap();
+        assert_eq!((c.audit_retention_days, c.health_retention_days), (None, Some(30)));
+    }
+
+    #[test]
+    fn urls_must_be_http() {
+        for name in ["webhook_processor_url", "alert_webhook_url"] {
+            let mut m = base();
+            m.insert(name, "ftp://x");
+            let e = Config::from_source(&Map(m)).err().unwrap();
+            assert!(e.to_string().contains(name));
+        }
     }
 
     #[test]

@@ -108,7 +108,7 @@ impl Db {
     pub fn due_connections(&self, recheck_after_hours: u32) -> DbResult<Vec<DueConnection>> {
         const CTX: &str = "select due connections";
         let sql = format!(
-            "SELECT c.id::text, c.\"wabaId\", c.\"phoneNumberId\", \
+            "SELECT c.id::text, c.\"organizationId\"::text, c.\"healthStatus\"::text, c.\"wabaId\", c.\"phoneNumberId\", \
                     cfg.\"accessToken\", cfg.\"phoneId\", cfg.\"wabaId\", cfg.id::text, \
                     (SELECT count(*) FROM (SELECT h.status FROM whatsapp_health h \
                         WHERE h.\"connectionId\" = c.id ORDER BY h.\"lastCheck\" DESC LIMIT 2) recent \
@@ -131,13 +131,15 @@ impl Db {
                 let need = |i: usize, what: &str| text(&r[i]).ok_or_else(|| DbError::decode(CTX, what));
                 Ok(DueConnection {
                     id: need(0, "id")?,
-                    waba_id: text(&r[1]),
-                    phone_number_id: text(&r[2]),
-                    access_token: text(&r[3]),
-                    config_phone_id: text(&r[4]),
-                    config_waba_id: text(&r[5]),
-                    config_id: text(&r[6]),
-                    recent_unknowns: int(&r[7]).unwrap_or(0) as usize,
+                    organization_id: text(&r[1]),
+                    health_status: text(&r[2]),
+                    waba_id: text(&r[3]),
+                    phone_number_id: text(&r[4]),
+                    access_token: text(&r[5]),
+                    config_phone_id: text(&r[6]),
+                    config_waba_id: text(&r[7]),
+                    config_id: text(&r[8]),
+                    recent_unknowns: int(&r[9]).unwrap_or(0) as usize,
                 })
             })
             .collect()
@@ -347,10 +349,73 @@ impl Db {
         self.execute("redrive webhooks", &sql, &[ids])
     }
 
+    // ---- overview --------------------------------------------------------------------------
+
+    /// A job's last run, its last success, and the seconds since that success ended.
+    pub fn job_overview(&self, job_type: &str) -> DbResult<(Option<Value>, Option<Value>, Option<i64>)> {
+        let sql = format!(
+            "SELECT (SELECT {RUN_JSON} FROM job_runs WHERE \"jobType\" = $1 ORDER BY \"startedAt\" DESC LIMIT 1), \
+                    (SELECT {RUN_JSON} FROM job_runs WHERE \"jobType\" = $1 AND {SUCCESS} ORDER BY \"startedAt\" DESC LIMIT 1), \
+                    (SELECT EXTRACT(EPOCH FROM {NOW_UTC} - max(\"finishedAt\"))::bigint FROM job_runs \
+                     WHERE \"jobType\" = $1 AND {SUCCESS})"
+        );
+        let rows = self.query("job overview", &sql, &[str(job_type)])?;
+        let Some(row) = rows.rows.first() else { return Ok((None, None, None)) };
+        Ok((json_text(&row[0]), json_text(&row[1]), int(&row[2])))
+    }
+
+    /// The latest `limit` runs of a job, newest first.
+    pub fn recent_runs(&self, job_type: &str, limit: u32) -> DbResult<Vec<Value>> {
+        let sql = format!(
+            "SELECT {RUN_JSON} FROM job_runs WHERE \"jobType\" = $1 ORDER BY \"startedAt\" DESC, id DESC LIMIT $2"
+        );
+        let rows =
+            self.query("recent runs", &sql, &[str(job_type), ParameterValue::Int64(i64::from(limit))])?;
+        Ok(rows.rows.iter().filter_map(|r| json_text(&r[0])).collect())
+    }
+
+    // ---- retention ---------------------------------------------------------------------------
+
+    /// Deletes up to `batch` rows of `table` older than `days`; returns how many went.
+    pub fn purge_older_than(&self, table: AuditTable, days: u32, batch: u32) -> DbResult<u64> {
+        let (name, column) = match table {
+            AuditTable::JobRuns => ("job_runs", "\"startedAt\""),
+            AuditTable::WebhookRetryAttempts => ("webhook_retry_attempts", "\"attemptedAt\""),
+            AuditTable::WhatsappHealth => ("whatsapp_health", "\"lastCheck\""),
+        };
+        // Table and column come from the match above, never from input.
+        let sql = format!(
+            "DELETE FROM {name} WHERE ctid IN ( \
+                SELECT ctid FROM {name} WHERE {column} < {NOW_UTC} - make_interval(days => $1) LIMIT $2)"
+        );
+        self.execute(
+            "purge old rows",
+            &sql,
+            &[ParameterValue::Int32(days as i32), ParameterValue::Int64(i64::from(batch))],
+        )
+    }
+
     fn count(&self, context: &'static str, sql: &str, params: &[ParameterValue]) -> DbResult<u64> {
         let rows = self.query(context, sql, params)?;
         Ok(rows.rows.first().and_then(|r| int(&r[0])).unwrap_or(0) as u64)
     }
+}
+
+/// A `job_runs` row as the API shows it (timestamps in ISO 8601, UTC).
+const RUN_JSON: &str =
+    "jsonb_build_object('jobId', id, 'jobType', \"jobType\", 'trigger', trigger, 'status', status, \
+     'startedAt', to_char(\"startedAt\", 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
+     'finishedAt', to_char(\"finishedAt\", 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
+     'summary', summary, 'error', error)::text";
+/// A run that did its work (`partial` ran out of budget, but ran).
+const SUCCESS: &str = "status IN ('succeeded', 'partial')";
+
+/// The audit tables retention trims.
+#[derive(Debug, Clone, Copy)]
+pub enum AuditTable {
+    JobRuns,
+    WebhookRetryAttempts,
+    WhatsappHealth,
 }
 
 /// The queue's rules, as the SQL needs them: `$1` max attempts, `$2` base seconds.
@@ -406,6 +471,9 @@ pub struct AttemptWrite<'a> {
 #[derive(Debug, Clone)]
 pub struct DueConnection {
     pub id: String,
+    pub organization_id: Option<String>,
+    /// The last known health, before this check.
+    pub health_status: Option<String>,
     pub waba_id: Option<String>,
     pub phone_number_id: Option<String>,
     pub access_token: Option<String>,
@@ -445,6 +513,10 @@ fn text(v: &DbValue) -> Option<String> {
         DbValue::Uuid(s) => Some(s.clone()),
         _ => None,
     }
+}
+
+fn json_text(v: &DbValue) -> Option<Value> {
+    text(v).and_then(|t| serde_json::from_str(&t).ok())
 }
 
 fn int(v: &DbValue) -> Option<i64> {

@@ -1,4 +1,4 @@
-//! The Redis side of a run: the per-job lock (SPEC section 4).
+//! The Redis side of a run: the per-job lock (SPEC section 4) and the alert throttle.
 //!
 //! Acquire is `SET key jobId NX PX ttl`; release is a compare-and-delete in Lua, so a run whose
 //! lock expired and was taken by another run can never delete the newcomer's lock.
@@ -34,23 +34,20 @@ impl Redis {
         self.conn.execute(cmd, &args).map_err(|e| RedisError(format!("{cmd} failed: {e}")))
     }
 
-    /// True when this run now holds the lock.
-    pub fn try_lock(&self, job_type: &str, job_id: &str, ttl: Duration) -> Result<bool, RedisError> {
-        let reply = self.exec(
-            "SET",
-            vec![
-                bin(&lock_key(job_type)),
-                bin(job_id),
-                bin("NX"),
-                bin("PX"),
-                RedisParameter::Int64(ttl.as_millis() as i64),
-            ],
-        )?;
+    /// `SET key value NX <unit> <amount>`: true when the key was free and is now ours.
+    fn set_nx(&self, key: &str, value: &str, unit: &str, amount: i64) -> Result<bool, RedisError> {
+        let reply = self
+            .exec("SET", vec![bin(key), bin(value), bin("NX"), bin(unit), RedisParameter::Int64(amount)])?;
         match reply.as_slice() {
             [RedisResult::Status(s)] if s == "OK" => Ok(true),
             [RedisResult::Nil] => Ok(false),
             other => Err(RedisError(format!("unexpected SET reply {other:?}"))),
         }
+    }
+
+    /// True when this run now holds the lock.
+    pub fn try_lock(&self, job_type: &str, job_id: &str, ttl: Duration) -> Result<bool, RedisError> {
+        self.set_nx(&lock_key(job_type), job_id, "PX", ttl.as_millis() as i64)
     }
 
     /// True when our lock was deleted; false when it had expired or belongs to another run.
@@ -60,6 +57,11 @@ impl Redis {
             vec![bin(RELEASE_SCRIPT), RedisParameter::Int64(1), bin(&lock_key(job_type)), bin(job_id)],
         )?;
         Ok(matches!(reply.as_slice(), [RedisResult::Int64(1)]))
+    }
+
+    /// True when no alert on `subject` went out within `window`: this caller may send one.
+    pub fn claim_alert(&self, subject: &str, window: Duration) -> Result<bool, RedisError> {
+        self.set_nx(&format!("alert:{subject}"), "1", "EX", window.as_secs() as i64)
     }
 
     pub fn is_locked(&self, job_type: &str) -> Result<bool, RedisError> {

@@ -12,6 +12,7 @@ use crate::auth::{self, Presented};
 use crate::config::{Config, ConfigError, Secrets, SpinVariables};
 use crate::db::Db;
 use crate::log::Logger;
+use crate::overview;
 use crate::runner::{self, JobType, RunError, Trigger};
 use crate::webhook_retry::{self, Redrive};
 
@@ -21,29 +22,49 @@ const JOBS_PREFIX: &str = "/api/v1/jobs/";
 enum Route {
     Job(JobType),
     Redrive,
+    Overview,
+    Runs(JobType),
 }
 
 impl Route {
     fn parse(path: &str) -> Option<Self> {
-        let rest = path.trim_end_matches('/').strip_prefix(JOBS_PREFIX)?;
-        match rest.strip_suffix("/redrive") {
-            Some(job) if job == JobType::WebhookRetry.as_str() => Some(Route::Redrive),
+        let path = path.trim_end_matches('/');
+        if path == JOBS_PREFIX.trim_end_matches('/') {
+            return Some(Route::Overview);
+        }
+        let rest = path.strip_prefix(JOBS_PREFIX)?;
+        let (job, tail) = rest.split_once('/').map_or((rest, None), |(j, t)| (j, Some(t)));
+        let job = JobType::parse(job)?;
+        match tail {
+            None => Some(Route::Job(job)),
+            Some("runs") => Some(Route::Runs(job)),
+            Some("redrive") if job == JobType::WebhookRetry => Some(Route::Redrive),
             Some(_) => None,
-            None => JobType::parse(rest).map(Route::Job),
         }
     }
 
-    fn allow(self) -> &'static str {
+    fn allows(self, method: &Method) -> bool {
+        match self {
+            Route::Job(_) => matches!(method, Method::Get | Method::Post),
+            Route::Redrive => *method == Method::Post,
+            Route::Overview | Route::Runs(_) => *method == Method::Get,
+        }
+    }
+
+    fn allow_header(self) -> &'static str {
         match self {
             Route::Job(_) => "GET, POST",
             Route::Redrive => "POST",
+            Route::Overview | Route::Runs(_) => "GET",
         }
     }
 
-    fn job(self) -> JobType {
+    /// The log tag of what this route does.
+    fn log_name(self) -> &'static str {
         match self {
-            Route::Job(job) => job,
-            Route::Redrive => JobType::WebhookRetry,
+            Route::Job(job) | Route::Runs(job) => job.log_name(),
+            Route::Redrive => JobType::WebhookRetry.log_name(),
+            Route::Overview => "JobsOverview",
         }
     }
 }
@@ -54,20 +75,16 @@ async fn handle(req: Request) -> Response {
         return reply(404, json!({ "success": false, "error": "Not found" }));
     };
     let method = req.method().clone();
-    let allowed = match route {
-        Route::Job(_) => matches!(method, Method::Get | Method::Post),
-        Route::Redrive => method == Method::Post,
-    };
-    if !allowed {
+    if !route.allows(&method) {
         let mut resp = reply(405, json!({ "success": false, "error": "Method not allowed" }));
-        resp.set_header("allow", route.allow());
+        resp.set_header("allow", route.allow_header());
         return resp;
     }
-    let job = route.job();
+    let log_name = route.log_name();
 
     let secrets = match Secrets::from_source(&SpinVariables) {
         Ok(s) => s,
-        Err(e) => return config_error(job, e),
+        Err(e) => return config_error(log_name, e),
     };
     // The query parameter is honoured on the status routes only: a POST that starts work must
     // not carry its secret in a URL that proxies log.
@@ -82,11 +99,24 @@ async fn handle(req: Request) -> Response {
     }
     let config = match Config::load() {
         Ok(c) => c,
-        Err(e) => return config_error(job, e),
+        Err(e) => return config_error(log_name, e),
     };
 
     match (route, method) {
         (Route::Redrive, _) => redrive(&config, req.body()),
+        (Route::Overview, _) => match overview::overview(&config) {
+            Ok(o) => reply(if o.any_overdue { 503 } else { 200 }, json!({ "success": true, "jobs": o.jobs })),
+            Err(e) => run_error(e),
+        },
+        (Route::Runs(job), _) => {
+            let limit = query_param(req.query(), "limit")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(overview::DEFAULT_RUNS_LIMIT);
+            match overview::recent_runs(&config, job, limit) {
+                Ok(runs) => reply(200, json!({ "success": true, "jobType": job.as_str(), "runs": runs })),
+                Err(e) => run_error(e),
+            }
+        }
         (Route::Job(job), Method::Get) => match runner::status(job, &config) {
             Ok(mut fields) => {
                 fields.insert("success".into(), json!(true));
@@ -157,8 +187,8 @@ fn run_error(e: RunError) -> Response {
     reply(status, json!({ "success": false, "error": e.to_string() }))
 }
 
-fn config_error(job: JobType, e: ConfigError) -> Response {
-    Logger::new(job.log_name()).error("configuration error", json!({ "error": e.to_string() }));
+fn config_error(log_name: &'static str, e: ConfigError) -> Response {
+    Logger::new(log_name).error("configuration error", json!({ "error": e.to_string() }));
     reply(500, json!({ "success": false, "error": e.to_string() }))
 }
 

@@ -12,6 +12,7 @@
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use crate::alerts::{self, Alert};
 use crate::config::{Config, ConfigError};
 use crate::db::{Db, DbError};
 use crate::lock::{Redis, RedisError};
@@ -91,6 +92,7 @@ pub struct JobContext<'a> {
     pub job_id: &'a str,
     pub config: &'a Config,
     pub db: &'a Db,
+    pub redis: &'a Redis,
     pub deadline: Deadline,
     pub log: &'a Logger,
 }
@@ -147,7 +149,12 @@ pub async fn run_job(job: JobType, trigger: Trigger, config: &Config) -> Result<
                 log.info("lock held by another run, skipping", json!({ "jobId": job_id }))
             }
             other => {
-                log.error("run failed", json!({ "error": other.to_string(), "trigger": trigger.as_str() }))
+                let error = other.to_string();
+                log.error("run failed", json!({ "error": error, "trigger": trigger.as_str() }));
+                // A fresh connection: the failure may have been the run's own Redis.
+                let redis = Redis::open(&config.redis_url).ok();
+                let alert = Alert::run_failed(job.as_str(), &error);
+                alerts::send(config.alert_webhook_url.as_deref(), redis.as_ref(), vec![alert], &log).await;
             }
         }
     }
@@ -184,6 +191,7 @@ async fn run_locked(
         job_id: &job_id,
         config,
         db: &db,
+        redis: &redis,
         deadline: Deadline::after(config.job_time_budget),
         log: &log,
     };

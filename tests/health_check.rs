@@ -245,7 +245,8 @@ async fn classification_table_end_to_end() {
     assert!(r.json["jobId"].as_str().unwrap().starts_with("whatsapp-health-check-"));
     assert_eq!(
         r.json["summary"],
-        json!({"checked":13,"healthy":2,"warning":2,"error":5,"unknown":4,"skipped":0,"remaining":0})
+        json!({"checked":13,"healthy":2,"warning":2,"error":5,"unknown":4,"skipped":0,"remaining":0,
+            "purged":{"jobRuns":0,"webhookRetryAttempts":0,"whatsappHealth":0}})
     );
 
     // (name, status, tokenValid, tokenExpired, apiResponse contains, connection updated?)

@@ -133,7 +133,8 @@ async fn unknown_paths_and_wrong_methods() {
     let app = app("jobs-http", &env.variables("http://127.0.0.1:9"));
     let auth = [("x-cron-secret", SECRET)];
     assert_eq!(call(&app, "POST", "/api/v1/jobs/nope", &auth).await.status, 404);
-    assert_eq!(call(&app, "GET", "/api/v1/jobs", &auth).await.status, 404);
+    assert_eq!(call(&app, "GET", "/api/v1/jobs/whatsapp-health-check/nope", &auth).await.status, 404);
+    assert_eq!(call(&app, "GET", "/api/v1/jobs/whatsapp-health-check/redrive", &auth).await.status, 404);
     let r = call(&app, "DELETE", PATH, &auth).await;
     assert_eq!(r.status, 405);
     assert_eq!(r.headers.get("allow").unwrap(), "GET, POST");

@@ -2,8 +2,9 @@
 //!
 //! A run: select the active connections that are due (stalest first), check up to
 //! `health_check_concurrency` of them at once against the Graph API, stop starting checks when
-//! the time budget is spent (those are `remaining`, first in line next run), then write every
-//! result in one transaction.
+//! the time budget is spent (those are `remaining`, first in line next run), write every
+//! result in one transaction, alert on connections that moved into `error`, and trim old audit
+//! rows ([`crate::retention`]).
 
 pub mod classify;
 
@@ -11,8 +12,10 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::alerts::{self, Alert};
 use crate::db::{DueConnection, HealthWrite};
 use crate::graph::{self, Node};
+use crate::retention;
 use crate::runner::{JobContext, JobError, JobOutcome};
 use classify::{Inputs, Verdict};
 
@@ -25,6 +28,8 @@ pub struct Summary {
     pub unknown: u64,
     pub skipped: u64,
     pub remaining: u64,
+    /// Old audit rows removed by this run's retention pass.
+    pub purged: retention::Purged,
 }
 
 pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
@@ -38,16 +43,16 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
         version: &ctx.config.meta_api_version,
         app: ctx.config.meta_app.as_ref(),
     };
-    let results: Vec<Option<HealthWrite>> = stream::iter(due.iter())
+    let results: Vec<(&DueConnection, Option<HealthWrite>)> = stream::iter(due.iter())
         .map(|conn| {
             let client = &client;
             async move {
                 // Checked when the check would start, not when it was queued: the budget bounds
                 // the work we begin.
                 if ctx.deadline.passed() {
-                    return None;
+                    return (conn, None);
                 }
-                Some(check(ctx, client, conn).await)
+                (conn, Some(check(ctx, client, conn).await))
             }
         })
         .buffer_unordered(ctx.config.health_check_concurrency)
@@ -56,11 +61,15 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
 
     let mut summary = Summary { skipped, ..Default::default() };
     let mut writes = Vec::with_capacity(results.len());
-    for result in results {
+    let mut alerts = Vec::new();
+    for (conn, result) in results {
         let Some(w) = result else {
             summary.remaining += 1;
             continue;
         };
+        if w.status == "error" && conn.health_status.as_deref() != Some("error") {
+            alerts.push(Alert::connection_error(&conn.id, conn.organization_id.as_deref(), &w.reason));
+        }
         summary.checked += 1;
         match w.status {
             "healthy" => summary.healthy += 1,
@@ -71,6 +80,9 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
         writes.push(w);
     }
     ctx.db.save_health_results(&writes)?;
+    // After the commit: an alert announces what the database already says.
+    alerts::send(ctx.config.alert_webhook_url.as_deref(), Some(ctx.redis), alerts, ctx.log).await;
+    summary.purged = retention::run(ctx)?;
     Ok(JobOutcome::new(&summary, summary.remaining))
 }
 

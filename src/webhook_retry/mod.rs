@@ -3,7 +3,8 @@
 //! A run claims up to `webhook_retry_batch_size` due rows (see [`crate::db::Db::claim_due_webhooks`]
 //! for why two runs can never deliver the same row), re-delivers them concurrently to
 //! `webhook_processor_url`, and writes each outcome as it comes, following [`policy`]. Rows the
-//! time budget left unstarted are released, due again, and counted in `remaining`.
+//! time budget left unstarted are released, due again, and counted in `remaining`. Each webhook
+//! dead-lettered raises an alert.
 
 pub mod policy;
 
@@ -13,6 +14,7 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::alerts::{self, Alert};
 use crate::config::Config;
 use crate::crypto;
 use crate::db::{AttemptOutcome, AttemptWrite, ClaimedWebhook, Db, DbResult, RetryRules};
@@ -66,15 +68,17 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
 
     let mut summary = Summary::default();
     let mut unstarted = Vec::new();
+    let mut alerts = Vec::new();
     while let Some((webhook, delivery)) = deliveries.next().await {
         let Some((result, elapsed)) = delivery else {
             unstarted.push(webhook.id);
             continue;
         };
         summary.attempted += 1;
-        record(ctx, &rules, &webhook, result, elapsed, &mut summary)?;
+        alerts.extend(record(ctx, &rules, &webhook, result, elapsed, &mut summary)?);
     }
     ctx.db.release_webhooks(&unstarted)?;
+    alerts::send(config.alert_webhook_url.as_deref(), Some(ctx.redis), alerts, ctx.log).await;
     summary.remaining = ctx.db.count_due_webhooks(&rules)?;
     Ok(JobOutcome::new(&summary, summary.remaining))
 }
@@ -99,7 +103,7 @@ fn record(
     result: Result<Response, OutboundError>,
     elapsed: Duration,
     summary: &mut Summary,
-) -> DbResult<()> {
+) -> DbResult<Option<Alert>> {
     let attempt_no = webhook.retry_count + 1;
     let (http_status, attempt) = match &result {
         Ok(resp) => (
@@ -148,7 +152,9 @@ fn record(
         duration_ms: elapsed.as_millis() as u64,
         job_id: ctx.job_id,
         outcome,
-    })
+    })?;
+    Ok((outcome == AttemptOutcome::Dead)
+        .then(|| Alert::webhook_dead(&webhook.id, error.as_deref().unwrap_or_default())))
 }
 
 /// A uniform number in [0, 1) for the backoff jitter. std seeds `RandomState` from the host's
