@@ -1,0 +1,367 @@
+//! What an operator needs on day one: alerts (throttled, never in the job's way), the overview
+//! for monitors, and retention of the audit tables.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::fake::{FakeHttp, Recorded, Reply, TcpProxy};
+use common::graph::{self, Script};
+use common::seed::{self, Connection, Webhook};
+use common::*;
+use serde_json::{json, Value};
+
+async fn alert_receiver() -> FakeHttp {
+    FakeHttp::start(|_| Reply::text(200, "ok")).await
+}
+
+fn texts(receiver: &FakeHttp) -> Vec<String> {
+    receiver
+        .requests()
+        .iter()
+        .map(|r: &Recorded| {
+            assert_eq!(r.header("content-type"), Some("application/json"));
+            let v: Value = serde_json::from_slice(&r.body).unwrap();
+            v["text"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+fn with_alerts(vars: &mut std::collections::HashMap<String, String>, url: &str) {
+    vars.insert("alert_webhook_url".into(), format!("{url}/services/T000/B000/XXXX"));
+    vars.insert("alert_webhook_host".into(), url.into());
+}
+
+fn blocked() -> Reply {
+    Reply::json(200, json!({"status":"CONNECTED","health_status":{"can_send_message":"BLOCKED"}}))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_moving_into_error_alerts_once_an_hour() {
+    let env = Env::new().await;
+    let receiver = alert_receiver().await;
+    let script = Script::default();
+    script.node("1001", blocked()).node("1002", blocked());
+    let fake = graph::start(&script).await;
+    let moving =
+        seed::connection(&env.db, Connection { phone_number_id: Some("1001"), ..Default::default() }).await;
+    // Already in error: staying there is not news.
+    seed::connection(
+        &env.db,
+        Connection { phone_number_id: Some("1002"), health_status: "error", ..Default::default() },
+    )
+    .await;
+    let mut vars = env.variables(&fake.url);
+    with_alerts(&mut vars, &receiver.url);
+    let app = app("jobs-http", &vars);
+
+    assert_eq!(post_health(&app).await.json["summary"]["error"], 2);
+    let sent = texts(&receiver);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        sent[0].contains(&moving.to_string()) && sent[0].contains("can_send_message BLOCKED"),
+        "{}",
+        sent[0]
+    );
+    assert_eq!(receiver.requests()[0].target, "/services/T000/B000/XXXX");
+
+    // It recovers and breaks again within the hour: the throttle holds.
+    env.db
+        .execute("UPDATE whatsapp_connections SET \"healthStatus\" = 'healthy', \"lastHealthCheckAt\" = NULL WHERE id = $1", &[&moving])
+        .await
+        .unwrap();
+    post_health(&app).await;
+    assert_eq!(texts(&receiver).len(), 1);
+    assert_eq!(env.redis_get(&format!("alert:connection-error:{moving}")).await.as_deref(), Some("1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_lettered_webhook_alerts() {
+    let env = Env::new().await;
+    let receiver = alert_receiver().await;
+    let processor = FakeHttp::start(|_| Reply::json(400, json!({"error":"bad"}))).await;
+    let id = seed::webhook(&env.db, Webhook::default()).await;
+    let mut vars = env.variables("http://127.0.0.1:9");
+    vars.insert("webhook_processor_url".into(), processor.url.clone());
+    vars.insert("webhook_processor_host".into(), processor.url.clone());
+    with_alerts(&mut vars, &receiver.url);
+    let app = app("jobs-http", &vars);
+    let r = call(&app, "POST", "/api/v1/jobs/webhook-retry", &[("x-cron-secret", SECRET)]).await;
+    assert_eq!(r.json["summary"]["deadLettered"], 1, "{}", r.json);
+    let sent = texts(&receiver);
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].contains(&id.to_string()) && sent[0].contains("HTTP 400"), "{}", sent[0]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_run_alerts_once_an_hour() {
+    let env = Env::new().await;
+    let receiver = alert_receiver().await;
+    let pg: std::net::SocketAddr =
+        host_of(&env.database_url).trim_start_matches("postgres://").parse().unwrap();
+    let mut urls = Vec::new();
+    let mut proxies = Vec::new();
+    for _ in 0..2 {
+        let proxy = TcpProxy::start(pg).await;
+        urls.push(env.database_url.replace(&pg.to_string(), &proxy.addr.to_string()));
+        proxies.push(proxy);
+    }
+    seed::connection(&env.db, Connection::default()).await;
+    for (url, proxy) in urls.iter().zip(&proxies) {
+        let cutter = proxy.clone();
+        let graph = FakeHttp::start(move |_| {
+            cutter.cut();
+            graph::healthy_phone()
+        })
+        .await;
+        let mut vars = env.variables(&graph.url);
+        vars.insert("database_url".into(), url.clone());
+        vars.insert("database_host".into(), host_of(url));
+        with_alerts(&mut vars, &receiver.url);
+        let app = app("jobs-http", &vars);
+        assert_eq!(post_health(&app).await.status, 500);
+    }
+    let sent = texts(&receiver);
+    assert_eq!(sent.len(), 1, "two failures, one alert: {sent:?}");
+    assert!(sent[0].contains("whatsapp-health-check") && sent[0].contains("Postgres"), "{}", sent[0]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_or_hanging_receiver_changes_nothing_else() {
+    for hanging in [false, true] {
+        let env = Env::new().await;
+        let receiver = if hanging {
+            FakeHttp::start(|_| Reply::text(200, "ok").after(Duration::from_secs(30))).await
+        } else {
+            let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let url = format!("http://{}", closed.local_addr().unwrap());
+            drop(closed);
+            let mut f = alert_receiver().await;
+            f.url = url;
+            f
+        };
+        let script = Script::default();
+        script.node("1001", blocked());
+        let fake = graph::start(&script).await;
+        let id = seed::connection(&env.db, Connection::default()).await;
+        let mut vars = env.variables(&fake.url);
+        with_alerts(&mut vars, &receiver.url);
+        let app = app("jobs-http", &vars);
+        let started = Instant::now();
+        let r = post_health(&app).await;
+        let took = started.elapsed();
+        assert_eq!(r.status, 200, "{}", r.json);
+        assert_eq!(r.json["summary"]["error"], 1);
+        let status: String = env
+            .db
+            .query_one("SELECT \"healthStatus\" FROM whatsapp_connections WHERE id = $1", &[&id])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(status, "error");
+        assert_eq!(env.job_runs().await[0].status, "succeeded");
+        // Bounded by the alert timeout (5 s), not by the receiver (30 s).
+        assert!(took < Duration::from_secs(20), "hanging={hanging}: {took:?}");
+        assert!(app.output().contains("alert not delivered"), "hanging={hanging}");
+    }
+}
+
+async fn overview(app: &spin_test_host::App) -> (u16, Value) {
+    let r = call(app, "GET", "/api/v1/jobs", &[("x-cron-secret", SECRET)]).await;
+    (r.status, r.json)
+}
+
+fn job<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["jobs"].as_array().unwrap().iter().find(|j| j["jobType"] == name).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_overview_shows_last_runs_and_overdue_jobs() {
+    let env = Env::new().await;
+    let fake = graph::start(&Script::default()).await;
+    let processor = FakeHttp::start(|_| Reply::text(200, "")).await;
+    let mut vars = env.variables(&fake.url);
+    vars.insert("webhook_processor_url".into(), processor.url.clone());
+    vars.insert("webhook_processor_host".into(), processor.url.clone());
+    let app = app("jobs-http", &vars);
+
+    assert_eq!(call(&app, "GET", "/api/v1/jobs", &[]).await.status, 401);
+    let (status, v) = overview(&app).await;
+    assert_eq!(status, 503, "never ran: overdue");
+    for name in ["whatsapp-health-check", "webhook-retry"] {
+        let j = job(&v, name);
+        assert_eq!(
+            (j["overdue"].clone(), j["lastRun"].clone(), j["isRunning"].clone()),
+            (json!(true), Value::Null, json!(false))
+        );
+    }
+    assert_eq!(job(&v, "whatsapp-health-check")["overdueAfterMinutes"], 1560);
+    assert_eq!(job(&v, "webhook-retry")["overdueAfterMinutes"], 30);
+
+    let done = post_health(&app).await;
+    let (status, v) = overview(&app).await;
+    assert_eq!(status, 503, "the retry still never ran");
+    let h = job(&v, "whatsapp-health-check");
+    assert_eq!(h["overdue"], false);
+    assert_eq!(h["lastRun"]["jobId"], done.json["jobId"]);
+    assert_eq!(h["lastRun"]["status"], "succeeded");
+    assert_eq!(h["lastRun"]["trigger"], "http");
+    assert_eq!(h["lastSuccess"]["jobId"], done.json["jobId"]);
+    assert!(h["lastRun"]["startedAt"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(h["lastRun"]["summary"], done.json["summary"]);
+
+    call(&app, "POST", "/api/v1/jobs/webhook-retry", &[("x-cron-secret", SECRET)]).await;
+    let (status, _) = overview(&app).await;
+    assert_eq!(status, 200, "both fresh");
+
+    // A failed run is the last run, but not a success; a success 27 hours old is overdue.
+    env.redis_set("job-lock:whatsapp-health-check", "someone").await;
+    env.db
+        .execute("UPDATE job_runs SET \"finishedAt\" = \"finishedAt\" - interval '27 hours'", &[])
+        .await
+        .unwrap();
+    let skipped = post_health(&app).await;
+    assert_eq!(skipped.status, 429);
+    let (status, v) = overview(&app).await;
+    assert_eq!(status, 503);
+    let h = job(&v, "whatsapp-health-check");
+    assert_eq!(
+        (h["overdue"].clone(), h["isRunning"].clone(), h["lastRun"]["status"].clone()),
+        (json!(true), json!(true), json!("skipped"))
+    );
+    assert_eq!(h["lastSuccess"]["jobId"], done.json["jobId"]);
+    assert_eq!(job(&v, "webhook-retry")["overdue"], true, "27 hours > 30 minutes");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overdue_thresholds_are_configurable() {
+    let env = Env::new().await;
+    let fake = graph::start(&Script::default()).await;
+    let mut vars = env.variables(&fake.url);
+    vars.insert("health_check_overdue_minutes".into(), "1".into());
+    let app = app("jobs-http", &vars);
+    post_health(&app).await;
+    assert_eq!(job(&overview(&app).await.1, "whatsapp-health-check")["overdue"], false);
+    env.db
+        .execute("UPDATE job_runs SET \"finishedAt\" = \"finishedAt\" - interval '2 minutes'", &[])
+        .await
+        .unwrap();
+    let v = overview(&app).await.1;
+    assert_eq!(job(&v, "whatsapp-health-check")["overdue"], true);
+    assert_eq!(job(&v, "whatsapp-health-check")["overdueAfterMinutes"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recent_runs_of_a_job() {
+    let env = Env::new().await;
+    let fake = graph::start(&Script::default()).await;
+    let app = app("jobs-http", &env.variables(&fake.url));
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(post_health(&app).await.json["jobId"].as_str().unwrap().to_owned());
+    }
+    let r =
+        call(&app, "GET", "/api/v1/jobs/whatsapp-health-check/runs?limit=2", &[("x-cron-secret", SECRET)])
+            .await;
+    assert_eq!(r.status, 200);
+    let runs = r.json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["jobId"], ids[2].as_str(), "newest first");
+    assert_eq!(runs[1]["jobId"], ids[1].as_str());
+    for key in ["jobType", "trigger", "status", "startedAt", "finishedAt", "summary", "error"] {
+        assert!(runs[0].get(key).is_some(), "{key}");
+    }
+    let all =
+        call(&app, "GET", &format!("/api/v1/jobs/whatsapp-health-check/runs?secret={SECRET}"), &[]).await;
+    assert_eq!(all.json["runs"].as_array().unwrap().len(), 3);
+    let none = call(&app, "GET", "/api/v1/jobs/webhook-retry/runs", &[("x-cron-secret", SECRET)]).await;
+    assert_eq!(none.json["runs"], json!([]));
+    assert_eq!(
+        call(&app, "POST", "/api/v1/jobs/webhook-retry/runs", &[("x-cron-secret", SECRET)]).await.status,
+        405
+    );
+    assert_eq!(call(&app, "GET", "/api/v1/jobs/whatsapp-health-check/runs", &[]).await.status, 401);
+}
+
+/// Rows `days` old in each audit table: 12,000 `job_runs` (more than two delete batches), and
+/// a few of the others.
+async fn age_audit_rows(env: &Env, conn: uuid::Uuid, days: i32) {
+    env.db
+        .execute(
+            "INSERT INTO job_runs (id, \"jobType\", trigger, status, \"startedAt\", \"finishedAt\") \
+             SELECT 'old-' || $1::int || '-' || n, 'whatsapp-health-check', 'cron', 'succeeded', \
+                    timezone('UTC', now()) - make_interval(days => $1::int), timezone('UTC', now()) - make_interval(days => $1::int) \
+             FROM generate_series(1, 12000) n",
+            &[&days],
+        )
+        .await
+        .unwrap();
+    env.db
+        .execute(
+            "INSERT INTO webhook_retry_attempts (\"webhookLogId\", attempt, \"attemptedAt\", \"durationMs\") \
+             SELECT 'x', n, timezone('UTC', now()) - make_interval(days => $1), 5 FROM generate_series(1, 7) n",
+            &[&days],
+        )
+        .await
+        .unwrap();
+    env.db
+        .execute(
+            "INSERT INTO whatsapp_health (\"organizationId\", \"connectionId\", status, \"tokenValid\", \"tokenExpired\", \"lastCheck\") \
+             SELECT gen_random_uuid(), $2, 'healthy', true, false, timezone('UTC', now()) - make_interval(days => $1) \
+             FROM generate_series(1, 5)",
+            &[&days, &conn],
+        )
+        .await
+        .unwrap();
+}
+
+async fn count(env: &Env, table: &str) -> i64 {
+    env.db.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_trims_our_tables_and_leaves_whatrack_health_by_default() {
+    let env = Env::new().await;
+    let fake = graph::start(&Script::default()).await;
+    let conn =
+        seed::connection(&env.db, Connection { checked_hours_ago: Some(1), ..Default::default() }).await;
+    age_audit_rows(&env, conn, 100).await;
+    age_audit_rows(&env, conn, 10).await;
+    let app = app("jobs-http", &env.variables(&fake.url));
+    let r = post_health(&app).await;
+    assert_eq!(
+        r.json["summary"]["purged"],
+        json!({"jobRuns":12000,"webhookRetryAttempts":7,"whatsappHealth":0}),
+        "{}",
+        r.json
+    );
+    assert_eq!(count(&env, "job_runs").await, 12001, "the 10-day-old rows and this run's own");
+    assert_eq!(count(&env, "webhook_retry_attempts").await, 7);
+    assert_eq!(count(&env, "whatsapp_health").await, 10, "WhaTrack's table untouched");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_is_configurable() {
+    let env = Env::new().await;
+    let fake = graph::start(&Script::default()).await;
+    let conn =
+        seed::connection(&env.db, Connection { checked_hours_ago: Some(1), ..Default::default() }).await;
+    age_audit_rows(&env, conn, 100).await;
+    age_audit_rows(&env, conn, 10).await;
+
+    let mut vars = env.variables(&fake.url);
+    vars.insert("audit_retention_days".into(), "0".into());
+    vars.insert("health_retention_days".into(), "30".into());
+    let app = app("jobs-http", &vars);
+    let r = post_health(&app).await;
+    assert_eq!(r.json["summary"]["purged"], json!({"jobRuns":0,"webhookRetryAttempts":0,"whatsappHealth":5}));
+    assert_eq!(count(&env, "whatsapp_health").await, 5);
+    assert_eq!(count(&env, "job_runs").await, 24001);
+
+    let mut vars = env.variables(&fake.url);
+    vars.insert("audit_retention_days".into(), "7".into());
+    let app = common::app("jobs-http", &vars);
+    let r = post_health(&app).await;
+    assert_eq!(r.json["summary"]["purged"]["jobRuns"], 24000);
+    assert_eq!(count(&env, "webhook_retry_attempts").await, 0);
+}
