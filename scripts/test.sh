@@ -11,4 +11,15 @@ if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx w
   rustup target add wasm32-wasip2
 fi
 cargo build --target wasm32-wasip2 --release
-cargo test --workspace "$@"
+
+# Each test makes its own database; drop those that earlier runs left behind.
+psql "$TEST_PG_ADMIN_URL" -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'wt\_%'" \
+  | while read -r db; do psql "$TEST_PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db" || true; done
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --tests "$@" 2>&1 | tee "$log" || status=$?
+# One closing line for the whole suite, summed over every test binary.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"
+exit "$status"
