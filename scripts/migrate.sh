@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 url=${1:-${DATABASE_URL:?usage: scripts/migrate.sh postgres://user:pass@host:port/db}}
 for f in migrations/*.sql; do
   echo "applying $f" >&2
-  psql "$url" -q -v ON_ERROR_STOP=1 -f "$f"
+  PGOPTIONS="-c client_min_messages=warning" psql "$url" -q -v ON_ERROR_STOP=1 -f "$f"
 done

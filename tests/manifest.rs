@@ -9,6 +9,7 @@ fn triggers_and_schedules() {
     let m = manifest();
     assert_eq!(m.http_routes, [("/api/v1/jobs/...".to_string(), "jobs-http".to_string())]);
     assert!(m.cron_triggers.contains(&("0 0 2 * * *".to_string(), "cron-health-check".to_string())));
+    assert!(m.cron_triggers.contains(&("0 */5 * * * *".to_string(), "cron-webhook-retry".to_string())));
     for id in m.component_ids() {
         assert!(
             m.component_source(id).unwrap().ends_with("target/wasm32-wasip2/release/whatrack_jobs.wasm"),
@@ -28,4 +29,24 @@ async fn every_component_resolves_with_the_documented_variables() {
     let mut vars = env.variables("https://graph.facebook.com");
     vars.insert("databse_url".into(), "x".into());
     assert!(m.resolve("jobs-http", &vars).is_err());
+}
+
+#[test]
+fn the_cloud_manifest_has_the_routes_and_no_cron() {
+    let out =
+        std::process::Command::new("bash").arg(root().join("scripts/cloud-manifest.sh")).output().unwrap();
+    assert!(out.status.success());
+    let path = std::env::temp_dir().join(format!("spin.cloud.{}.toml", std::process::id()));
+    std::fs::write(&path, &out.stdout).unwrap();
+    let cloud = spin_test_host::manifest::Manifest::load(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(cloud.cron_triggers.is_empty());
+    assert_eq!(cloud.http_routes, manifest().http_routes);
+    assert_eq!(cloud.component_ids().collect::<Vec<_>>(), ["jobs-http"]);
+    let vars = std::collections::HashMap::from([
+        ("cron_secret".to_string(), SECRET.to_string()),
+        ("database_url".to_string(), "postgres://u@localhost/db".to_string()),
+        ("redis_url".to_string(), "redis://localhost:6379".to_string()),
+    ]);
+    cloud.resolve("jobs-http", &vars).unwrap();
 }

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Builds the component and deploys the HTTP-only manifest to Fermyon Cloud (`spin cloud login`
+# first). Variables are set separately, once: see the README, "Deploying". Extra arguments go to
+# `spin cloud deploy`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --target wasm32-wasip2 --release
+scripts/cloud-manifest.sh > spin.cloud.toml
+spin cloud deploy --from spin.cloud.toml "$@"
