@@ -152,13 +152,7 @@ async fn a_dead_or_hanging_receiver_changes_nothing_else() {
         let took = started.elapsed();
         assert_eq!(r.status, 200, "{}", r.json);
         assert_eq!(r.json["summary"]["error"], 1);
-        let status: String = env
-            .db
-            .query_one("SELECT \"healthStatus\" FROM whatsapp_connections WHERE id = $1", &[&id])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(status, "error");
+        assert_eq!(env.health_status(id).await, "error");
         assert_eq!(env.job_runs().await[0].status, "succeeded");
         // Bounded by the alert timeout (5 s), not by the receiver (30 s).
         assert!(took < Duration::from_secs(20), "hanging={hanging}: {took:?}");
@@ -319,14 +313,20 @@ async fn count(env: &Env, table: &str) -> i64 {
     env.db.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get(0)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn retention_trims_our_tables_and_leaves_whatrack_health_by_default() {
+/// Audit rows 100 and 10 days old, and nothing due for a check.
+async fn env_with_old_audit_rows() -> (Env, FakeHttp) {
     let env = Env::new().await;
     let fake = graph::start(&Script::default()).await;
     let conn =
         seed::connection(&env.db, Connection { checked_hours_ago: Some(1), ..Default::default() }).await;
     age_audit_rows(&env, conn, 100).await;
     age_audit_rows(&env, conn, 10).await;
+    (env, fake)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_trims_our_tables_and_leaves_whatrack_health_by_default() {
+    let (env, fake) = env_with_old_audit_rows().await;
     let app = app("jobs-http", &env.variables(&fake.url));
     let r = post_health(&app).await;
     assert_eq!(
@@ -342,12 +342,7 @@ async fn retention_trims_our_tables_and_leaves_whatrack_health_by_default() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retention_is_configurable() {
-    let env = Env::new().await;
-    let fake = graph::start(&Script::default()).await;
-    let conn =
-        seed::connection(&env.db, Connection { checked_hours_ago: Some(1), ..Default::default() }).await;
-    age_audit_rows(&env, conn, 100).await;
-    age_audit_rows(&env, conn, 10).await;
+    let (env, fake) = env_with_old_audit_rows().await;
 
     let mut vars = env.variables(&fake.url);
     vars.insert("audit_retention_days".into(), "0".into());

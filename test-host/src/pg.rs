@@ -48,17 +48,13 @@ impl pg::HostConnection for State {
         params: Vec<ParameterValue>,
     ) -> wasmtime::Result<Result<RowSet, Error>> {
         let client = self.table.get(&conn)?.client.clone();
-        let params = match to_sql_params(params) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
-        let refs: Vec<&(dyn ToSql + Sync)> =
-            params.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
-        let rows = match client.query(&statement, &refs).await {
-            Ok(rows) => rows,
-            Err(e) => return Ok(Err(query_failed(e))),
-        };
-        Ok(row_set(&rows))
+        Ok(match to_sql_params(params) {
+            Ok(params) => match client.query(&statement, &as_refs(&params)).await {
+                Ok(rows) => row_set(&rows),
+                Err(e) => Err(query_failed(e)),
+            },
+            Err(e) => Err(e),
+        })
     }
 
     async fn execute(
@@ -68,13 +64,10 @@ impl pg::HostConnection for State {
         params: Vec<ParameterValue>,
     ) -> wasmtime::Result<Result<u64, Error>> {
         let client = self.table.get(&conn)?.client.clone();
-        let params = match to_sql_params(params) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
-        let refs: Vec<&(dyn ToSql + Sync)> =
-            params.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
-        Ok(client.execute(&statement, &refs).await.map_err(query_failed))
+        Ok(match to_sql_params(params) {
+            Ok(params) => client.execute(&statement, &as_refs(&params)).await.map_err(query_failed),
+            Err(e) => Err(e),
+        })
     }
 
     async fn drop(&mut self, conn: Resource<PgConnection>) -> wasmtime::Result<()> {
@@ -99,6 +92,10 @@ fn query_failed(e: tokio_postgres::Error) -> Error {
 }
 
 type Param = Box<dyn ToSql + Send + Sync>;
+
+fn as_refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect()
+}
 
 fn to_sql_params(params: Vec<ParameterValue>) -> Result<Vec<Param>, Error> {
     params.into_iter().map(to_sql).collect()

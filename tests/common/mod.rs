@@ -116,6 +116,14 @@ impl Env {
         let _: () = redis::cmd("SET").arg(key).arg(value).query_async(&mut r).await.unwrap();
     }
 
+    pub async fn health_status(&self, connection: uuid::Uuid) -> String {
+        self.db
+            .query_one("SELECT \"healthStatus\" FROM whatsapp_connections WHERE id = $1", &[&connection])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     pub async fn job_runs(&self) -> Vec<JobRun> {
         self.db
             .query(
