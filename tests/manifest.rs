@@ -50,3 +50,31 @@ fn the_cloud_manifest_has_the_routes_and_no_cron() {
     ]);
     cloud.resolve("jobs-http", &vars).unwrap();
 }
+
+/// The component asks only for what Spin 3.5 (and the cron plugin) give a spin-sdk 5.2
+/// component, and exports what the HTTP and cron triggers call.
+#[test]
+fn the_component_imports_only_what_spin_provides() {
+    let (imports, exports) = runtime().world();
+    println!("imports: {imports:?}");
+    let provided = |name: &str| {
+        let wasi_02 = name.starts_with("wasi:") && name.contains("@0.2.");
+        wasi_02
+            || [
+                "fermyon:spin/redis@2.0.0",
+                "fermyon:spin/variables@2.0.0",
+                "spin:postgres/postgres@4.0.0",
+                "fermyon:spin-cron/cron-types@2.0.0",
+            ]
+            .contains(&name)
+    };
+    let unexpected: Vec<_> = imports.iter().filter(|i| !provided(i)).collect();
+    assert!(unexpected.is_empty(), "imports Spin does not provide: {unexpected:?} (all: {imports:?})");
+    for used in ["fermyon:spin/redis@2.0.0", "fermyon:spin/variables@2.0.0", "spin:postgres/postgres@4.0.0"] {
+        assert!(imports.iter().any(|i| i == used), "{used} missing from {imports:?}");
+    }
+    assert!(imports.iter().any(|i| i.starts_with("wasi:http/outgoing-handler@0.2.")), "{imports:?}");
+    let mut exports = exports;
+    exports.sort();
+    assert_eq!(exports, ["handle-cron-event", "wasi:http/incoming-handler@0.2.0"]);
+}

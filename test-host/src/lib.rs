@@ -162,6 +162,15 @@ impl Runtime {
         Ok(Self { engine, component, linker })
     }
 
+    /// The names of what the component imports and exports, as `wasm-tools component wit` lists
+    /// them (`wasi:http/types@0.2.6`, `handle-cron-event`, ...).
+    pub fn world(&self) -> (Vec<String>, Vec<String>) {
+        let ty = self.component.component_type();
+        let imports = ty.imports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        let exports = ty.exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        (imports, exports)
+    }
+
     /// Prepares `component_id` of the manifest with the given variable values (as
     /// `spin up --variable name=value` would), failing where `spin up` would fail to start.
     pub fn app(

@@ -225,6 +225,51 @@ mod tests {
         assert!(render("{{ b }}", &vals).is_err());
     }
 
+    fn write_manifest(body: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("spin-{}-{}.toml", std::process::id(), body.len()));
+        std::fs::write(&path, format!("spin_manifest_version = 2\n{body}")).unwrap();
+        path
+    }
+
+    #[test]
+    fn variables_resolve_like_spin() {
+        let path = write_manifest(
+            r#"
+[variables]
+zz_required = { required = true }
+zz_env = { default = "from-default" }
+zz_override = { default = "from-default" }
+zz_plain = { default = "from-default" }
+[[trigger.http]]
+route = "/..."
+component = "c"
+[component.c]
+source = "c.wasm"
+allowed_outbound_hosts = ["http://{{ zz_plain }}.example:8080"]
+[component.c.variables]
+all = "{{ zz_required }}/{{ zz_env }}/{{ zz_override }}/{{ zz_plain }}"
+"#,
+        );
+        let m = Manifest::load(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        // Safety of set_var: the variable name is used by this test alone.
+        unsafe {
+            std::env::set_var("SPIN_VARIABLE_ZZ_ENV", "from-env");
+            std::env::set_var("SPIN_VARIABLE_ZZ_OVERRIDE", "from-env");
+        }
+        let overrides = HashMap::from([
+            ("zz_required".to_string(), "given".to_string()),
+            ("zz_override".to_string(), "from-flag".to_string()),
+        ]);
+        let c = m.resolve("c", &overrides).unwrap();
+        assert_eq!(c.variables["all"], "given/from-env/from-flag/from-default");
+        assert!(c.allowed.allows("http://from-default.example:8080/x"));
+        assert!(
+            m.resolve("c", &HashMap::new()).is_err(),
+            "a required variable without a value stops startup"
+        );
+    }
+
     #[test]
     fn five_field_cron_refused() {
         assert!(check_cron_expression("0 2 * * *").is_err());
