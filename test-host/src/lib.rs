@@ -231,6 +231,11 @@ impl App {
         self.output.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// What the component printed since the last call, forgetting it (for long-running use).
+    pub fn take_output(&self) -> String {
+        std::mem::take(&mut *self.output.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     /// Sends one HTTP request to the component's `wasi:http/incoming-handler` and collects the
     /// whole response.
     pub async fn request(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
