@@ -1,7 +1,7 @@
 //! Alerts (SPEC section 7): `{"text":"..."}` POSTed to `alert_webhook_url` (the shape Slack and
 //! most chat webhooks accept), at most one per subject per hour.
 //!
-//! Alerts never fail a job: a receiver that is down costs at most [`ALERT_TIMEOUT`] per batch
+//! Alerts never fail a job: a receiver that is down costs at most `ALERT_TIMEOUT` (5 s) per batch
 //! (alerts of one run go out concurrently), and every failure is logged, never returned. The
 //! throttle lives in Redis (`SET alert:<subject> 1 NX EX 3600`), shared by all replicas; when
 //! Redis cannot be asked, the alert is not sent, since it could not be throttled.
@@ -15,7 +15,7 @@ use crate::lock::Redis;
 use crate::log::Logger;
 use crate::outbound::{self, Request};
 
-pub const ALERT_TIMEOUT: Duration = Duration::from_secs(5);
+const ALERT_TIMEOUT: Duration = Duration::from_secs(5);
 const THROTTLE: Duration = Duration::from_secs(3600);
 const CONCURRENCY: usize = 16;
 

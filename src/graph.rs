@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::config::MetaApp;
 use crate::outbound::{self, Request};
 
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Meta's error object (`{"error":{...}}`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,7 +19,7 @@ pub struct Redis {
     conn: Connection,
 }
 
-pub fn lock_key(job_type: &str) -> String {
+fn lock_key(job_type: &str) -> String {
     format!("job-lock:{job_type}")
 }
 

@@ -16,7 +16,7 @@ use crate::lock::Redis;
 use crate::runner::{JobType, RunError};
 
 pub const DEFAULT_RUNS_LIMIT: u32 = 20;
-pub const MAX_RUNS_LIMIT: u32 = 200;
+const MAX_RUNS_LIMIT: u32 = 200;
 
 pub struct Overview {
     pub any_overdue: bool,

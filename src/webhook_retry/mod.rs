@@ -22,7 +22,7 @@ use crate::outbound::{self, OutboundError, Request, Response};
 use crate::runner::{JobContext, JobError, JobOutcome};
 use policy::Attempt;
 
-pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deliveries in flight at once.
 const DELIVERY_CONCURRENCY: usize = 16;
 /// A claim outlives the run that made it (budget plus the last deliveries' timeout), so a run

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use crate::outbound::OutboundError;
 
-pub const MAX_DELAY: Duration = Duration::from_secs(6 * 3600);
+const MAX_DELAY: Duration = Duration::from_secs(6 * 3600);
 const JITTER_FRACTION: f64 = 0.10;
 const REASON_BODY_CHARS: usize = 200;
 
