@@ -102,6 +102,22 @@ impl Db {
         Ok(())
     }
 
+    /// Marks `running` rows of `job_type` that started more than `older_than_secs` ago as
+    /// failed: their run died without recording a result (e.g. its Postgres went away).
+    pub fn abandon_stale_runs(&self, job_type: &str, older_than_secs: u64) -> DbResult<u64> {
+        let sql = format!(
+            "UPDATE job_runs SET status = 'failed', \"finishedAt\" = {NOW_UTC}, \
+                 error = 'abandoned: the run ended without recording a result' \
+             WHERE \"jobType\" = $1 AND status = 'running' \
+               AND \"startedAt\" < {NOW_UTC} - make_interval(secs => $2::float8)"
+        );
+        self.execute(
+            "abandon stale runs",
+            &sql,
+            &[str(job_type), ParameterValue::Floating64(older_than_secs as f64)],
+        )
+    }
+
     // ---- health check ------------------------------------------------------------------------
 
     /// Active connections due for a check, stalest first, each with its best token.

@@ -5,7 +5,8 @@
 //! 2. Take the Redis lock `job-lock:<jobType>` with that jobId. Held by another run: the row
 //!    becomes `skipped` and the caller gets [`RunError::Busy`]. Redis failing: the row becomes
 //!    `failed` and the caller gets a Redis error, never `Busy`.
-//! 3. Run the job with a deadline of `job_time_budget_seconds`.
+//! 3. Mark `running` rows older than the lock TTL as failed (their run died unrecorded), then
+//!    run the job with a deadline of `job_time_budget_seconds`.
 //! 4. Record the outcome (`succeeded`, `partial` when work remains, or `failed`).
 //! 5. Release the lock if it is still ours, on every path after step 2.
 
@@ -186,6 +187,14 @@ async fn run_locked(
         }
     };
 
+    // Holding the lock, no earlier run of this job can still be recording; one that started more
+    // than a lock TTL ago and still says `running` died without a result.
+    match db.abandon_stale_runs(job.as_str(), config.lock_ttl.as_secs()) {
+        Ok(0) => {}
+        Ok(n) => log
+            .warn("earlier runs marked failed: they ended without recording a result", json!({ "runs": n })),
+        Err(e) => log.warn("could not look for abandoned runs", json!({ "error": e.to_string() })),
+    }
     log.info("run started", json!({ "trigger": trigger.as_str() }));
     let ctx = JobContext {
         job_id: &job_id,

@@ -337,3 +337,58 @@ async fn spin_refuses_an_app_without_required_variables() {
         assert!(runtime().app(&manifest(), "jobs-http", &vars).is_err());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_that_died_unrecorded_are_marked_failed_by_the_next_run() {
+    let env = Env::new().await;
+    let fake = graph::start(&Script::default()).await;
+    env.db
+        .batch_execute(
+            "INSERT INTO job_runs (id, \"jobType\", trigger, status, \"startedAt\") VALUES \
+             ('whatsapp-health-check-1', 'whatsapp-health-check', 'cron', 'running', timezone('UTC', now()) - interval '2 hours'), \
+             ('webhook-retry-1', 'webhook-retry', 'cron', 'running', timezone('UTC', now()) - interval '2 hours'), \
+             ('whatsapp-health-check-2', 'whatsapp-health-check', 'http', 'running', timezone('UTC', now()) - interval '1 minute')",
+        )
+        .await
+        .unwrap();
+    let app = app("jobs-http", &env.variables(&fake.url));
+    assert_eq!(post_health(&app).await.status, 200);
+    let runs = env.job_runs().await;
+    let by_id = |id: &str| runs.iter().find(|r| r.id == id).unwrap().clone();
+    let dead = by_id("whatsapp-health-check-1");
+    assert_eq!(dead.status, "failed");
+    assert!(dead.finished && dead.error.unwrap().starts_with("abandoned"));
+    assert_eq!(by_id("whatsapp-health-check-2").status, "running", "younger than the lock TTL");
+    assert_eq!(by_id("webhook-retry-1").status, "running", "another job's rows are its own business");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_that_fails_rolls_back_the_whole_batch() {
+    let env = Env::new().await;
+    let fake = graph::start(&Script::default()).await;
+    let ok = seed::connection(&env.db, Connection::default()).await;
+    seed::connection(&env.db, Connection { phone_number_id: Some("1002"), ..Default::default() }).await;
+    // WhaTrack's database refuses the connection update (a trigger of its own, say).
+    env.db
+        .batch_execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN RAISE EXCEPTION 'updates are frozen'; END $$; \
+             CREATE TRIGGER frozen BEFORE UPDATE ON whatsapp_connections FOR EACH ROW EXECUTE FUNCTION refuse();",
+        )
+        .await
+        .unwrap();
+    let app = app("jobs-http", &env.variables(&fake.url));
+    let r = post_health(&app).await;
+    assert_eq!(r.status, 500);
+    assert!(r.json["error"].as_str().unwrap().contains("updates are frozen"), "{}", r.json);
+    let audit: i64 = env.db.query_one("SELECT count(*) FROM whatsapp_health", &[]).await.unwrap().get(0);
+    assert_eq!(audit, 0, "the audit rows of the failed batch are rolled back");
+    assert_eq!(env.health_status(ok).await, "healthy");
+    assert_eq!(env.redis_get(LOCK).await, None);
+    let runs = env.job_runs().await;
+    assert_eq!(runs[0].status, "failed");
+    assert!(runs[0].error.as_deref().unwrap().contains("updates are frozen"));
+    // Once WhaTrack lifts its trigger, the next run writes everything.
+    env.db.batch_execute("DROP TRIGGER frozen ON whatsapp_connections").await.unwrap();
+    assert_eq!(post_health(&app).await.status, 200);
+}
