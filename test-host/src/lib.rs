@@ -73,6 +73,7 @@ impl<T> WasmResult<T> for wasmtime::Result<T> {
 pub(crate) struct AppState {
     pub(crate) variables: HashMap<String, String>,
     pub(crate) allowed: AllowedHosts,
+    pub(crate) pg_pool: pg::PgPool,
 }
 
 pub struct State {
@@ -183,7 +184,11 @@ impl Runtime {
         let pre = self.linker.instantiate_pre(&self.component).wasm()?;
         Ok(App {
             pre,
-            state: Arc::new(AppState { variables: resolved.variables, allowed: resolved.allowed }),
+            state: Arc::new(AppState {
+                variables: resolved.variables,
+                allowed: resolved.allowed,
+                pg_pool: pg::PgPool::default(),
+            }),
             output: Arc::new(Mutex::new(String::new())),
             engine: self.engine.clone(),
         })

@@ -3,10 +3,12 @@
 
 //! `spin:postgres/postgres@4.0.0` over tokio-postgres, converting values as Spin 3.5 does.
 //!
-//! A `connection` resource owns one session for its whole life, so BEGIN/COMMIT across calls
-//! is one transaction; the session is discarded when the resource is dropped (Spin returns it
-//! to a pool after `DISCARD ALL`, which leaves the guest with the same fresh state).
+//! As in Spin, sessions come from a per-address pool: a `connection` resource holds one for its
+//! whole life (so BEGIN/COMMIT across calls is one transaction), and gives it back cleaned by
+//! `DISCARD ALL` when dropped. A session that cannot be cleaned (a transaction left open, a
+//! broken link) is closed instead.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -21,7 +23,29 @@ use crate::bindings::spin::postgres::postgres::{
 use crate::State;
 
 pub struct PgConnection {
+    address: String,
     client: Arc<Client>,
+}
+
+/// Idle sessions by address, shared by the instances of one app.
+#[derive(Default)]
+pub(crate) struct PgPool(std::sync::Mutex<HashMap<String, Vec<Arc<Client>>>>);
+
+impl PgPool {
+    fn take(&self, address: &str) -> Option<Arc<Client>> {
+        let mut idle = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let clients = idle.get_mut(address)?;
+        while let Some(client) = clients.pop() {
+            if !client.is_closed() {
+                return Some(client);
+            }
+        }
+        None
+    }
+
+    fn put(&self, address: String, client: Arc<Client>) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(address).or_default().push(client);
+    }
 }
 
 impl pg::Host for State {}
@@ -31,14 +55,19 @@ impl pg::HostConnection for State {
         if !self.app.allowed.allows(&address) {
             return Ok(Err(Error::ConnectionFailed(format!("address {address} is not permitted"))));
         }
-        let (client, connection) = match tokio_postgres::connect(&address, NoTls).await {
-            Ok(pair) => pair,
-            Err(e) => return Ok(Err(Error::ConnectionFailed(e.to_string()))),
+        let client = match self.app.pg_pool.take(&address) {
+            Some(client) => client,
+            None => match tokio_postgres::connect(&address, NoTls).await {
+                Ok((client, connection)) => {
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                    Arc::new(client)
+                }
+                Err(e) => return Ok(Err(Error::ConnectionFailed(e.to_string()))),
+            },
         };
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(Ok(self.table.push(PgConnection { client: Arc::new(client) })?))
+        Ok(Ok(self.table.push(PgConnection { address, client })?))
     }
 
     async fn query(
@@ -71,7 +100,10 @@ impl pg::HostConnection for State {
     }
 
     async fn drop(&mut self, conn: Resource<PgConnection>) -> wasmtime::Result<()> {
-        self.table.delete(conn)?;
+        let PgConnection { address, client } = self.table.delete(conn)?;
+        if client.batch_execute("DISCARD ALL").await.is_ok() {
+            self.app.pg_pool.put(address, client);
+        }
         Ok(())
     }
 }
