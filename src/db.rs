@@ -251,7 +251,7 @@ impl Db {
         let sql = format!(
             "WITH due AS ( \
                 SELECT id FROM whatsapp_webhook_logs \
-                WHERE {PENDING} AND {DUE} \
+                WHERE {PENDING} AND {DUE_AT} <= {NOW_UTC} \
                 ORDER BY {DUE_AT}, id \
                 LIMIT $3 \
                 FOR UPDATE SKIP LOCKED \
@@ -338,7 +338,8 @@ impl Db {
 
     /// Due rows not yet attempted: the work a run leaves to the next one.
     pub fn count_due_webhooks(&self, rules: &RetryRules) -> DbResult<u64> {
-        let sql = format!("SELECT count(*) FROM whatsapp_webhook_logs WHERE {PENDING} AND {DUE}");
+        let sql =
+            format!("SELECT count(*) FROM whatsapp_webhook_logs WHERE {PENDING} AND {DUE_AT} <= {NOW_UTC}");
         self.count("count due webhooks", &sql, &[rules.max_attempts(), rules.base_secs()])
     }
 
@@ -453,10 +454,8 @@ impl RetryRules {
 /// A webhook waiting for a retry: `$1` is `webhook_retry_max_attempts`.
 const PENDING: &str =
     "processed = false AND \"signatureValid\" = true AND \"deadAt\" IS NULL AND \"retryCount\" < $1";
-/// When a pending webhook is due: `$2` is `webhook_retry_base_seconds`.
+/// When a pending webhook is due (once this has passed): `$2` is `webhook_retry_base_seconds`.
 const DUE_AT: &str = "COALESCE(\"nextRetryAt\", \"createdAt\" + make_interval(secs => $2::float8))";
-const DUE: &str =
-    "COALESCE(\"nextRetryAt\", \"createdAt\" + make_interval(secs => $2::float8)) <= timezone('UTC', now())";
 
 #[derive(Debug, Clone)]
 pub struct ClaimedWebhook {

@@ -110,7 +110,6 @@ async fn classification_table_end_to_end() {
     let script = Script::default();
     let fake = graph::start(&script).await;
 
-    // (name, phone id, token, node reply, debug reply)
     struct Case {
         phone: &'static str,
         token: &'static str,
@@ -249,7 +248,7 @@ async fn classification_table_end_to_end() {
             "purged":{"jobRuns":0,"webhookRetryAttempts":0,"whatsappHealth":0}})
     );
 
-    // (name, status, tokenValid, tokenExpired, apiResponse contains, connection updated?)
+    // (name, status, tokenValid, tokenExpired, apiResponse contains)
     let expect = [
         ("healthy", "healthy", true, false, "Token validated successfully"),
         ("expiring", "warning", true, false, "Token expires in 3 day(s)"),

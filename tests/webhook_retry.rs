@@ -65,14 +65,8 @@ fn vars(env: &Env, processor: &FakeHttp) -> HashMap<String, String> {
     v
 }
 
-async fn post(app: &spin_test_host::App) -> Reply2 {
-    let r = call(app, "POST", PATH, &[("x-cron-secret", SECRET)]).await;
-    Reply2 { status: r.status, json: r.json }
-}
-
-struct Reply2 {
-    status: u16,
-    json: serde_json::Value,
+async fn post(app: &spin_test_host::App) -> common::Reply {
+    call(app, "POST", PATH, &[("x-cron-secret", SECRET)]).await
 }
 
 #[derive(Debug)]
@@ -437,30 +431,27 @@ async fn redrive_puts_dead_rows_back_and_counts_follow() {
     let s = status(&app).await;
     assert_eq!((s["pendingWebhooks"].as_u64(), s["deadWebhooks"].as_u64()), (Some(1), Some(2)));
 
-    let redrive = |body: &'static str, secret: &'static str| {
+    let redrive = |body: String, secret: &'static str| {
         let app = &app;
         async move {
-            let req = http::Request::post(format!("{PATH}/redrive"))
-                .header("x-cron-secret", secret)
-                .body(bytes::Bytes::from(body))
-                .unwrap();
-            let resp = app.request(req).await.unwrap();
-            (
-                resp.status().as_u16(),
-                serde_json::from_slice::<serde_json::Value>(resp.body()).unwrap_or_default(),
-            )
+            let r =
+                call_with_body(app, "POST", &format!("{PATH}/redrive"), &[("x-cron-secret", secret)], &body)
+                    .await;
+            (r.status, r.json)
         }
     };
-    assert_eq!(redrive(r#"{"ids":[]}"#, "wrong").await.0, 401);
-    assert_eq!(redrive("not json", SECRET).await.0, 400);
-    assert_eq!(redrive(r#"{"ids":[1]}"#, SECRET).await.0, 400);
-    let body: &'static str = Box::leak(format!(r#"{{"ids":["{a}"]}}"#).into_boxed_str());
-    assert_eq!(redrive(body, SECRET).await, (200, json!({"success":true,"redriven":1})));
+    assert_eq!(redrive(r#"{"ids":[]}"#.into(), "wrong").await.0, 401);
+    assert_eq!(redrive("not json".into(), SECRET).await.0, 400);
+    assert_eq!(redrive(r#"{"ids":[1]}"#.into(), SECRET).await.0, 400);
+    assert_eq!(
+        redrive(format!(r#"{{"ids":["{a}"]}}"#), SECRET).await,
+        (200, json!({"success":true,"redriven":1}))
+    );
     let w = row(&env, a).await;
     assert!(!w.dead && w.retry_count == 0);
     let s = status(&app).await;
     assert_eq!((s["pendingWebhooks"].as_u64(), s["deadWebhooks"].as_u64()), (Some(2), Some(1)));
-    assert_eq!(redrive(r#"{"dead":true}"#, SECRET).await, (200, json!({"success":true,"redriven":1})));
+    assert_eq!(redrive(r#"{"dead":true}"#.into(), SECRET).await, (200, json!({"success":true,"redriven":1})));
     let s = status(&app).await;
     assert_eq!((s["pendingWebhooks"].as_u64(), s["deadWebhooks"].as_u64()), (Some(3), Some(0)));
 

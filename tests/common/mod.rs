@@ -190,11 +190,22 @@ pub struct Reply {
 }
 
 pub async fn call(app: &App, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    call_with_body(app, method, path, headers, "").await
+}
+
+pub async fn call_with_body(
+    app: &App,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
     let mut req = http::Request::builder().method(method).uri(path);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = app.request(req.body(Bytes::new()).unwrap()).await.expect("component answered");
+    let body = Bytes::copy_from_slice(body.as_bytes());
+    let resp = app.request(req.body(body).unwrap()).await.expect("component answered");
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let json = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
