@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 
 use crate::config::MetaApp;
@@ -187,14 +188,11 @@ impl Client<'_> {
     }
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters.
+/// Everything but RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`) is escaped.
+const ESCAPED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    utf8_percent_encode(s, ESCAPED).to_string()
 }
 
 #[cfg(test)]
@@ -256,5 +254,6 @@ mod tests {
     fn encode_escapes_reserved() {
         assert_eq!(encode("a|b c&d"), "a%7Cb%20c%26d");
         assert_eq!(encode("EAAB-x_y.z~"), "EAAB-x_y.z~");
+        assert_eq!(encode("é/1"), "%C3%A9%2F1");
     }
 }

@@ -1,38 +1,42 @@
-//! The HTTP entry point: routes, authentication, and the contract's JSON (SPEC section 3).
-//!
-//! Thin on purpose: it reads the secrets, checks the caller, loads the configuration and hands
-//! over to the runner (or, for a redrive, to the webhook retry); errors become status codes here
-//! and nowhere else.
+//! The HTTP entry point (SPEC section 3): a route table, the secret check, then one small
+//! function per route. Errors become status codes here and nowhere else.
 
-use serde_json::{json, Value};
-use spin_sdk::http::{Method, Request, Response};
+use http::header::{HeaderValue, ALLOW};
+use http::{Method, StatusCode};
+use serde_json::json;
+use spin_sdk::http::Request;
 use spin_sdk::http_component;
 
+use crate::api::{self, Response};
 use crate::auth::{self, Presented};
 use crate::config::{Config, ConfigError, Secrets, SpinVariables};
 use crate::db::Db;
+use crate::jobs::webhook_retry::queue::{self, Redrive};
+use crate::jobs::JobType;
 use crate::log::Logger;
-use crate::overview;
-use crate::runner::{self, JobType, RunError, Trigger};
-use crate::webhook_retry::{self, Redrive};
+use crate::runner::{self, overview, RunError, Trigger};
 
-const JOBS_PREFIX: &str = "/api/v1/jobs/";
+const JOBS: &str = "/api/v1/jobs";
 
 #[derive(Clone, Copy)]
 enum Route {
-    Job(JobType),
-    Redrive,
+    /// `GET /api/v1/jobs`
     Overview,
+    /// `GET` (status) and `POST` (run) `/api/v1/jobs/<job>`
+    Job(JobType),
+    /// `GET /api/v1/jobs/<job>/runs`
     Runs(JobType),
+    /// `POST /api/v1/jobs/webhook-retry/redrive`
+    Redrive,
 }
 
 impl Route {
     fn parse(path: &str) -> Option<Self> {
-        let path = path.trim_end_matches('/');
-        if path == JOBS_PREFIX.trim_end_matches('/') {
+        let rest = path.trim_end_matches('/').strip_prefix(JOBS)?;
+        if rest.is_empty() {
             return Some(Route::Overview);
         }
-        let rest = path.strip_prefix(JOBS_PREFIX)?;
+        let rest = rest.strip_prefix('/')?;
         let (job, tail) = rest.split_once('/').map_or((rest, None), |(j, t)| (j, Some(t)));
         let job = JobType::parse(job)?;
         match tail {
@@ -43,19 +47,11 @@ impl Route {
         }
     }
 
-    fn allows(self, method: &Method) -> bool {
+    fn methods(self) -> &'static [Method] {
         match self {
-            Route::Job(_) => matches!(method, Method::Get | Method::Post),
-            Route::Redrive => *method == Method::Post,
-            Route::Overview | Route::Runs(_) => *method == Method::Get,
-        }
-    }
-
-    fn allow_header(self) -> &'static str {
-        match self {
-            Route::Job(_) => "GET, POST",
-            Route::Redrive => "POST",
-            Route::Overview | Route::Runs(_) => "GET",
+            Route::Job(_) => &[Method::GET, Method::POST],
+            Route::Redrive => &[Method::POST],
+            Route::Overview | Route::Runs(_) => &[Method::GET],
         }
     }
 
@@ -72,99 +68,103 @@ impl Route {
 #[http_component]
 async fn handle(req: Request) -> Response {
     let Some(route) = Route::parse(req.path()) else {
-        return reply(404, json!({ "success": false, "error": "Not found" }));
+        return api::failure(StatusCode::NOT_FOUND, "Not found");
     };
-    let method = req.method().clone();
-    if !route.allows(&method) {
-        let mut resp = reply(405, json!({ "success": false, "error": "Method not allowed" }));
-        resp.set_header("allow", route.allow_header());
-        return resp;
+    let method = Method::from(req.method().clone());
+    if !route.methods().contains(&method) {
+        return method_not_allowed(route);
     }
-    let log_name = route.log_name();
-
-    let secrets = match Secrets::from_source(&SpinVariables) {
-        Ok(s) => s,
-        Err(e) => return config_error(log_name, e),
+    let config = match authenticate(&req, &method, route) {
+        Ok(config) => config,
+        Err(refused) => return refused,
     };
-    // The query parameter is honoured on the status routes only: a POST that starts work must
-    // not carry its secret in a URL that proxies log.
-    let query_secret = (method == Method::Get).then(|| query_param(req.query(), "secret")).flatten();
+    match (route, method) {
+        (Route::Overview, _) => jobs_overview(&config),
+        (Route::Runs(job), _) => recent_runs(&config, job, req.query()),
+        (Route::Redrive, _) => redrive(&config, req.body()),
+        (Route::Job(job), Method::GET) => status(&config, job),
+        (Route::Job(job), _) => run(&config, job).await,
+    }
+}
+
+/// Checks the secret before anything else, so a stranger only ever sees 401 whatever else is
+/// misconfigured; then loads the configuration once for the route.
+fn authenticate(req: &Request, method: &Method, route: Route) -> Result<Config, Response> {
+    let secrets = Secrets::from_source(&SpinVariables).map_err(|e| config_error(route, e))?;
+    // The query parameter is honoured on GETs only: a POST that starts work must not carry its
+    // secret in a URL that proxies log.
+    let query_secret = (method == Method::GET).then(|| query_param(req.query(), "secret")).flatten();
     let presented = Presented {
-        x_cron_secret: header(&req, "x-cron-secret"),
-        authorization: header(&req, "authorization"),
+        x_cron_secret: header(req, "x-cron-secret"),
+        authorization: header(req, http::header::AUTHORIZATION.as_str()),
         query_secret: query_secret.as_deref(),
     };
     if !auth::is_authorized(&presented, &secrets.accepted()) {
-        return reply(401, json!({ "success": false, "error": "Unauthorized" }));
+        return Err(api::failure(StatusCode::UNAUTHORIZED, "Unauthorized"));
     }
-    let config = match Config::load() {
-        Ok(c) => c,
-        Err(e) => return config_error(log_name, e),
-    };
+    Config::load().map_err(|e| config_error(route, e))
+}
 
-    match (route, method) {
-        (Route::Redrive, _) => redrive(&config, req.body()),
-        (Route::Overview, _) => match overview::overview(&config) {
-            Ok(o) => reply(if o.any_overdue { 503 } else { 200 }, json!({ "success": true, "jobs": o.jobs })),
-            Err(e) => run_error(e),
-        },
-        (Route::Runs(job), _) => {
-            let limit = query_param(req.query(), "limit")
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(overview::DEFAULT_RUNS_LIMIT);
-            match overview::recent_runs(&config, job, limit) {
-                Ok(runs) => reply(200, json!({ "success": true, "jobType": job.as_str(), "runs": runs })),
-                Err(e) => run_error(e),
-            }
+async fn run(config: &Config, job: JobType) -> Response {
+    match runner::run_job(job, Trigger::Http, config).await {
+        Ok(done) => api::success(
+            StatusCode::OK,
+            api::RunDone { job_id: &done.job_id, message: job.done_message(), summary: &done.summary },
+        ),
+        Err(e) => run_error(e),
+    }
+}
+
+fn status(config: &Config, job: JobType) -> Response {
+    match job.status(config) {
+        Ok(status) => api::success(StatusCode::OK, status),
+        Err(e) => run_error(e.into()),
+    }
+}
+
+fn jobs_overview(config: &Config) -> Response {
+    match overview::overview(config) {
+        Ok(jobs) => {
+            let code =
+                if jobs.iter().any(|j| j.overdue) { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+            api::success(code, api::Overview { jobs })
         }
-        (Route::Job(job), Method::Get) => match runner::status(job, &config) {
-            Ok(mut fields) => {
-                fields.insert("success".into(), json!(true));
-                reply(200, Value::Object(fields))
-            }
-            Err(e) => run_error(e),
-        },
-        (Route::Job(job), _) => match runner::run_job(job, Trigger::Http, &config).await {
-            Ok(done) => reply(
-                200,
-                json!({
-                    "success": true,
-                    "jobId": done.job_id,
-                    "message": job.done_message(),
-                    "summary": done.summary,
-                }),
-            ),
-            Err(e) => run_error(e),
-        },
+        Err(e) => run_error(e),
+    }
+}
+
+fn recent_runs(config: &Config, job: JobType, query: &str) -> Response {
+    let limit =
+        query_param(query, "limit").and_then(|l| l.parse().ok()).unwrap_or(overview::DEFAULT_RUNS_LIMIT);
+    match overview::recent_runs(config, job, limit) {
+        Ok(runs) => api::success(StatusCode::OK, api::Runs { job_type: job.as_str(), runs }),
+        Err(e) => run_error(e),
     }
 }
 
 /// `{"ids":[...]}` or `{"dead":true}`.
 fn redrive(config: &Config, body: &[u8]) -> Response {
-    let which = match serde_json::from_slice::<Value>(body).ok().as_ref().map(parse_redrive) {
-        Some(Some(which)) => which,
-        _ => {
-            return reply(
-                400,
-                json!({ "success": false, "error": "Body must be {\"ids\":[\"<id>\", ...]} or {\"dead\":true}" }),
-            )
-        }
+    let Some(which) = serde_json::from_slice(body).ok().as_ref().and_then(parse_redrive) else {
+        return api::failure(
+            StatusCode::BAD_REQUEST,
+            "Body must be {\"ids\":[\"<id>\", ...]} or {\"dead\":true}",
+        );
     };
     let log = Logger::new(JobType::WebhookRetry.log_name());
-    match Db::open(&config.database_url).and_then(|db| webhook_retry::redrive(&db, &which)) {
-        Ok(n) => {
-            log.info("dead-lettered webhooks redriven", json!({ "redriven": n }));
-            reply(200, json!({ "success": true, "redriven": n }))
+    match Db::open(&config.database_url).and_then(|db| queue::redrive(&db, &which)) {
+        Ok(redriven) => {
+            log.info("dead-lettered webhooks redriven", json!({ "redriven": redriven }));
+            api::success(StatusCode::OK, api::Redriven { redriven })
         }
         Err(e) => {
             log.error("redrive failed", json!({ "error": e.to_string() }));
-            reply(500, json!({ "success": false, "error": e.to_string() }))
+            api::failure(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
         }
     }
 }
 
-fn parse_redrive(v: &Value) -> Option<Redrive> {
-    if v.get("dead") == Some(&Value::Bool(true)) {
+fn parse_redrive(v: &serde_json::Value) -> Option<Redrive> {
+    if v.get("dead") == Some(&serde_json::Value::Bool(true)) {
         return Some(Redrive::All);
     }
     let ids = v.get("ids")?.as_array()?;
@@ -179,23 +179,22 @@ fn query_param(query: &str, name: &str) -> Option<String> {
     form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
+fn method_not_allowed(route: Route) -> Response {
+    let mut resp = api::failure(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
+    let allow = route.methods().iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+    if let Ok(allow) = HeaderValue::from_str(&allow) {
+        resp.headers_mut().insert(ALLOW, allow);
+    }
+    resp
+}
+
 fn run_error(e: RunError) -> Response {
-    let status = match e {
-        RunError::Busy { .. } => 429,
-        _ => 500,
-    };
-    reply(status, json!({ "success": false, "error": e.to_string() }))
+    let code =
+        if e.is_contention() { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::INTERNAL_SERVER_ERROR };
+    api::failure(code, &e.to_string())
 }
 
-fn config_error(log_name: &'static str, e: ConfigError) -> Response {
-    Logger::new(log_name).error("configuration error", json!({ "error": e.to_string() }));
-    reply(500, json!({ "success": false, "error": e.to_string() }))
-}
-
-fn reply(status: u16, body: Value) -> Response {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .build()
+fn config_error(route: Route, e: ConfigError) -> Response {
+    Logger::new(route.log_name()).error("configuration error", json!({ "error": e.to_string() }));
+    api::failure(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
 }

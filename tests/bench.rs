@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::fake::{FakeHttp, Reply};
+use common::fake::{Canned, FakeHttp};
 use common::graph::{self, Script};
 use common::seed::{self, Connection, Webhook};
 use common::*;
@@ -46,7 +46,7 @@ async fn health_check_concurrency() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "benchmark"]
 async fn webhook_retry_batch_size() {
-    let processor = FakeHttp::start(|_| Reply::json(200, json!({}))).await;
+    let processor = FakeHttp::start(|_| Canned::json(200, json!({}))).await;
     let mut per_row = Vec::new();
     for batch in ["50", "500"] {
         let env = Env::new().await;

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::fake::Reply;
+use common::fake::Canned;
 use common::graph::{self, graph_error, valid_token, Script};
 use common::seed::{self, Connection};
 use common::*;
@@ -110,113 +110,181 @@ async fn classification_table_end_to_end() {
     let script = Script::default();
     let fake = graph::start(&script).await;
 
+    /// A row of the table: what Graph answers for one connection, and what the run must write.
     struct Case {
+        name: &'static str,
         phone: &'static str,
+        /// The plaintext token, which the fake Graph API keys `debug_token` answers by.
         token: &'static str,
+        /// What `"accessToken"` holds; `None` for no config row.
         stored: Option<String>,
-        node: Option<Reply>,
-        debug: Option<Reply>,
+        node: Option<Canned>,
+        debug: Option<Canned>,
+        status: &'static str,
+        token_valid: bool,
+        token_expired: bool,
+        /// Part of `"apiResponse"`.
+        reason: &'static str,
     }
-    let case = |phone, token: &'static str, node, debug| Case {
-        phone,
-        token,
-        stored: Some(seed::encrypt(token)),
-        node,
-        debug,
-    };
-    let cases = vec![
-        ("healthy", case("101", "EAAB-healthy", None, None)),
-        ("expiring", case("102", "EAAB-expiring", None, Some(valid_token(unix_now() + 3 * 86_400 + 600)))),
-        (
-            "limited",
-            case(
-                "103",
-                "EAAB-limited",
-                Some(Reply::json(
-                    200,
-                    json!({"status":"CONNECTED","quality_rating":"GREEN","health_status":{"can_send_message":"LIMITED","entities":[{"entity_type":"WABA","id":"w","can_send_message":"LIMITED","errors":[{"error_code":141010,"error_description":"Messaging limit reached"}]}]}}),
-                )),
-                None,
-            ),
-        ),
-        (
-            "blocked",
-            case(
-                "104",
-                "EAAB-blocked",
-                Some(Reply::json(
-                    200,
-                    json!({"status":"CONNECTED","health_status":{"can_send_message":"BLOCKED"}}),
-                )),
-                None,
-            ),
-        ),
-        (
-            "expired",
-            case(
-                "105",
-                "EAAB-expired",
-                Some(graph_error(
-                    401,
-                    190,
-                    Some(463),
-                    "OAuthException",
-                    "Error validating access token: Session has expired",
-                    false,
-                )),
-                Some(Reply::json(
-                    200,
-                    json!({"data":{"is_valid":false,"expires_at": unix_now() - 3600,"error":{"code":190,"message":"Session has expired"}}}),
-                )),
-            ),
-        ),
-        (
-            "rate_limited",
-            case(
-                "106",
-                "EAAB-ratelimited",
-                Some(graph_error(400, 80007, None, "OAuthException", "Rate limit hit for WABA", true)),
-                None,
-            ),
-        ),
-        (
-            "server_error",
-            case("107", "EAAB-5xx", Some(Reply::text(503, "<html>Service Unavailable</html>")), None),
-        ),
-        (
-            "timeout",
-            case("108", "EAAB-timeout", Some(graph::healthy_phone().after(Duration::from_secs(12))), None),
-        ),
-        ("garbage", case("109", "EAAB-garbage", Some(Reply::text(200, "<!doctype html><p>hi</p>")), None)),
-        ("no_token", Case { phone: "110", token: "", stored: None, node: None, debug: None }),
-        (
-            "undecryptable",
-            Case { phone: "111", token: "", stored: Some("v1:zz:not:hex".into()), node: None, debug: None },
-        ),
-        (
-            "wrong_key_version",
+    impl Default for Case {
+        fn default() -> Self {
             Case {
-                phone: "112",
+                name: "",
+                phone: "",
                 token: "",
-                stored: Some(seed::encrypt("EAAB-v9").replacen("v1:", "v9:", 1)),
+                stored: None,
                 node: None,
                 debug: None,
-            },
-        ),
-        (
-            "legacy",
-            Case {
-                phone: "113",
-                token: "EAAB-legacy",
-                stored: Some(seed::encrypt_legacy("EAAB-legacy")),
-                node: None,
-                debug: None,
-            },
-        ),
+                status: "healthy",
+                token_valid: true,
+                token_expired: false,
+                reason: "Token validated successfully",
+            }
+        }
+    }
+    let cases = vec![
+        Case {
+            name: "healthy",
+            phone: "101",
+            token: "EAAB-healthy",
+            stored: Some(seed::encrypt("EAAB-healthy")),
+            ..Default::default()
+        },
+        Case {
+            name: "expiring",
+            phone: "102",
+            token: "EAAB-expiring",
+            stored: Some(seed::encrypt("EAAB-expiring")),
+            debug: Some(valid_token(unix_now() + 3 * 86_400 + 600)),
+            status: "warning",
+            reason: "Token expires in 3 day(s)",
+            ..Default::default()
+        },
+        Case {
+            name: "limited",
+            phone: "103",
+            token: "EAAB-limited",
+            stored: Some(seed::encrypt("EAAB-limited")),
+            node: Some(Canned::json(
+                200,
+                json!({"status":"CONNECTED","quality_rating":"GREEN","health_status":{"can_send_message":"LIMITED","entities":[{"entity_type":"WABA","id":"w","can_send_message":"LIMITED","errors":[{"error_code":141010,"error_description":"Messaging limit reached"}]}]}}),
+            )),
+            status: "warning",
+            reason: "can_send_message LIMITED (Messaging limit reached)",
+            ..Default::default()
+        },
+        Case {
+            name: "blocked",
+            phone: "104",
+            token: "EAAB-blocked",
+            stored: Some(seed::encrypt("EAAB-blocked")),
+            node: Some(Canned::json(
+                200,
+                json!({"status":"CONNECTED","health_status":{"can_send_message":"BLOCKED"}}),
+            )),
+            status: "error",
+            reason: "can_send_message BLOCKED",
+            ..Default::default()
+        },
+        Case {
+            name: "expired",
+            phone: "105",
+            token: "EAAB-expired",
+            stored: Some(seed::encrypt("EAAB-expired")),
+            node: Some(graph_error(
+                401,
+                190,
+                Some(463),
+                "OAuthException",
+                "Error validating access token: Session has expired",
+                false,
+            )),
+            debug: Some(Canned::json(
+                200,
+                json!({"data":{"is_valid":false,"expires_at": unix_now() - 3600,"error":{"code":190,"message":"Session has expired"}}}),
+            )),
+            status: "error",
+            token_valid: false,
+            token_expired: true,
+            reason: "Token expired (debug_token)",
+        },
+        Case {
+            name: "rate_limited",
+            phone: "106",
+            token: "EAAB-ratelimited",
+            stored: Some(seed::encrypt("EAAB-ratelimited")),
+            node: Some(graph_error(400, 80007, None, "OAuthException", "Rate limit hit for WABA", true)),
+            status: "unknown",
+            reason: "OAuthException 80007: rate limited",
+            ..Default::default()
+        },
+        Case {
+            name: "server_error",
+            phone: "107",
+            token: "EAAB-5xx",
+            stored: Some(seed::encrypt("EAAB-5xx")),
+            node: Some(Canned::text(503, "<html>Service Unavailable</html>")),
+            status: "unknown",
+            reason: "health_status: HTTP 503 from Graph API",
+            ..Default::default()
+        },
+        Case {
+            name: "timeout",
+            phone: "108",
+            token: "EAAB-timeout",
+            stored: Some(seed::encrypt("EAAB-timeout")),
+            node: Some(graph::healthy_phone().after(Duration::from_secs(12))),
+            status: "unknown",
+            reason: "timed out",
+            ..Default::default()
+        },
+        Case {
+            name: "garbage",
+            phone: "109",
+            token: "EAAB-garbage",
+            stored: Some(seed::encrypt("EAAB-garbage")),
+            node: Some(Canned::text(200, "<!doctype html><p>hi</p>")),
+            status: "unknown",
+            reason: "not the JSON expected",
+            ..Default::default()
+        },
+        Case {
+            name: "no_token",
+            phone: "110",
+            status: "error",
+            token_valid: false,
+            reason: "No token in database",
+            ..Default::default()
+        },
+        Case {
+            name: "undecryptable",
+            phone: "111",
+            stored: Some("v1:zz:not:hex".into()),
+            status: "error",
+            token_valid: false,
+            reason: "Token decryption failed",
+            ..Default::default()
+        },
+        Case {
+            name: "wrong_key_version",
+            phone: "112",
+            stored: Some(seed::encrypt("EAAB-v9").replacen("v1:", "v9:", 1)),
+            status: "error",
+            token_valid: false,
+            reason: "Token decryption failed",
+            ..Default::default()
+        },
+        Case {
+            name: "legacy",
+            phone: "113",
+            token: "EAAB-legacy",
+            stored: Some(seed::encrypt_legacy("EAAB-legacy")),
+            ..Default::default()
+        },
     ];
 
     let mut ids = std::collections::HashMap::new();
-    for (name, c) in &cases {
+    for c in &cases {
         if let Some(node) = &c.node {
             script.node(c.phone, node.clone());
         }
@@ -233,7 +301,7 @@ async fn classification_table_end_to_end() {
             },
         )
         .await;
-        ids.insert(*name, id);
+        ids.insert(c.name, id);
     }
 
     let app = app("jobs-http", &with_app_credentials(&env, &fake.url));
@@ -248,30 +316,14 @@ async fn classification_table_end_to_end() {
             "purged":{"jobRuns":0,"webhookRetryAttempts":0,"whatsappHealth":0}})
     );
 
-    // (name, status, tokenValid, tokenExpired, apiResponse contains)
-    let expect = [
-        ("healthy", "healthy", true, false, "Token validated successfully"),
-        ("expiring", "warning", true, false, "Token expires in 3 day(s)"),
-        ("limited", "warning", true, false, "can_send_message LIMITED (Messaging limit reached)"),
-        ("blocked", "error", true, false, "can_send_message BLOCKED"),
-        ("expired", "error", false, true, "Token expired (debug_token)"),
-        ("rate_limited", "unknown", true, false, "OAuthException 80007: rate limited"),
-        ("server_error", "unknown", true, false, "health_status: HTTP 503 from Graph API"),
-        ("timeout", "unknown", true, false, "timed out"),
-        ("garbage", "unknown", true, false, "not the JSON expected"),
-        ("no_token", "error", false, false, "No token in database"),
-        ("undecryptable", "error", false, false, "Token decryption failed"),
-        ("wrong_key_version", "error", false, false, "Token decryption failed"),
-        ("legacy", "healthy", true, false, "Token validated successfully"),
-    ];
-    for (name, status, valid, expired, reason) in expect {
+    for Case { name, status, token_valid, token_expired, reason, .. } in cases {
         let id = ids[name];
         let rows = health_rows(&env, id).await;
         assert_eq!(rows.len(), 1, "{name}: one audit row");
         let h = &rows[0];
         assert_eq!(h.status, status, "{name}: status ({})", h.api_response);
-        assert_eq!(h.token_valid, valid, "{name}: tokenValid");
-        assert_eq!(h.token_expired, expired, "{name}: tokenExpired");
+        assert_eq!(h.token_valid, token_valid, "{name}: tokenValid");
+        assert_eq!(h.token_expired, token_expired, "{name}: tokenExpired");
         assert!(h.api_response.contains(reason), "{name}: apiResponse {:?} lacks {reason:?}", h.api_response);
         assert!(h.organization_matches, "{name}: organizationId copied from the connection");
         let c = conn_row(&env, id).await;
@@ -352,7 +404,7 @@ async fn classification_table_end_to_end() {
 async fn third_unknown_in_a_row_becomes_a_warning() {
     let env = Env::new().await;
     let script = Script::default();
-    script.node("1001", Reply::text(502, "bad gateway"));
+    script.node("1001", Canned::text(502, "bad gateway"));
     let fake = graph::start(&script).await;
     let id = seed::connection(&env.db, Connection::default()).await;
     let app = app("jobs-http", &env.variables(&fake.url));

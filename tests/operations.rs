@@ -5,14 +5,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::fake::{FakeHttp, Recorded, Reply, TcpProxy};
+use common::fake::{Canned, FakeHttp, Recorded, TcpProxy};
 use common::graph::{self, Script};
 use common::seed::{self, Connection, Webhook};
 use common::*;
 use serde_json::{json, Value};
 
 async fn alert_receiver() -> FakeHttp {
-    FakeHttp::start(|_| Reply::text(200, "ok")).await
+    FakeHttp::start(|_| Canned::text(200, "ok")).await
 }
 
 fn texts(receiver: &FakeHttp) -> Vec<String> {
@@ -32,8 +32,8 @@ fn with_alerts(vars: &mut std::collections::HashMap<String, String>, url: &str) 
     vars.insert("alert_webhook_host".into(), url.into());
 }
 
-fn blocked() -> Reply {
-    Reply::json(200, json!({"status":"CONNECTED","health_status":{"can_send_message":"BLOCKED"}}))
+fn blocked() -> Canned {
+    Canned::json(200, json!({"status":"CONNECTED","health_status":{"can_send_message":"BLOCKED"}}))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -79,7 +79,7 @@ async fn a_connection_moving_into_error_alerts_once_an_hour() {
 async fn a_dead_lettered_webhook_alerts() {
     let env = Env::new().await;
     let receiver = alert_receiver().await;
-    let processor = FakeHttp::start(|_| Reply::json(400, json!({"error":"bad"}))).await;
+    let processor = FakeHttp::start(|_| Canned::json(400, json!({"error":"bad"}))).await;
     let id = seed::webhook(&env.db, Webhook::default()).await;
     let mut vars = env.variables("http://127.0.0.1:9");
     vars.insert("webhook_processor_url".into(), processor.url.clone());
@@ -131,7 +131,7 @@ async fn a_dead_or_hanging_receiver_changes_nothing_else() {
     for hanging in [false, true] {
         let env = Env::new().await;
         let receiver = if hanging {
-            FakeHttp::start(|_| Reply::text(200, "ok").after(Duration::from_secs(30))).await
+            FakeHttp::start(|_| Canned::text(200, "ok").after(Duration::from_secs(30))).await
         } else {
             let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let url = format!("http://{}", closed.local_addr().unwrap());
@@ -173,7 +173,7 @@ fn job<'a>(v: &'a Value, name: &str) -> &'a Value {
 async fn the_overview_shows_last_runs_and_overdue_jobs() {
     let env = Env::new().await;
     let fake = graph::start(&Script::default()).await;
-    let processor = FakeHttp::start(|_| Reply::text(200, "")).await;
+    let processor = FakeHttp::start(|_| Canned::text(200, "")).await;
     let mut vars = env.variables(&fake.url);
     vars.insert("webhook_processor_url".into(), processor.url.clone());
     vars.insert("webhook_processor_host".into(), processor.url.clone());

@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::fake::{FakeHttp, Recorded, Reply};
+use common::fake::{Canned, FakeHttp, Recorded};
 use common::seed::{self, Webhook};
 use common::*;
 use hmac::{Hmac, Mac};
@@ -22,11 +22,11 @@ const APP_SECRET: &str = "meta-app-secret-for-signatures";
 /// Answers per webhook id, in order; 200 once a script runs out.
 #[derive(Clone, Default)]
 struct Processor {
-    script: Arc<Mutex<HashMap<String, VecDeque<Reply>>>>,
+    script: Arc<Mutex<HashMap<String, VecDeque<Canned>>>>,
 }
 
 impl Processor {
-    fn then(&self, id: Uuid, replies: Vec<Reply>) {
+    fn then(&self, id: Uuid, replies: Vec<Canned>) {
         self.script.lock().unwrap().insert(id.to_string(), replies.into());
     }
 
@@ -36,14 +36,14 @@ impl Processor {
             let id = req.header("x-webhook-log-id").unwrap_or_default().to_owned();
             // A receiver that checks Meta's signature, as WhaTrack's does.
             if !signature_ok(req) {
-                return Reply::json(401, json!({"error":"bad signature"}));
+                return Canned::json(401, json!({"error":"bad signature"}));
             }
             script
                 .lock()
                 .unwrap()
                 .get_mut(&id)
                 .and_then(VecDeque::pop_front)
-                .unwrap_or_else(|| Reply::json(200, json!({"ok":true})))
+                .unwrap_or_else(|| Canned::json(200, json!({"ok":true})))
         })
         .await
     }
@@ -65,7 +65,7 @@ fn vars(env: &Env, processor: &FakeHttp) -> HashMap<String, String> {
     v
 }
 
-async fn post(app: &spin_test_host::App) -> common::Reply {
+async fn post(app: &spin_test_host::App) -> common::AppReply {
     call(app, "POST", PATH, &[("x-cron-secret", SECRET)]).await
 }
 
@@ -141,12 +141,12 @@ async fn mixed_outcomes_in_one_run() {
     let timeout = seed::webhook(&env.db, Webhook::default()).await;
     let throttled = seed::webhook(&env.db, Webhook::default()).await;
     let rejected = seed::webhook(&env.db, Webhook::default()).await;
-    p.then(server_error, vec![Reply::text(502, "<html>Bad Gateway</html>")]);
-    p.then(timeout, vec![Reply::json(200, json!({})).after(Duration::from_secs(12))]);
-    let mut retry_after = Reply::json(429, json!({"error":"slow down"}));
+    p.then(server_error, vec![Canned::text(502, "<html>Bad Gateway</html>")]);
+    p.then(timeout, vec![Canned::json(200, json!({})).after(Duration::from_secs(12))]);
+    let mut retry_after = Canned::json(429, json!({"error":"slow down"}));
     retry_after.headers.push(("retry-after".into(), "7200".into()));
     p.then(throttled, vec![retry_after]);
-    p.then(rejected, vec![Reply::json(400, json!({"error":"unknown phone number id"}))]);
+    p.then(rejected, vec![Canned::json(400, json!({"error":"unknown phone number id"}))]);
 
     let app = app("jobs-http", &vars(&env, &fake));
     let r = post(&app).await;
@@ -211,7 +211,7 @@ async fn a_failure_is_retried_only_when_due_then_delivered() {
     let fake = p.start().await;
     let id = seed::webhook(&env.db, Webhook::default()).await;
     let fresh = seed::webhook(&env.db, Webhook { created_minutes_ago: 1, ..Default::default() }).await;
-    p.then(id, vec![Reply::text(500, "oops")]);
+    p.then(id, vec![Canned::text(500, "oops")]);
     let app = app("jobs-http", &vars(&env, &fake));
 
     assert_eq!(post(&app).await.json["summary"]["failed"], 1);
@@ -243,10 +243,10 @@ async fn dead_lettered_after_max_attempts_with_exponential_backoff() {
     p.then(
         id,
         vec![
-            Reply::text(503, "down"),
-            Reply::text(503, "down"),
-            Reply::text(503, "down"),
-            Reply::text(503, "down"),
+            Canned::text(503, "down"),
+            Canned::text(503, "down"),
+            Canned::text(503, "down"),
+            Canned::text(503, "down"),
         ],
     );
     let mut v = vars(&env, &fake);
@@ -338,7 +338,7 @@ async fn two_runs_at_once_deliver_each_row_at_most_once() {
     let mut ids = Vec::new();
     for _ in 0..60 {
         let id = seed::webhook(&env.db, Webhook::default()).await;
-        p.then(id, vec![Reply::json(200, json!({})).after(Duration::from_millis(400))]);
+        p.then(id, vec![Canned::json(200, json!({})).after(Duration::from_millis(400))]);
         ids.push(id);
     }
     // Two hosts with their own Redis: the lock cannot keep them apart, only the row claim can.
@@ -427,8 +427,8 @@ async fn redrive_puts_dead_rows_back_and_counts_follow() {
     let a = seed::webhook(&env.db, Webhook::default()).await;
     let b = seed::webhook(&env.db, Webhook::default()).await;
     let c = seed::webhook(&env.db, Webhook { created_minutes_ago: 1, ..Default::default() }).await;
-    p.then(a, vec![Reply::json(422, json!({"error":"x"}))]);
-    p.then(b, vec![Reply::json(404, json!({"error":"y"}))]);
+    p.then(a, vec![Canned::json(422, json!({"error":"x"}))]);
+    p.then(b, vec![Canned::json(404, json!({"error":"y"}))]);
     let app = app("jobs-http", &vars(&env, &fake));
 
     let s = status(&app).await;
@@ -487,7 +487,7 @@ async fn time_budget_releases_unstarted_rows() {
     let fake = p.start().await;
     for _ in 0..40 {
         let id = seed::webhook(&env.db, Webhook::default()).await;
-        p.then(id, vec![Reply::json(200, json!({})).after(Duration::from_millis(700))]);
+        p.then(id, vec![Canned::json(200, json!({})).after(Duration::from_millis(700))]);
     }
     let mut v = vars(&env, &fake);
     v.insert("job_time_budget_seconds".into(), "1".into());

@@ -129,25 +129,11 @@ impl Entry {
 }
 
 /// Scheme, host and explicit port of a URL or a Postgres/Redis address, ignoring user info,
-/// path and query (Spin parses these the same way before checking them).
+/// path and query (Spin parses these the same way before checking them). `url` leaves out a
+/// port equal to the scheme's default, which the caller fills back in.
 fn split_target(url: &str) -> Option<(String, String, Option<u16>)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let (host, port) = if let Some(stripped) = hostport.strip_prefix('[') {
-        let (h, after) = stripped.split_once(']')?;
-        (format!("[{h}]"), after.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h.to_owned(), Some(p)),
-            None => (hostport.to_owned(), None),
-        }
-    };
-    let port = match port {
-        Some(p) => Some(p.parse().ok()?),
-        None => None,
-    };
-    Some((scheme.to_ascii_lowercase(), host, port))
+    let parsed = url::Url::parse(url).ok()?;
+    Some((parsed.scheme().to_owned(), parsed.host_str()?.to_owned(), parsed.port()))
 }
 
 #[cfg(test)]

@@ -28,15 +28,16 @@ impl Recorded {
     }
 }
 
+/// A canned answer: what a fake server sends back to one request.
 #[derive(Debug, Clone)]
-pub struct Reply {
+pub struct Canned {
     pub status: u16,
     pub body: String,
     pub headers: Vec<(String, String)>,
     pub delay: Duration,
 }
 
-impl Reply {
+impl Canned {
     pub fn json(status: u16, body: serde_json::Value) -> Self {
         Self {
             status,
@@ -61,7 +62,7 @@ impl Reply {
     }
 }
 
-type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
+type Handler = Arc<dyn Fn(&Recorded) -> Canned + Send + Sync>;
 
 pub struct FakeHttp {
     pub url: String,
@@ -77,7 +78,7 @@ struct Gauge {
 }
 
 impl FakeHttp {
-    pub async fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
+    pub async fn start(handler: impl Fn(&Recorded) -> Canned + Send + Sync + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let log: Arc<Mutex<Vec<Recorded>>> = Arc::default();

@@ -6,18 +6,18 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
-use super::fake::{FakeHttp, Recorded, Reply};
+use super::fake::{Canned, FakeHttp, Recorded};
 
-pub fn healthy_phone() -> Reply {
-    Reply::json(
+pub fn healthy_phone() -> Canned {
+    Canned::json(
         200,
         json!({"id":"x","status":"CONNECTED","quality_rating":"GREEN",
                "health_status":{"can_send_message":"AVAILABLE","entities":[{"entity_type":"PHONE_NUMBER","id":"x","can_send_message":"AVAILABLE"}]}}),
     )
 }
 
-pub fn valid_token(expires_at: i64) -> Reply {
-    Reply::json(
+pub fn valid_token(expires_at: i64) -> Canned {
+    Canned::json(
         200,
         json!({"data":{"app_id":"123","type":"SYSTEM_USER","application":"WhaTrack","is_valid":true,"expires_at":expires_at,
                "scopes":["whatsapp_business_messaging","whatsapp_business_management","business_management"]}}),
@@ -31,32 +31,32 @@ pub fn graph_error(
     kind: &str,
     message: &str,
     transient: bool,
-) -> Reply {
+) -> Canned {
     let mut error = json!({"message": message, "type": kind, "code": code, "is_transient": transient, "fbtrace_id": "AbCdEf"});
     if let Some(sub) = subcode {
         error["error_subcode"] = json!(sub);
     }
-    Reply::json(status, json!({ "error": error }))
+    Canned::json(status, json!({ "error": error }))
 }
 
 #[derive(Clone, Default)]
 pub struct Script {
-    nodes: Arc<Mutex<HashMap<String, Reply>>>,
-    tokens: Arc<Mutex<HashMap<String, Reply>>>,
+    nodes: Arc<Mutex<HashMap<String, Canned>>>,
+    tokens: Arc<Mutex<HashMap<String, Canned>>>,
 }
 
 impl Script {
-    pub fn node(&self, id: &str, reply: Reply) -> &Self {
+    pub fn node(&self, id: &str, reply: Canned) -> &Self {
         self.nodes.lock().unwrap().insert(id.into(), reply);
         self
     }
 
-    pub fn token(&self, token: &str, reply: Reply) -> &Self {
+    pub fn token(&self, token: &str, reply: Canned) -> &Self {
         self.tokens.lock().unwrap().insert(token.into(), reply);
         self
     }
 
-    fn answer(&self, req: &Recorded) -> Reply {
+    fn answer(&self, req: &Recorded) -> Canned {
         let path = req.target.split('?').next().unwrap_or_default();
         if path.ends_with("/debug_token") {
             let token = req

@@ -47,10 +47,9 @@ fn redis_base() -> String {
 
 /// `scheme://host:port` of a URL, for an `allowed_outbound_hosts` variable.
 pub fn host_of(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let authority = rest.split('/').next().unwrap();
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    format!("{scheme}://{hostport}")
+    let url = url::Url::parse(url).unwrap();
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    format!("{}://{}{port}", url.scheme(), url.host_str().unwrap())
 }
 
 /// A test's own database and Redis database.
@@ -183,13 +182,14 @@ pub fn app(component: &str, vars: &HashMap<String, String>) -> App {
     runtime().app(&manifest(), component, vars).expect("app")
 }
 
-pub struct Reply {
+/// What the component answered a request.
+pub struct AppReply {
     pub status: u16,
     pub headers: http::HeaderMap,
     pub json: Value,
 }
 
-pub async fn call(app: &App, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+pub async fn call(app: &App, method: &str, path: &str, headers: &[(&str, &str)]) -> AppReply {
     call_with_body(app, method, path, headers, "").await
 }
 
@@ -199,7 +199,7 @@ pub async fn call_with_body(
     path: &str,
     headers: &[(&str, &str)],
     body: &str,
-) -> Reply {
+) -> AppReply {
     let mut req = http::Request::builder().method(method).uri(path);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -209,9 +209,9 @@ pub async fn call_with_body(
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let json = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
-    Reply { status, headers, json }
+    AppReply { status, headers, json }
 }
 
-pub async fn post_health(app: &App) -> Reply {
+pub async fn post_health(app: &App) -> AppReply {
     call(app, "POST", "/api/v1/jobs/whatsapp-health-check", &[("x-cron-secret", SECRET)]).await
 }

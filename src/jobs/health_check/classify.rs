@@ -5,9 +5,13 @@
 //! not finish (a transient Graph failure) is `unknown` even when another call found a warning,
 //! so the connection is re-checked on the next run instead of waiting a whole recheck window.
 
+use serde::Serialize;
+
 use crate::graph::{Answer, DebugToken, GraphError, PhoneHealth};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A connection's health; the order is the order of badness (the worst finding wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Health {
     Healthy,
     Warning,
@@ -26,7 +30,8 @@ impl Health {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TokenStatus {
     Valid,
     ExpiringSoon,
@@ -429,6 +434,16 @@ mod tests {
                 previous_unknowns: prev,
             });
             assert_eq!(v.health, want, "after {prev}");
+        }
+    }
+
+    #[test]
+    fn stored_names_are_the_serialised_names() {
+        for h in [Health::Healthy, Health::Warning, Health::Unknown, Health::Error] {
+            assert_eq!(serde_json::to_value(h).unwrap(), h.as_str());
+        }
+        for t in [TokenStatus::Valid, TokenStatus::ExpiringSoon, TokenStatus::Expired, TokenStatus::Invalid] {
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
         }
     }
 

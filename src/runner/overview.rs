@@ -8,45 +8,51 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
+use super::job_runs::{self, RunRecord};
+use super::RunError;
 use crate::config::Config;
 use crate::db::Db;
+use crate::jobs::JobType;
 use crate::lock::Redis;
-use crate::runner::{JobType, RunError};
 
 pub const DEFAULT_RUNS_LIMIT: u32 = 20;
 const MAX_RUNS_LIMIT: u32 = 200;
 
-pub struct Overview {
-    pub any_overdue: bool,
-    pub jobs: Vec<Value>,
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobState {
+    pub job_type: &'static str,
+    pub is_running: bool,
+    pub last_run: Option<RunRecord>,
+    pub last_success: Option<RunRecord>,
+    pub overdue: bool,
+    pub overdue_after_minutes: u64,
 }
 
-pub fn overview(config: &Config) -> Result<Overview, RunError> {
+pub fn overview(config: &Config) -> Result<Vec<JobState>, RunError> {
     let db = Db::open(&config.database_url)?;
     let redis = Redis::open(&config.redis_url)?;
-    let mut any_overdue = false;
-    let mut jobs = Vec::new();
-    for job in JobType::ALL {
-        let allowed = overdue_after(job, config);
-        let (last_run, last_success, success_age) = db.job_overview(job.as_str())?;
-        let overdue = is_overdue(success_age, allowed);
-        any_overdue |= overdue;
-        jobs.push(json!({
-            "jobType": job.as_str(),
-            "isRunning": redis.is_locked(job.as_str())?,
-            "lastRun": last_run,
-            "lastSuccess": last_success,
-            "overdue": overdue,
-            "overdueAfterMinutes": allowed.as_secs() / 60,
-        }));
-    }
-    Ok(Overview { any_overdue, jobs })
+    JobType::ALL
+        .into_iter()
+        .map(|job| {
+            let allowed = overdue_after(job, config);
+            let history = job_runs::history(&db, job.as_str())?;
+            Ok(JobState {
+                job_type: job.as_str(),
+                is_running: redis.is_locked(job.as_str())?,
+                last_run: history.last_run,
+                last_success: history.last_success,
+                overdue: is_overdue(history.success_age, allowed),
+                overdue_after_minutes: allowed.as_secs() / 60,
+            })
+        })
+        .collect()
 }
 
-pub fn recent_runs(config: &Config, job: JobType, limit: u32) -> Result<Vec<Value>, RunError> {
-    Ok(Db::open(&config.database_url)?.recent_runs(job.as_str(), limit.clamp(1, MAX_RUNS_LIMIT))?)
+pub fn recent_runs(config: &Config, job: JobType, limit: u32) -> Result<Vec<RunRecord>, RunError> {
+    Ok(job_runs::recent(&Db::open(&config.database_url)?, job.as_str(), limit.clamp(1, MAX_RUNS_LIMIT))?)
 }
 
 fn overdue_after(job: JobType, config: &Config) -> Duration {

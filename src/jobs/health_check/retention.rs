@@ -8,14 +8,36 @@
 //! continues.
 
 use serde::Serialize;
+use spin_sdk::pg4::ParameterValue;
 
-use crate::db::{AuditTable, DbResult};
-use crate::runner::JobContext;
+use crate::context::JobContext;
+use crate::db::{now_utc, DbResult};
 
 /// Rows per DELETE statement.
 const BATCH: u32 = 5_000;
 /// Statements per table per run: at most 100,000 rows a day each.
 const MAX_BATCHES: u32 = 20;
+
+/// Deletes up to `$2` rows older than `$1` days, one statement per table (names cannot be
+/// bound parameters, so each table has its own).
+macro_rules! purge {
+    ($table:literal, $column:literal) => {
+        concat!(
+            "DELETE FROM ",
+            $table,
+            " WHERE ctid IN (SELECT ctid FROM ",
+            $table,
+            " WHERE ",
+            $column,
+            " < ",
+            now_utc!(),
+            " - make_interval(days => $1) LIMIT $2)"
+        )
+    };
+}
+const PURGE_JOB_RUNS: &str = purge!("job_runs", "\"startedAt\"");
+const PURGE_ATTEMPTS: &str = purge!("webhook_retry_attempts", "\"attemptedAt\"");
+const PURGE_HEALTH: &str = purge!("whatsapp_health", "\"lastCheck\"");
 
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -29,20 +51,21 @@ pub fn run(ctx: &JobContext<'_>) -> DbResult<Purged> {
     let audit = ctx.config.audit_retention_days;
     let health = ctx.config.health_retention_days;
     Ok(Purged {
-        job_runs: purge(ctx, AuditTable::JobRuns, audit)?,
-        webhook_retry_attempts: purge(ctx, AuditTable::WebhookRetryAttempts, audit)?,
-        whatsapp_health: purge(ctx, AuditTable::WhatsappHealth, health)?,
+        job_runs: purge(ctx, PURGE_JOB_RUNS, audit)?,
+        webhook_retry_attempts: purge(ctx, PURGE_ATTEMPTS, audit)?,
+        whatsapp_health: purge(ctx, PURGE_HEALTH, health)?,
     })
 }
 
-fn purge(ctx: &JobContext<'_>, table: AuditTable, days: Option<u32>) -> DbResult<u64> {
+fn purge(ctx: &JobContext<'_>, statement: &str, days: Option<u32>) -> DbResult<u64> {
     let Some(days) = days else { return Ok(0) };
     let mut total = 0;
     for _ in 0..MAX_BATCHES {
         if ctx.deadline.passed() {
             break;
         }
-        let deleted = ctx.db.purge_older_than(table, days, BATCH)?;
+        let params = [ParameterValue::Int32(days as i32), ParameterValue::Int64(i64::from(BATCH))];
+        let deleted = ctx.db.execute("purge old rows", statement, &params)?;
         total += deleted;
         if deleted < u64::from(BATCH) {
             break;

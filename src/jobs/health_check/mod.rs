@@ -1,23 +1,24 @@
 //! The WhatsApp token health check (SPEC section 5).
 //!
-//! A run: select the active connections that are due (stalest first), check up to
-//! `health_check_concurrency` of them at once against the Graph API, stop starting checks when
-//! the time budget is spent (those are `remaining`, first in line next run), write every
-//! result in one transaction, alert on connections that moved into `error`, and trim old audit
-//! rows ([`crate::retention`]).
+//! A run: select the active connections that are due, stalest first ([`connections`]); check up
+//! to `health_check_concurrency` of them at once against the Graph API; stop starting checks
+//! when the time budget is spent (those are `remaining`, first in line next run); classify each
+//! answer ([`classify`], the table of SPEC 5); write every result in one transaction; alert on
+//! connections that moved into `error`; and trim old audit rows ([`retention`]).
 
 pub mod classify;
+pub mod connections;
+pub mod retention;
 
-use futures::stream::{self, StreamExt};
+use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::alerts::{self, Alert};
-use crate::db::{DueConnection, HealthWrite};
+use crate::alerts::Alert;
+use crate::context::{JobContext, JobError, JobOutcome, Turn};
 use crate::graph::{self, Node};
-use crate::retention;
-use crate::runner::{JobContext, JobError, JobOutcome};
-use classify::{Inputs, Verdict};
+use classify::{Health, Inputs, Verdict};
+use connections::{CheckResult, DueConnection};
 
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Summary {
@@ -32,10 +33,22 @@ pub struct Summary {
     pub purged: retention::Purged,
 }
 
+impl Summary {
+    fn count(&mut self, health: Health) {
+        self.checked += 1;
+        *match health {
+            Health::Healthy => &mut self.healthy,
+            Health::Warning => &mut self.warning,
+            Health::Error => &mut self.error,
+            Health::Unknown => &mut self.unknown,
+        } += 1;
+    }
+}
+
 pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
     let hours = ctx.config.health_recheck_after_hours;
-    let due = ctx.db.due_connections(hours)?;
-    let skipped = ctx.db.count_recently_checked(hours)?;
+    let due = connections::due(ctx.db, hours)?;
+    let skipped = connections::count_recently_checked(ctx.db, hours)?;
     ctx.log.info("health check started", json!({ "due": due.len(), "skipped": skipped }));
 
     let client = graph::Client {
@@ -43,51 +56,40 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
         version: &ctx.config.meta_api_version,
         app: ctx.config.meta_app.as_ref(),
     };
-    let results: Vec<(&DueConnection, Option<HealthWrite>)> = stream::iter(due.iter())
-        .map(|conn| {
-            let client = &client;
-            async move {
-                // Checked when the check would start, not when it was queued: the budget bounds
-                // the work we begin.
-                if ctx.deadline.passed() {
-                    return (conn, None);
-                }
-                (conn, Some(check(ctx, client, conn).await))
-            }
+    let client = &client;
+    let turns: Vec<Turn<&DueConnection, (&DueConnection, CheckResult)>> = ctx
+        .within_budget(due.iter(), ctx.config.health_check_concurrency, |conn| async move {
+            (conn, check(ctx, client, conn).await)
         })
-        .buffer_unordered(ctx.config.health_check_concurrency)
         .collect()
         .await;
 
     let mut summary = Summary { skipped, ..Default::default() };
-    let mut writes = Vec::with_capacity(results.len());
+    let mut results = Vec::with_capacity(turns.len());
     let mut alerts = Vec::new();
-    for (conn, result) in results {
-        let Some(w) = result else {
-            summary.remaining += 1;
-            continue;
+    for turn in turns {
+        let (conn, result) = match turn {
+            Turn::Done(checked) => checked,
+            Turn::NotStarted(_) => {
+                summary.remaining += 1;
+                continue;
+            }
         };
-        if w.status == "error" && conn.health_status.as_deref() != Some("error") {
-            alerts.push(Alert::connection_error(&conn.id, conn.organization_id.as_deref(), &w.reason));
+        if result.health == Health::Error && conn.health_status.as_deref() != Some(Health::Error.as_str()) {
+            alerts.push(Alert::connection_error(&conn.id, conn.organization_id.as_deref(), &result.reason));
         }
-        summary.checked += 1;
-        match w.status {
-            "healthy" => summary.healthy += 1,
-            "warning" => summary.warning += 1,
-            "error" => summary.error += 1,
-            _ => summary.unknown += 1,
-        }
-        writes.push(w);
+        summary.count(result.health);
+        results.push(result);
     }
-    ctx.db.save_health_results(&writes)?;
+    connections::save_results(ctx.db, &results)?;
     // After the commit: an alert announces what the database already says.
-    alerts::send(ctx.config.alert_webhook_url.as_deref(), Some(ctx.redis), alerts, ctx.log).await;
+    ctx.send_alerts(alerts).await;
     summary.purged = retention::run(ctx)?;
     Ok(JobOutcome::new(&summary, summary.remaining))
 }
 
 /// Checks one connection; never fails: every problem is a verdict about the connection.
-async fn check(ctx: &JobContext<'_>, client: &graph::Client<'_>, conn: &DueConnection) -> HealthWrite {
+async fn check(ctx: &JobContext<'_>, client: &graph::Client<'_>, conn: &DueConnection) -> CheckResult {
     let (verdict, response_ms, token) = match conn.access_token.as_deref() {
         None => (classify::unchecked("No token in database"), 0, None),
         Some(stored) => match ctx.config.keys.decrypt(stored) {
@@ -111,17 +113,17 @@ async fn check(ctx: &JobContext<'_>, client: &graph::Client<'_>, conn: &DueConne
     };
     ctx.log.info(
         "connection checked",
-        json!({ "connectionId": conn.id, "status": verdict.health.as_str(), "reason": reason, "responseTime": response_ms }),
+        json!({ "connectionId": conn.id, "status": verdict.health, "reason": reason, "responseTime": response_ms }),
     );
-    HealthWrite {
+    CheckResult {
         connection_id: conn.id.clone(),
         config_id: conn.config_id.clone(),
-        status: verdict.health.as_str(),
+        health: verdict.health,
         token_valid: verdict.token_valid,
         token_expired: verdict.token_expired,
         reason,
         response_ms,
-        token_status: verdict.token.map(|t| t.status.as_str()),
+        token_status: verdict.token.map(|t| t.status),
         token_expires_at: verdict.token.and_then(|t| t.expires_at),
     }
 }

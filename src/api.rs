@@ -1,0 +1,71 @@
+//! The contract's JSON bodies (SPEC section 3), one type per response shape. Every body is an
+//! object whose `success` says which of the two envelopes it is: [`Success`] around a route's
+//! own fields, or [`Failure`] with the error.
+
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::StatusCode;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::runner::job_runs::RunRecord;
+use crate::runner::overview::JobState;
+
+/// `{"success":true, ...fields}`.
+#[derive(Serialize)]
+pub struct Success<T> {
+    success: bool,
+    #[serde(flatten)]
+    fields: T,
+}
+
+/// `{"success":false,"error":"..."}`.
+#[derive(Serialize)]
+pub struct Failure<'a> {
+    success: bool,
+    error: &'a str,
+}
+
+/// A run that finished (`POST /api/v1/jobs/<job>`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunDone<'a> {
+    pub job_id: &'a str,
+    pub message: &'static str,
+    pub summary: &'a Value,
+}
+
+#[derive(Serialize)]
+pub struct Redriven {
+    pub redriven: u64,
+}
+
+#[derive(Serialize)]
+pub struct Overview {
+    pub jobs: Vec<JobState>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Runs {
+    pub job_type: &'static str,
+    pub runs: Vec<RunRecord>,
+}
+
+pub type Response = http::Response<String>;
+
+pub fn success(status: StatusCode, fields: impl Serialize) -> Response {
+    json(status, &Success { success: true, fields })
+}
+
+pub fn failure(status: StatusCode, error: &str) -> Response {
+    json(status, &Failure { success: false, error })
+}
+
+fn json(status: StatusCode, body: &impl Serialize) -> Response {
+    // Serialising these types cannot fail: they hold only strings, numbers and JSON values.
+    let body = serde_json::to_string(body).unwrap_or_default();
+    let mut resp = http::Response::new(body);
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}

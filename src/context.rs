@@ -1,0 +1,88 @@
+//! What a job gets to work with, and what it hands back. The jobs depend on this module and the
+//! runner builds it; it knows neither job.
+
+use std::future::Future;
+
+use futures::stream::{self, Stream, StreamExt};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::alerts::{self, Alert};
+use crate::config::Config;
+use crate::db::{Db, DbError};
+use crate::lock::{Redis, RedisError};
+use crate::log::Logger;
+use crate::time::Deadline;
+
+pub struct JobContext<'a> {
+    pub job_id: &'a str,
+    pub config: &'a Config,
+    pub db: &'a Db,
+    pub redis: &'a Redis,
+    pub deadline: Deadline,
+    pub log: &'a Logger,
+}
+
+impl JobContext<'_> {
+    /// Runs `work` on each item, up to `concurrency` at once, yielding results as they complete.
+    /// An item whose turn comes once the budget is spent is not started: it comes back as
+    /// [`Turn::NotStarted`], for the job to leave to the next run.
+    pub fn within_budget<'s, T, R, F, Fut>(
+        &'s self,
+        items: impl IntoIterator<Item = T> + 's,
+        concurrency: usize,
+        work: F,
+    ) -> impl Stream<Item = Turn<T, R>> + 's
+    where
+        T: 's,
+        F: Fn(T) -> Fut + Copy + 's,
+        Fut: Future<Output = R> + 's,
+    {
+        let deadline = self.deadline;
+        stream::iter(items)
+            .map(move |item| {
+                async move {
+                    // Checked when the work would start, not when it was queued: the budget
+                    // bounds the work a run begins.
+                    if deadline.passed() {
+                        Turn::NotStarted(item)
+                    } else {
+                        Turn::Done(work(item).await)
+                    }
+                }
+            })
+            .buffer_unordered(concurrency)
+    }
+
+    /// Sends a run's alerts (throttled per subject; never fails the run).
+    pub async fn send_alerts(&self, batch: Vec<Alert>) {
+        alerts::send(self.config.alert_webhook_url.as_deref(), Some(self.redis), batch, self.log).await;
+    }
+}
+
+/// One item's fate in [`JobContext::within_budget`].
+pub enum Turn<T, R> {
+    Done(R),
+    NotStarted(T),
+}
+
+/// A job's counts, and how much of its work the budget left undone.
+pub struct JobOutcome {
+    pub summary: Value,
+    pub remaining: u64,
+}
+
+impl JobOutcome {
+    pub fn new(summary: &impl Serialize, remaining: u64) -> Self {
+        Self { summary: serde_json::to_value(summary).unwrap_or(Value::Null), remaining }
+    }
+}
+
+/// What fails a job's run (or its status read): the systems a job cannot do without.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+}

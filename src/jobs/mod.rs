@@ -1,0 +1,92 @@
+//! The jobs, and the one place that dispatches to them. Everything about a job lives in its
+//! folder: its domain logic, its pure rules and its SQL.
+//!
+//! - [`health_check`]: the WhatsApp token health check (SPEC section 5).
+//! - [`webhook_retry`]: the webhook dead-letter queue (SPEC section 6).
+
+pub mod health_check;
+pub mod webhook_retry;
+
+use serde::Serialize;
+
+use crate::config::{Config, ConfigError};
+use crate::context::{JobContext, JobError, JobOutcome};
+use crate::db::Db;
+use crate::lock::Redis;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobType {
+    HealthCheck,
+    WebhookRetry,
+}
+
+impl JobType {
+    pub const ALL: [JobType; 2] = [JobType::HealthCheck, JobType::WebhookRetry];
+
+    /// The name in routes, lock keys and `job_runs."jobType"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobType::HealthCheck => "whatsapp-health-check",
+            JobType::WebhookRetry => "webhook-retry",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|j| j.as_str() == s)
+    }
+
+    /// The tag of the job's log lines.
+    pub fn log_name(self) -> &'static str {
+        match self {
+            JobType::HealthCheck => "HealthCheckJob",
+            JobType::WebhookRetry => "WebhookRetryJob",
+        }
+    }
+
+    pub fn done_message(self) -> &'static str {
+        match self {
+            JobType::HealthCheck => "WhatsApp health check completed",
+            JobType::WebhookRetry => "Webhook retry completed",
+        }
+    }
+
+    /// Settings that are optional for the app but required by this job.
+    pub fn check_config(self, config: &Config) -> Result<(), ConfigError> {
+        match self {
+            JobType::WebhookRetry if config.webhook_processor_url.is_none() => {
+                Err(ConfigError::Missing("webhook_processor_url"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn run(self, ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
+        match self {
+            JobType::HealthCheck => health_check::run(ctx).await,
+            JobType::WebhookRetry => webhook_retry::run(ctx).await,
+        }
+    }
+
+    /// What the status route shows: whether a run holds the lock, and the queue's counts for
+    /// the webhook retry.
+    pub fn status(self, config: &Config) -> Result<Status, JobError> {
+        let is_running = Redis::open(&config.redis_url)?.is_locked(self.as_str())?;
+        let queue = match self {
+            JobType::HealthCheck => None,
+            JobType::WebhookRetry => {
+                let db = Db::open(&config.database_url)?;
+                Some(webhook_retry::queue::counts(&db, &webhook_retry::policy::Rules::of(config))?)
+            }
+        };
+        Ok(Status { is_running, job_type: self.as_str(), queue })
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub is_running: bool,
+    pub job_type: &'static str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<webhook_retry::queue::Counts>,
+}

@@ -1,0 +1,200 @@
+//! `job_runs`: one row per run attempt (SPEC section 7), written by the runner and read by the
+//! overview and the runs route.
+
+use serde::Serialize;
+use serde_json::Value;
+use spin_sdk::pg4::{DbValue, ParameterValue};
+
+use crate::db::{int, json_text, now_utc, str, text, Db, DbError, DbResult};
+
+/// A run's status as stored in `job_runs.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    /// Ran, but the time budget left work for the next run.
+    Partial,
+    Failed,
+    /// Found the lock held by another run.
+    Skipped,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Partial => "partial",
+            RunStatus::Failed => "failed",
+            RunStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// A `job_runs` row as the API shows it (timestamps in ISO 8601, UTC).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    pub job_id: String,
+    pub job_type: String,
+    pub trigger: String,
+    pub status: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub summary: Option<Value>,
+    pub error: Option<String>,
+}
+
+impl RunRecord {
+    /// Reads the [`record_columns!`] starting at column `at`.
+    fn from_row(context: &'static str, row: &[DbValue], at: usize) -> DbResult<Self> {
+        let need = |i: usize, name: &str| text(&row[at + i]).ok_or_else(|| DbError::decode(context, name));
+        Ok(Self {
+            job_id: need(0, "id")?,
+            job_type: need(1, "jobType")?,
+            trigger: need(2, "trigger")?,
+            status: need(3, "status")?,
+            started_at: text(&row[at + 4]),
+            finished_at: text(&row[at + 5]),
+            summary: json_text(&row[at + 6]),
+            error: text(&row[at + 7]),
+        })
+    }
+}
+
+/// The columns of a [`RunRecord`], timestamps rendered as ISO 8601.
+macro_rules! record_columns {
+    () => {
+        "id, \"jobType\", trigger, status, \
+         to_char(\"startedAt\", 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
+         to_char(\"finishedAt\", 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), summary::text, error"
+    };
+}
+
+/// A run that did its work (`partial` ran out of budget, but ran).
+macro_rules! success {
+    () => {
+        "status IN ('succeeded', 'partial')"
+    };
+}
+
+/// `$1` id, `$2` jobType, `$3` trigger. The primary key refuses an id already taken.
+const RESERVE: &str = concat!(
+    "INSERT INTO job_runs (id, \"jobType\", trigger, status, \"startedAt\") VALUES ($1, $2, $3, 'running', ",
+    now_utc!(),
+    ") ON CONFLICT (id) DO NOTHING"
+);
+
+const FINISH: &str = concat!(
+    "UPDATE job_runs SET status = $2, \"finishedAt\" = ",
+    now_utc!(),
+    ", summary = $3, error = $4 WHERE id = $1"
+);
+
+/// `running` rows of `$1` that started more than `$2` seconds ago.
+const ABANDON_STALE: &str = concat!(
+    "UPDATE job_runs SET status = 'failed', \"finishedAt\" = ",
+    now_utc!(),
+    ", error = 'abandoned: the run ended without recording a result' \
+     WHERE \"jobType\" = $1 AND status = 'running' AND \"startedAt\" < ",
+    now_utc!(),
+    " - make_interval(secs => $2::float8)"
+);
+
+/// A job's last run (kind `last`) and its last success (kind `success`), each row with the
+/// seconds since the last success ended.
+const HISTORY: &str = concat!(
+    "SELECT kind, ",
+    record_columns!(),
+    ", (SELECT EXTRACT(EPOCH FROM ",
+    now_utc!(),
+    " - max(\"finishedAt\"))::bigint FROM job_runs WHERE \"jobType\" = $1 AND ",
+    success!(),
+    ") FROM ( \
+        (SELECT 'last' AS kind, * FROM job_runs WHERE \"jobType\" = $1 ORDER BY \"startedAt\" DESC LIMIT 1) \
+        UNION ALL \
+        (SELECT 'success' AS kind, * FROM job_runs WHERE \"jobType\" = $1 AND ",
+    success!(),
+    " ORDER BY \"startedAt\" DESC LIMIT 1)) runs"
+);
+
+/// The latest `$2` runs of `$1`, newest first.
+const RECENT: &str = concat!(
+    "SELECT ",
+    record_columns!(),
+    " FROM job_runs WHERE \"jobType\" = $1 ORDER BY \"startedAt\" DESC, id DESC LIMIT $2"
+);
+
+/// Inserts a `running` row; false when the id is taken (two runs in the same millisecond).
+pub fn reserve(db: &Db, id: &str, job_type: &str, trigger: &str) -> DbResult<bool> {
+    Ok(db.execute("job_runs insert", RESERVE, &[str(id), str(job_type), str(trigger)])? == 1)
+}
+
+pub fn finish(
+    db: &Db,
+    id: &str,
+    status: RunStatus,
+    summary: Option<&Value>,
+    error: Option<&str>,
+) -> DbResult<()> {
+    let summary = summary.map(|s| ParameterValue::Jsonb(s.to_string().into_bytes()));
+    db.execute(
+        "job_runs update",
+        FINISH,
+        &[str(id), str(status.as_str()), summary.into(), error.map(str).into()],
+    )?;
+    Ok(())
+}
+
+/// Marks `running` rows of `job_type` that started more than `older_than_secs` ago as failed:
+/// their run died without recording a result (e.g. its Postgres went away).
+pub fn abandon_stale(db: &Db, job_type: &str, older_than_secs: u64) -> DbResult<u64> {
+    db.execute(
+        "abandon stale runs",
+        ABANDON_STALE,
+        &[str(job_type), ParameterValue::Floating64(older_than_secs as f64)],
+    )
+}
+
+/// What the overview knows of one job from its rows.
+pub struct History {
+    pub last_run: Option<RunRecord>,
+    pub last_success: Option<RunRecord>,
+    /// Seconds since the last success ended; `None` when there never was one.
+    pub success_age: Option<i64>,
+}
+
+pub fn history(db: &Db, job_type: &str) -> DbResult<History> {
+    const CTX: &str = "job overview";
+    let rows = db.query(CTX, HISTORY, &[str(job_type)])?;
+    let mut history = History { last_run: None, last_success: None, success_age: None };
+    for row in &rows.rows {
+        let record = Some(RunRecord::from_row(CTX, row, 1)?);
+        match text(&row[0]).as_deref() {
+            Some("last") => history.last_run = record,
+            _ => history.last_success = record,
+        }
+        history.success_age = int(&row[9]);
+    }
+    Ok(history)
+}
+
+pub fn recent(db: &Db, job_type: &str, limit: u32) -> DbResult<Vec<RunRecord>> {
+    const CTX: &str = "recent runs";
+    let rows = db.query(CTX, RECENT, &[str(job_type), ParameterValue::Int64(i64::from(limit))])?;
+    rows.rows.iter().map(|r| RunRecord::from_row(CTX, r, 0)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_names_are_the_serialised_names() {
+        use RunStatus::*;
+        for s in [Running, Succeeded, Partial, Failed, Skipped] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
+}
