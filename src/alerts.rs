@@ -1,10 +1,14 @@
 //! Alerts (SPEC section 7): `{"text":"..."}` POSTed to `alert_webhook_url` (the shape Slack and
 //! most chat webhooks accept), at most one per subject per hour.
 //!
-//! Alerts never fail a job: a receiver that is down costs at most `ALERT_TIMEOUT` (5 s) per batch
-//! (alerts of one run go out concurrently), and every failure is logged, never returned. The
-//! throttle lives in Redis (`SET alert:<subject> 1 NX EX 3600`), shared by all replicas; when
-//! Redis cannot be asked, the alert is not sent, since it could not be throttled.
+//! - Alerts never fail a job: every failure is logged, never returned, and the sends of one run
+//!   go out together within the run's finishing deadline.
+//! - A storm is one message, not hundreds: a run sends at most [`MAX_PER_RUN`] individual alerts
+//!   and, for the rest, one summary per kind ("and 490 more connections moved into error").
+//! - The throttle lives in Redis (`alert:<subject>`, 1 hour), shared by all replicas, and is
+//!   marked only once an alert went out, so a receiver that was down does not silence the next
+//!   hour. When Redis cannot be asked, nothing is sent, since nothing could be throttled.
+//! - Texts carry ids, statuses and short reasons, never a webhook's payload.
 
 use std::time::Duration;
 
@@ -14,44 +18,117 @@ use serde_json::json;
 use crate::lock::Redis;
 use crate::log::Logger;
 use crate::outbound::{self, Request};
+use crate::time::Deadline;
+use crate::urls;
 
 const ALERT_TIMEOUT: Duration = Duration::from_secs(5);
 const THROTTLE: Duration = Duration::from_secs(3600);
-const CONCURRENCY: usize = 16;
+/// Individual alerts one run sends at most; the rest are summed up.
+pub const MAX_PER_RUN: usize = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    ConnectionError,
+    WebhookDead,
+    RunFailed,
+    AppCredentials,
+}
+
+impl Kind {
+    /// The summary of `n` alerts of this kind that were not sent one by one.
+    fn summary(self, n: usize) -> String {
+        match self {
+            Kind::ConnectionError => format!(
+                "WhaTrack: and {n} more WhatsApp connections moved into error; see whatsapp_health or GET /api/v1/jobs/whatsapp-health-check/runs"
+            ),
+            Kind::WebhookDead => format!(
+                "WhaTrack: and {n} more webhooks were dead-lettered; see GET /api/v1/jobs/webhook-retry, and redrive them once the processor is fixed"
+            ),
+            Kind::RunFailed | Kind::AppCredentials => format!("WhaTrack: and {n} more alerts"),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::ConnectionError => "connection-error",
+            Kind::WebhookDead => "webhook-dead",
+            Kind::RunFailed => "run-failed",
+            Kind::AppCredentials => "app-credentials",
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alert {
+    pub kind: Kind,
     /// What the throttle counts: one alert per subject per hour.
     pub subject: String,
     pub text: String,
 }
 
 impl Alert {
+    fn new(kind: Kind, about: &str, text: String) -> Self {
+        Self { kind, subject: format!("{}:{about}", kind.name()), text }
+    }
+
     pub fn connection_error(connection_id: &str, organization_id: Option<&str>, reason: &str) -> Self {
         let org = organization_id.map(|o| format!(" (organization {o})")).unwrap_or_default();
-        Self {
-            subject: format!("connection-error:{connection_id}"),
-            text: format!("WhaTrack: WhatsApp connection {connection_id}{org} is now in error: {reason}"),
-        }
+        Self::new(
+            Kind::ConnectionError,
+            connection_id,
+            format!("WhaTrack: WhatsApp connection {connection_id}{org} is now in error: {reason}"),
+        )
     }
 
     pub fn webhook_dead(webhook_id: &str, reason: &str) -> Self {
-        Self {
-            subject: format!("webhook-dead:{webhook_id}"),
-            text: format!("WhaTrack: webhook {webhook_id} was dead-lettered: {reason}. Redrive it once the processor is fixed."),
-        }
+        Self::new(
+            Kind::WebhookDead,
+            webhook_id,
+            format!("WhaTrack: webhook {webhook_id} was dead-lettered: {reason}. Redrive it once the processor is fixed."),
+        )
     }
 
     pub fn run_failed(job_type: &str, error: &str) -> Self {
-        Self {
-            subject: format!("run-failed:{job_type}"),
-            text: format!("WhaTrack: a {job_type} run failed: {error}"),
-        }
+        Self::new(Kind::RunFailed, job_type, format!("WhaTrack: a {job_type} run failed: {error}"))
+    }
+
+    /// Meta refused `debug_token` for the app itself: no token could be checked.
+    pub fn app_credentials(reason: &str) -> Self {
+        Self::new(
+            Kind::AppCredentials,
+            "meta-app",
+            format!(
+                "WhaTrack: Meta refused the app credentials (meta_app_id / meta_app_secret) for debug_token: {reason}. \
+                 Tokens are not being checked until they are fixed."
+            ),
+        )
     }
 }
 
-/// Sends what is not throttled; returns how many alerts went out.
-pub async fn send(url: Option<&str>, redis: Option<&Redis>, alerts: Vec<Alert>, log: &Logger) -> usize {
+/// The individual alerts to send and the summaries of the rest, per [`MAX_PER_RUN`].
+pub fn cap(mut due: Vec<Alert>) -> Vec<Alert> {
+    if due.len() <= MAX_PER_RUN {
+        return due;
+    }
+    let rest = due.split_off(MAX_PER_RUN);
+    let mut kinds: Vec<Kind> = rest.iter().map(|a| a.kind).collect();
+    kinds.sort();
+    kinds.dedup();
+    for kind in kinds {
+        let n = rest.iter().filter(|a| a.kind == kind).count();
+        due.push(Alert::new(kind, "more", kind.summary(n)));
+    }
+    due
+}
+
+/// Sends what is not throttled, before `deadline`; returns how many alerts went out.
+pub async fn send(
+    url: Option<&str>,
+    redis: Option<&Redis>,
+    alerts: Vec<Alert>,
+    deadline: Deadline,
+    log: &Logger,
+) -> usize {
     let Some(url) = url else { return 0 };
     if alerts.is_empty() {
         return 0;
@@ -62,9 +139,9 @@ pub async fn send(url: Option<&str>, redis: Option<&Redis>, alerts: Vec<Alert>, 
     };
     let mut due = Vec::new();
     for alert in alerts {
-        match redis.claim_alert(&alert.subject, THROTTLE) {
-            Ok(true) => due.push(alert),
-            Ok(false) => {
+        match redis.alert_sent_recently(&alert.subject) {
+            Ok(false) => due.push(alert),
+            Ok(true) => {
                 log.info("alert throttled (sent within the hour)", json!({ "subject": alert.subject }))
             }
             Err(e) => log.warn(
@@ -73,38 +150,78 @@ pub async fn send(url: Option<&str>, redis: Option<&Redis>, alerts: Vec<Alert>, 
             ),
         }
     }
-    stream::iter(due)
-        .map(|alert| async move {
-            let body = json!({ "text": alert.text }).to_string();
-            let req = Request {
-                method: "POST",
-                url,
-                headers: vec![("content-type", "application/json".to_owned())],
-                body: body.as_bytes(),
-            };
-            match outbound::send(req, ALERT_TIMEOUT).await {
-                Ok(resp) if (200..300).contains(&resp.status) => {
-                    log.info("alert sent", json!({ "subject": alert.subject }));
-                    true
-                }
-                Ok(resp) => {
-                    log.warn(
-                        "alert receiver refused the alert",
-                        json!({ "subject": alert.subject, "httpStatus": resp.status }),
-                    );
-                    false
-                }
-                Err(e) => {
-                    log.warn(
-                        "alert not delivered",
-                        json!({ "subject": alert.subject, "error": e.to_string() }),
-                    );
-                    false
-                }
-            }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .filter(|sent| std::future::ready(*sent))
-        .count()
-        .await
+    let due = cap(due);
+    let concurrency = due.len().max(1);
+    let sent: Vec<Alert> = stream::iter(due)
+        .map(|alert| async move { post(url, &alert, deadline, log).await.then_some(alert) })
+        .buffer_unordered(concurrency)
+        .filter_map(std::future::ready)
+        .collect()
+        .await;
+    for alert in &sent {
+        if let Err(e) = redis.mark_alert_sent(&alert.subject, THROTTLE) {
+            log.warn(
+                "alert sent but not marked; it may repeat",
+                json!({ "subject": alert.subject, "error": e.to_string() }),
+            );
+        }
+    }
+    sent.len()
+}
+
+async fn post(url: &str, alert: &Alert, deadline: Deadline, log: &Logger) -> bool {
+    let body = json!({ "text": urls::redact(&alert.text) }).to_string();
+    let req = Request {
+        method: "POST",
+        url,
+        headers: vec![("content-type", "application/json".to_owned())],
+        body: body.as_bytes(),
+    };
+    match outbound::send(req, ALERT_TIMEOUT, deadline).await {
+        Ok(resp) if (200..300).contains(&resp.status) => {
+            log.info("alert sent", json!({ "subject": alert.subject }));
+            true
+        }
+        Ok(resp) => {
+            log.warn(
+                "alert receiver refused the alert",
+                json!({ "subject": alert.subject, "httpStatus": resp.status }),
+            );
+            false
+        }
+        Err(e) => {
+            log.warn("alert not delivered", json!({ "subject": alert.subject, "error": e.to_string() }));
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storm_is_ten_alerts_and_a_summary_per_kind() {
+        let mut alerts: Vec<Alert> =
+            (0..500).map(|i| Alert::connection_error(&format!("c{i}"), None, "banned")).collect();
+        alerts.extend((0..3).map(|i| Alert::webhook_dead(&format!("w{i}"), "HTTP 400")));
+        let sent = cap(alerts);
+        assert_eq!(sent.len(), MAX_PER_RUN + 2);
+        assert!(sent[..MAX_PER_RUN]
+            .iter()
+            .all(|a| a.kind == Kind::ConnectionError && a.subject != "connection-error:more"));
+        assert_eq!(sent[MAX_PER_RUN].subject, "connection-error:more");
+        assert!(
+            sent[MAX_PER_RUN].text.contains("and 490 more WhatsApp connections moved into error"),
+            "{}",
+            sent[MAX_PER_RUN].text
+        );
+        assert!(sent[MAX_PER_RUN + 1].text.contains("and 3 more webhooks were dead-lettered"));
+    }
+
+    #[test]
+    fn a_handful_goes_out_one_by_one() {
+        let alerts: Vec<Alert> = (0..10).map(|i| Alert::webhook_dead(&format!("w{i}"), "x")).collect();
+        assert_eq!(cap(alerts.clone()), alerts);
+    }
 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::runner::job_runs::RunRecord;
 use crate::runner::overview::JobState;
+use crate::urls;
 
 /// `{"success":true, ...fields}`.
 #[derive(Serialize)]
@@ -58,7 +59,7 @@ pub fn success(status: StatusCode, fields: impl Serialize) -> Response {
 }
 
 pub fn failure(status: StatusCode, error: &str) -> Response {
-    json(status, &Failure { success: false, error })
+    json(status, &Failure { success: false, error: &urls::redact(error) })
 }
 
 fn json(status: StatusCode, body: &impl Serialize) -> Response {

@@ -7,8 +7,11 @@
 use std::time::Duration;
 
 use crate::crypto::KeyRing;
+use crate::time::FINISH_GRACE;
+use crate::urls;
 
 const MIN_SECRET_LEN: usize = 32;
+const DEFAULT_GRAPH_URL: &str = "https://graph.facebook.com";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -18,9 +21,15 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
 }
 
-/// A source of variable values: `Ok(None)` for a variable with no value.
+/// A source of variable values, trimmed: `Ok(None)` for a variable the component does not
+/// declare (or that has no value), `Ok(Some(""))` for one set to an empty string.
 pub trait Source {
     fn get(&self, name: &'static str) -> Result<Option<String>, ConfigError>;
+
+    /// The value, with an empty one read as "not set" (most settings).
+    fn value(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        Ok(self.get(name)?.filter(|v| !v.is_empty()))
+    }
 }
 
 /// Spin's variables. An undefined variable (no value, no default) reads as "not set".
@@ -30,7 +39,6 @@ impl Source for SpinVariables {
     fn get(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
         use spin_sdk::variables::Error;
         match spin_sdk::variables::get(name) {
-            Ok(v) if v.trim().is_empty() => Ok(None),
             Ok(v) => Ok(Some(v.trim().to_owned())),
             Err(Error::Undefined(_)) => Ok(None),
             Err(e) => Err(ConfigError::Invalid { name, reason: format!("could not be read: {e}") }),
@@ -48,14 +56,17 @@ pub struct Secrets {
 
 impl Secrets {
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
-        let current = src.get("cron_secret")?.ok_or(ConfigError::Missing("cron_secret"))?;
-        if current.chars().count() < MIN_SECRET_LEN {
-            return Err(ConfigError::Invalid {
-                name: "cron_secret",
-                reason: format!("must be at least {MIN_SECRET_LEN} characters; no job runs until it is"),
-            });
+        let current = required(src, "cron_secret")?;
+        let previous = src.value("cron_secret_previous")?;
+        for (name, secret) in [("cron_secret", Some(&current)), ("cron_secret_previous", previous.as_ref())] {
+            if secret.is_some_and(|s| s.chars().count() < MIN_SECRET_LEN) {
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: format!("must be at least {MIN_SECRET_LEN} characters; no job runs until it is"),
+                });
+            }
         }
-        Ok(Self { current, previous: src.get("cron_secret_previous")? })
+        Ok(Self { current, previous })
     }
 
     pub fn accepted(&self) -> Vec<&str> {
@@ -63,11 +74,11 @@ impl Secrets {
     }
 }
 
-/// Meta app credentials: enable `debug_token` and sign DLQ re-deliveries.
-#[derive(Clone)]
-pub struct MetaApp {
-    pub id: String,
-    pub secret: String,
+/// Meta app credentials: both enable `debug_token`.
+#[derive(Clone, Copy)]
+pub struct MetaApp<'a> {
+    pub id: &'a str,
+    pub secret: &'a str,
 }
 
 #[derive(Clone)]
@@ -77,7 +88,9 @@ pub struct Config {
     pub keys: KeyRing,
     pub meta_graph_url: String,
     pub meta_api_version: String,
-    pub meta_app: Option<MetaApp>,
+    pub meta_app_id: Option<String>,
+    /// Also signs DLQ re-deliveries, with or without `meta_app_id`.
+    pub meta_app_secret: Option<String>,
     pub job_time_budget: Duration,
     pub lock_ttl: Duration,
     pub health_recheck_after_hours: u32,
@@ -88,6 +101,8 @@ pub struct Config {
     pub webhook_retry_max_attempts: u32,
     pub webhook_retry_base: Duration,
     pub webhook_retry_batch_size: u32,
+    /// A pending webhook older than this is dead-lettered as expired, not re-delivered.
+    pub webhook_retry_max_age: Duration,
     pub alert_webhook_url: Option<String>,
     /// How old a job's last success may get before the overview calls it overdue.
     pub health_check_overdue: Duration,
@@ -106,34 +121,60 @@ impl Config {
 
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
         let database_url = required(src, "database_url")?;
-        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
-            return Err(invalid("database_url", "must start with postgres://"));
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://"))
+            || urls::split(&database_url).is_none()
+        {
+            return Err(invalid("database_url", "must be postgres://user:password@host:port/database"));
         }
         let redis_url = required(src, "redis_url")?;
-        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
-            return Err(invalid("redis_url", "must start with redis:// or rediss://"));
+        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://"))
+            || urls::split(&redis_url).is_none()
+        {
+            return Err(invalid("redis_url", "must be redis://host:port (or rediss://)"));
         }
-        let meta_app = match (src.get("meta_app_id")?, src.get("meta_app_secret")?) {
-            (Some(id), Some(secret)) => Some(MetaApp { id, secret }),
-            _ => None,
+        let webhook_processor_url = http_url(src, "webhook_processor_url")?;
+        let alert_webhook_url = http_url(src, "alert_webhook_url")?;
+        let meta_graph_url = match src.get("meta_graph_url")? {
+            None => DEFAULT_GRAPH_URL.to_owned(),
+            Some(url) => url.trim_end_matches('/').to_owned(),
         };
+        // Each of these is also an `allowed_outbound_hosts` entry: one Spin cannot read makes it
+        // refuse every outbound connection, and one that does not cover its URL refuses that one.
+        allowed_host("meta_graph_url", &meta_graph_url)?;
+        host_of(src, "database_host", "database_url", Some(&database_url))?;
+        host_of(src, "redis_host", "redis_url", Some(&redis_url))?;
+        host_of(src, "webhook_processor_host", "webhook_processor_url", webhook_processor_url.as_deref())?;
+        host_of(src, "alert_webhook_host", "alert_webhook_url", alert_webhook_url.as_deref())?;
+
+        let job_time_budget = Duration::from_secs(number(src, "job_time_budget_seconds", 25, 1..=3600)?);
+        let lock_ttl = Duration::from_secs(number(src, "lock_ttl_seconds", 3600, 10..=86_400)?);
+        let longest_run = job_time_budget + FINISH_GRACE;
+        if lock_ttl <= longest_run {
+            return Err(ConfigError::Invalid {
+                name: "lock_ttl_seconds",
+                reason: format!(
+                    "({}) must be greater than job_time_budget_seconds ({}) + {} s, the longest a run takes: \
+                     a lock that expires first lets a second run start while the first still works",
+                    lock_ttl.as_secs(),
+                    job_time_budget.as_secs(),
+                    FINISH_GRACE.as_secs()
+                ),
+            });
+        }
         Ok(Self {
             database_url,
             redis_url,
             keys: key_ring(src)?,
-            meta_graph_url: src
-                .get("meta_graph_url")?
-                .unwrap_or_else(|| "https://graph.facebook.com".into())
-                .trim_end_matches('/')
-                .to_owned(),
-            meta_api_version: src.get("meta_api_version")?.unwrap_or_else(|| "v25.0".into()),
-            meta_app,
-            job_time_budget: Duration::from_secs(number(src, "job_time_budget_seconds", 25, 1..=3600)?),
-            lock_ttl: Duration::from_secs(number(src, "lock_ttl_seconds", 3600, 10..=86_400)?),
+            meta_graph_url,
+            meta_api_version: src.value("meta_api_version")?.unwrap_or_else(|| "v25.0".into()),
+            meta_app_id: src.value("meta_app_id")?,
+            meta_app_secret: src.value("meta_app_secret")?,
+            job_time_budget,
+            lock_ttl,
             health_recheck_after_hours: number(src, "health_recheck_after_hours", 20, 0..=8760)?,
             health_check_concurrency: number(src, "health_check_concurrency", 16, 1..=256)?,
             token_expiry_warning_days: number(src, "token_expiry_warning_days", 7, 0..=365)?,
-            webhook_processor_url: http_url(src, "webhook_processor_url")?,
+            webhook_processor_url,
             webhook_retry_max_attempts: number(src, "webhook_retry_max_attempts", 3, 1..=100)?,
             webhook_retry_base: Duration::from_secs(number(
                 src,
@@ -142,22 +183,71 @@ impl Config {
                 1..=86_400,
             )?),
             webhook_retry_batch_size: number(src, "webhook_retry_batch_size", 50, 1..=1000)?,
-            alert_webhook_url: http_url(src, "alert_webhook_url")?,
+            webhook_retry_max_age: hours(number(src, "webhook_retry_max_age_hours", 168, 1..=87_600)?),
+            alert_webhook_url,
             health_check_overdue: minutes(number(src, "health_check_overdue_minutes", 26 * 60, 1..=525_600)?),
             webhook_retry_overdue: minutes(number(src, "webhook_retry_overdue_minutes", 30, 1..=525_600)?),
             audit_retention_days: days_or_forever(number(src, "audit_retention_days", 90, 0..=36_500)?),
             health_retention_days: days_or_forever(number(src, "health_retention_days", 0, 0..=36_500)?),
         })
     }
+
+    /// The app credentials `debug_token` needs, when both are set.
+    pub fn meta_app(&self) -> Option<MetaApp<'_>> {
+        Some(MetaApp { id: self.meta_app_id.as_deref()?, secret: self.meta_app_secret.as_deref()? })
+    }
 }
 
+/// An http(s) URL with a host, or not set.
 fn http_url(src: &impl Source, name: &'static str) -> Result<Option<String>, ConfigError> {
-    match src.get(name)? {
-        Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
-            Err(invalid(name, "must be an http:// or https:// URL"))
-        }
-        other => Ok(other),
+    let Some(url) = src.value(name)? else { return Ok(None) };
+    match urls::split(&url) {
+        Some(p) if p.scheme == "http" || p.scheme == "https" => Ok(Some(url)),
+        _ => Err(invalid(
+            name,
+            "must be an http:// or https:// URL with a host, e.g. https://app.example.com/api/x",
+        )),
     }
+}
+
+/// The variable `name` holds `entry`, which must be an `allowed_outbound_hosts` entry Spin can
+/// read.
+fn allowed_host(name: &'static str, entry: &str) -> Result<(), ConfigError> {
+    urls::entry_allows(entry, "").map(|_| ()).map_err(|()| ConfigError::Invalid {
+        name,
+        reason: format!(
+            "{} (it is an allowed_outbound_hosts entry; {:?} makes Spin refuse every outbound connection)",
+            urls::HOST_ENTRY_FORM,
+            entry
+        ),
+    })
+}
+
+/// The `allowed_outbound_hosts` variable `name` must be readable and let the component reach
+/// `url` (the variable `url_name`). Not declared to the component: nothing to check.
+fn host_of(
+    src: &impl Source,
+    name: &'static str,
+    url_name: &'static str,
+    url: Option<&str>,
+) -> Result<(), ConfigError> {
+    let Some(entry) = src.get(name)? else { return Ok(()) };
+    allowed_host(name, &entry)?;
+    let Some(url) = url else { return Ok(()) };
+    if urls::entry_allows(&entry, url) == Ok(false) {
+        let want = urls::split(url)
+            .map(|p| format!("{}://{}", p.scheme, p.authority))
+            .unwrap_or_else(|| "scheme://host:port".into());
+        return Err(ConfigError::Invalid {
+            name,
+            reason: format!("({entry:?}) does not allow {url_name}: set it to {want}, the scheme, host and port of {url_name}"),
+        });
+    }
+    Ok(())
+}
+
+fn hours(n: u32) -> Duration {
+    Duration::from_secs(u64::from(n) * 3600)
 }
 
 fn minutes(n: u32) -> Duration {
@@ -170,7 +260,7 @@ fn days_or_forever(days: u32) -> Option<u32> {
 }
 
 fn required(src: &impl Source, name: &'static str) -> Result<String, ConfigError> {
-    src.get(name)?.ok_or(ConfigError::Missing(name))
+    src.value(name)?.ok_or(ConfigError::Missing(name))
 }
 
 fn invalid(name: &'static str, reason: &str) -> ConfigError {
@@ -186,7 +276,7 @@ fn number<T>(
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {
-    let Some(raw) = src.get(name)? else {
+    let Some(raw) = src.value(name)? else {
         return Ok(default);
     };
     let value: T = raw
@@ -204,12 +294,12 @@ where
 /// `encryption_keys` (JSON of versions) plus the legacy `token_encryption_key`, which serves as
 /// `v1` when the JSON has no `v1` of its own.
 fn key_ring(src: &impl Source) -> Result<KeyRing, ConfigError> {
-    let mut ring = match src.get("encryption_keys")? {
+    let mut ring = match src.value("encryption_keys")? {
         Some(json) => KeyRing::from_json(&json)
             .map_err(|e| ConfigError::Invalid { name: "encryption_keys", reason: e.to_string() })?,
         None => KeyRing::default(),
     };
-    if let Some(legacy) = src.get("token_encryption_key")? {
+    if let Some(legacy) = src.value("token_encryption_key")? {
         if !ring.has("v1") {
             ring.insert("v1".into(), &legacy)
                 .map_err(|_| invalid("token_encryption_key", "must be 64 hex characters"))?;
@@ -230,7 +320,7 @@ mod tests {
 
     impl Source for Map {
         fn get(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
-            Ok(self.0.get(name).filter(|v| !v.is_empty()).map(|v| v.to_string()))
+            Ok(self.0.get(name).map(|v| v.to_string()))
         }
     }
 
@@ -253,7 +343,8 @@ mod tests {
         assert_eq!(c.job_time_budget, Duration::from_secs(25));
         assert_eq!(c.lock_ttl, Duration::from_secs(3600));
         assert_eq!(c.health_check_concurrency, 16);
-        assert!(c.meta_app.is_none());
+        assert!(c.meta_app().is_none());
+        assert_eq!(c.webhook_retry_max_age, Duration::from_secs(168 * 3600));
         assert!(c.keys.has("v1"));
         assert_eq!(c.webhook_processor_url, None);
         assert_eq!((c.webhook_retry_max_attempts, c.webhook_retry_batch_size), (3, 50));

@@ -19,7 +19,10 @@ pub struct JobContext<'a> {
     pub config: &'a Config,
     pub db: &'a Db,
     pub redis: &'a Redis,
+    /// The end of the time budget: no work starts after it, and no call outlives it.
     pub deadline: Deadline,
+    /// The budget plus the grace for writing down and announcing what was done.
+    pub finish: Deadline,
     pub log: &'a Logger,
 }
 
@@ -54,9 +57,16 @@ impl JobContext<'_> {
             .buffer_unordered(concurrency)
     }
 
-    /// Sends a run's alerts (throttled per subject; never fails the run).
+    /// Sends a run's alerts (throttled and capped; never fails the run, never outlives it).
     pub async fn send_alerts(&self, batch: Vec<Alert>) {
-        alerts::send(self.config.alert_webhook_url.as_deref(), Some(self.redis), batch, self.log).await;
+        alerts::send(
+            self.config.alert_webhook_url.as_deref(),
+            Some(self.redis),
+            batch,
+            self.finish,
+            self.log,
+        )
+        .await;
     }
 }
 
@@ -78,11 +88,16 @@ impl JobOutcome {
     }
 }
 
-/// What fails a job's run (or its status read): the systems a job cannot do without.
+/// What fails a job's run (or its status read): the systems a job cannot do without, and a
+/// configuration the host refuses to carry out.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
     Redis(#[from] RedisError),
+    /// Our own setup is wrong (e.g. a destination missing from `allowed_outbound_hosts`): no
+    /// row is charged for it.
+    #[error("Configuration error: {0}")]
+    Misconfigured(String),
 }

@@ -10,6 +10,8 @@
 use serde_json::Value;
 use spin_sdk::pg4::{Connection, DbValue, ParameterValue, PgError, QueryError, RowSet};
 
+use crate::urls;
+
 /// The database's clock in UTC, as a SQL fragment for `concat!`-built statements.
 macro_rules! now_utc {
     () => {
@@ -24,26 +26,41 @@ pub(crate) use now_utc;
 pub struct DbError {
     context: &'static str,
     message: String,
+    /// The server's SQLSTATE, when the server answered.
+    sqlstate: Option<String>,
 }
 
 impl DbError {
     fn new(context: &'static str, e: PgError) -> Self {
+        let mut sqlstate = None;
         let message = match e {
             PgError::ConnectionFailed(s) => format!("connection failed: {s}"),
             PgError::BadParameter(s) => format!("bad parameter: {s}"),
             PgError::QueryFailed(QueryError::DbError(d)) => {
-                format!("{} (SQLSTATE {})", d.message, d.code)
+                let message = format!("{} (SQLSTATE {})", d.message, d.code);
+                sqlstate = Some(d.code);
+                message
             }
             PgError::QueryFailed(QueryError::Text(s)) => s,
             PgError::ValueConversionFailed(s) => format!("value conversion failed: {s}"),
             PgError::Other(s) => s,
         };
-        Self { context, message }
+        // Spin quotes the whole address, password included, in some of these.
+        Self { context, message: urls::redact(&message), sqlstate }
     }
 
     /// A row came back with a value of the wrong type in `column`.
     pub fn decode(context: &'static str, column: &str) -> Self {
-        Self { context, message: format!("unexpected value in column {column}") }
+        Self { context, message: format!("unexpected value in column {column}"), sqlstate: None }
+    }
+
+    /// The server refused the data of a statement, not the statement or the session: a value out
+    /// of range (class 22), a constraint (23) or a trigger's `RAISE` (P0). Retrying the other rows
+    /// one by one makes sense; after a lost connection or a syntax error it does not.
+    pub fn is_about_the_data(&self) -> bool {
+        self.sqlstate
+            .as_deref()
+            .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("P0"))
     }
 }
 

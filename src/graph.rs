@@ -9,7 +9,8 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 
 use crate::config::MetaApp;
-use crate::outbound::{self, Request};
+use crate::outbound::{self, OutboundError, Request};
+use crate::time::Deadline;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -145,24 +146,33 @@ fn parse_error(e: &Value) -> Option<GraphError> {
     })
 }
 
-/// A Graph API client bound to one base URL and version.
+/// A Graph API client bound to one base URL and version, and to the run's deadline.
 pub struct Client<'a> {
     pub base_url: &'a str,
     pub version: &'a str,
-    pub app: Option<&'a MetaApp>,
+    pub app: Option<MetaApp<'a>>,
+    pub deadline: Deadline,
 }
+
+/// The run's deadline ended a call before Meta answered: the check was not made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CutShort;
 
 impl Client<'_> {
     /// `debug_token`, when app credentials are configured; with the elapsed milliseconds.
-    pub async fn debug_token(&self, token: &str) -> Option<(Answer<DebugToken>, u64)> {
-        let app = self.app?;
+    pub async fn debug_token(&self, token: &str) -> Result<Option<(Answer<DebugToken>, u64)>, CutShort> {
+        let Some(app) = self.app else { return Ok(None) };
         let url = format!("{}/{}/debug_token?input_token={}", self.base_url, self.version, encode(token));
         let auth = format!("Bearer {}|{}", app.id, app.secret);
-        Some(self.get(&url, auth, parse_debug_token).await)
+        self.get(&url, auth, parse_debug_token).await.map(Some)
     }
 
     /// The node's `health_status` (and, for a phone, its status and quality rating).
-    pub async fn node_health(&self, token: &str, node: &Node) -> (Answer<PhoneHealth>, u64) {
+    pub async fn node_health(
+        &self,
+        token: &str,
+        node: &Node,
+    ) -> Result<(Answer<PhoneHealth>, u64), CutShort> {
         let url = match node {
             Node::Phone(id) => format!(
                 "{}/{}/{}?fields=health_status,status,quality_rating",
@@ -177,14 +187,20 @@ impl Client<'_> {
         self.get(&url, format!("Bearer {token}"), parse_phone_health).await
     }
 
-    async fn get<T>(&self, url: &str, auth: String, parse: fn(u16, &[u8]) -> Answer<T>) -> (Answer<T>, u64) {
+    async fn get<T>(
+        &self,
+        url: &str,
+        auth: String,
+        parse: fn(u16, &[u8]) -> Answer<T>,
+    ) -> Result<(Answer<T>, u64), CutShort> {
         let started = Instant::now();
         let req = Request { method: "GET", url, headers: vec![("authorization", auth)], body: &[] };
-        let answer = match outbound::send(req, CALL_TIMEOUT).await {
+        let answer = match outbound::send(req, CALL_TIMEOUT, self.deadline).await {
             Ok(resp) => parse(resp.status, &resp.body),
+            Err(OutboundError::OutOfTime) => return Err(CutShort),
             Err(e) => Answer::Unusable(format!("Graph API call failed: {e}")),
         };
-        (answer, started.elapsed().as_millis() as u64)
+        Ok((answer, started.elapsed().as_millis() as u64))
     }
 }
 

@@ -23,7 +23,8 @@
 //!   connection, transactions, value conversions), [`lock`] (Redis: the lock and the alert
 //!   throttle), [`graph`] (Meta's Graph API), [`outbound`] (HTTP with a timeout), [`alerts`]
 //!   (the alert receiver), [`crypto`] (WhaTrack's token ciphertext), [`auth`] (the shared
-//!   secret), [`log`] (JSON lines), [`time`].
+//!   secret), [`log`] (JSON lines), [`time`] (clocks and deadlines), [`urls`] (splitting,
+//!   `allowed_outbound_hosts` entries, and credentials kept out of every message).
 //!
 //! Errors: each edge has its own error type that says which system failed and why (`thiserror`,
 //! since callers match on them); the runner folds them into [`runner::RunError`], and only the
@@ -42,6 +43,7 @@ pub mod log;
 pub mod outbound;
 pub mod runner;
 pub mod time;
+pub mod urls;
 
 // The doors export component symbols (`wasi:http/incoming-handler@0.2.0#handle`) that a native
 // shared library cannot carry; natively the crate is the library the unit and integration tests

@@ -1,4 +1,5 @@
-//! The Redis side of a run: the per-job lock (SPEC section 4) and the alert throttle.
+//! The Redis side of a run: the per-job lock (SPEC section 4) and the alert throttle. Errors
+//! never quote the address's password (Spin's errors do).
 //!
 //! Acquire is `SET key jobId NX PX ttl`; release is a compare-and-delete in Lua, so a run whose
 //! lock expired and was taken by another run can never delete the newcomer's lock.
@@ -6,6 +7,8 @@
 use std::time::Duration;
 
 use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
+
+use crate::urls;
 
 /// Deletes the key only while it still holds our jobId; answers 1 when it did.
 const RELEASE_SCRIPT: &str =
@@ -23,31 +26,35 @@ fn lock_key(job_type: &str) -> String {
     format!("job-lock:{job_type}")
 }
 
+fn alert_key(subject: &str) -> String {
+    format!("alert:{subject}")
+}
+
 impl Redis {
     pub fn open(url: &str) -> Result<Self, RedisError> {
         Connection::open(url)
             .map(|conn| Self { conn })
-            .map_err(|e| RedisError(format!("cannot connect: {e}")))
+            .map_err(|e| RedisError(urls::redact(&format!("cannot connect: {e}"))))
     }
 
     fn exec(&self, cmd: &str, args: Vec<RedisParameter>) -> Result<Vec<RedisResult>, RedisError> {
-        self.conn.execute(cmd, &args).map_err(|e| RedisError(format!("{cmd} failed: {e}")))
+        self.conn.execute(cmd, &args).map_err(|e| RedisError(urls::redact(&format!("{cmd} failed: {e}"))))
     }
 
-    /// `SET key value NX <unit> <amount>`: true when the key was free and is now ours.
-    fn set_nx(&self, key: &str, value: &str, unit: &str, amount: i64) -> Result<bool, RedisError> {
-        let reply = self
-            .exec("SET", vec![bin(key), bin(value), bin("NX"), bin(unit), RedisParameter::Int64(amount)])?;
-        match reply.as_slice() {
+    /// True when this run now holds the lock (`SET key jobId NX PX ttl`).
+    pub fn try_lock(&self, job_type: &str, job_id: &str, ttl: Duration) -> Result<bool, RedisError> {
+        let args = vec![
+            bin(&lock_key(job_type)),
+            bin(job_id),
+            bin("NX"),
+            bin("PX"),
+            RedisParameter::Int64(ttl.as_millis() as i64),
+        ];
+        match self.exec("SET", args)?.as_slice() {
             [RedisResult::Status(s)] if s == "OK" => Ok(true),
             [RedisResult::Nil] => Ok(false),
             other => Err(RedisError(format!("unexpected SET reply {other:?}"))),
         }
-    }
-
-    /// True when this run now holds the lock.
-    pub fn try_lock(&self, job_type: &str, job_id: &str, ttl: Duration) -> Result<bool, RedisError> {
-        self.set_nx(&lock_key(job_type), job_id, "PX", ttl.as_millis() as i64)
     }
 
     /// True when our lock was deleted; false when it had expired or belongs to another run.
@@ -59,14 +66,31 @@ impl Redis {
         Ok(matches!(reply.as_slice(), [RedisResult::Int64(1)]))
     }
 
-    /// True when no alert on `subject` went out within `window`: this caller may send one.
-    pub fn claim_alert(&self, subject: &str, window: Duration) -> Result<bool, RedisError> {
-        self.set_nx(&format!("alert:{subject}"), "1", "EX", window.as_secs() as i64)
+    /// True when an alert on `subject` went out within the throttle window.
+    pub fn alert_sent_recently(&self, subject: &str) -> Result<bool, RedisError> {
+        self.exists(&alert_key(subject))
+    }
+
+    /// Starts the throttle window of `subject`, once its alert went out.
+    pub fn mark_alert_sent(&self, subject: &str, window: Duration) -> Result<(), RedisError> {
+        let args = vec![
+            bin(&alert_key(subject)),
+            bin("1"),
+            bin("EX"),
+            RedisParameter::Int64(window.as_secs() as i64),
+        ];
+        match self.exec("SET", args)?.as_slice() {
+            [RedisResult::Status(s)] if s == "OK" => Ok(()),
+            other => Err(RedisError(format!("unexpected SET reply {other:?}"))),
+        }
     }
 
     pub fn is_locked(&self, job_type: &str) -> Result<bool, RedisError> {
-        let reply = self.exec("EXISTS", vec![bin(&lock_key(job_type))])?;
-        match reply.as_slice() {
+        self.exists(&lock_key(job_type))
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, RedisError> {
+        match self.exec("EXISTS", vec![bin(key)])?.as_slice() {
             [RedisResult::Int64(n)] => Ok(*n > 0),
             other => Err(RedisError(format!("unexpected EXISTS reply {other:?}"))),
         }

@@ -5,6 +5,8 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::urls;
+
 #[derive(Debug, Clone)]
 pub struct Logger {
     job: &'static str,
@@ -44,6 +46,7 @@ impl Logger {
         if let Value::Object(extra) = fields {
             obj.extend(extra);
         }
-        Value::Object(obj).to_string()
+        // Last line of defence: whatever an error quoted, no URL leaves with its password.
+        urls::redact(&Value::Object(obj).to_string())
     }
 }

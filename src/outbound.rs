@@ -3,7 +3,12 @@
 //! spin-sdk's `send` has no timeout, and a Graph API or webhook receiver that hangs must not hold
 //! a run past its budget. So requests are made on the WASI HTTP interface directly: the timeouts
 //! go into `request-options` for the host, and the guest also races every wait against a
-//! monotonic-clock deadline, which holds even on a host that ignores the options.
+//! monotonic-clock deadline, which holds even on a host that ignores the options. A call's own
+//! timeout is clipped to the run's deadline; when the deadline is what ended it, the error says
+//! so ([`OutboundError::OutOfTime`]), so that callers do not blame the other side.
+//!
+//! A body always goes with its `Content-Length`: receivers behind some proxies refuse chunked
+//! requests, and a signature check wants the exact bytes.
 
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -16,6 +21,9 @@ use spin_sdk::wit::wasi::http0_2_0::types::{
 use wasi::clocks::monotonic_clock;
 use wasi::io::poll::Pollable;
 use wasi::io::streams::StreamError;
+
+use crate::time::Deadline;
+use crate::urls;
 
 /// What we send. `body` empty means no body.
 pub struct Request<'a> {
@@ -42,6 +50,9 @@ impl Response {
 pub enum OutboundError {
     #[error("timed out after {0} s")]
     Timeout(u64),
+    /// The run's deadline came before the answer: nobody's fault but the budget's.
+    #[error("cut short by the run's time budget")]
+    OutOfTime,
     #[error("destination not allowed by allowed_outbound_hosts: {0}")]
     Denied(String),
     #[error("invalid URL: {0}")]
@@ -54,20 +65,39 @@ pub enum OutboundError {
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
 const WRITE_CHUNK: usize = 4096;
 
-pub async fn send(req: Request<'_>, timeout: Duration) -> Result<Response, OutboundError> {
+/// Sends `req` and reads the whole answer, within `timeout` and before `run_deadline`.
+pub async fn send(
+    req: Request<'_>,
+    timeout: Duration,
+    run_deadline: Deadline,
+) -> Result<Response, OutboundError> {
+    let clipped = run_deadline.clip(timeout);
+    let expired = || {
+        if clipped < timeout {
+            OutboundError::OutOfTime
+        } else {
+            OutboundError::Timeout(timeout.as_secs())
+        }
+    };
+    if clipped.is_zero() {
+        return Err(OutboundError::OutOfTime);
+    }
+    let timeout = clipped;
     let deadline = Instant::now() + timeout;
-    let expired = || OutboundError::Timeout(timeout.as_secs());
 
     let (scheme, authority, path) = split_url(req.url)?;
-    let fields: Vec<(String, Vec<u8>)> =
+    let mut fields: Vec<(String, Vec<u8>)> =
         req.headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+    if !req.body.is_empty() {
+        fields.push(("content-length".into(), req.body.len().to_string().into_bytes()));
+    }
     let headers =
         Fields::from_list(&fields).map_err(|e| OutboundError::InvalidUrl(format!("bad header: {e:?}")))?;
     let outgoing = OutgoingRequest::new(headers);
     let _ = outgoing.set_method(&method(req.method));
     let _ = outgoing.set_scheme(Some(&scheme));
-    outgoing.set_authority(Some(authority)).map_err(|_| OutboundError::InvalidUrl(req.url.to_owned()))?;
-    outgoing.set_path_with_query(Some(path)).map_err(|_| OutboundError::InvalidUrl(req.url.to_owned()))?;
+    outgoing.set_authority(Some(authority)).map_err(|_| OutboundError::InvalidUrl(urls::redact(req.url)))?;
+    outgoing.set_path_with_query(Some(path)).map_err(|_| OutboundError::InvalidUrl(urls::redact(req.url)))?;
     let body = outgoing.body().map_err(|_| OutboundError::Network("body unavailable".into()))?;
 
     let options = RequestOptions::new();
@@ -76,14 +106,14 @@ pub async fn send(req: Request<'_>, timeout: Duration) -> Result<Response, Outbo
     let _ = options.set_first_byte_timeout(Some(nanos));
     let _ = options.set_between_bytes_timeout(Some(nanos));
 
-    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| map_error(e, timeout))?;
-    write_body(body, req.body, timeout)?;
+    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| map_error(e, expired()))?;
+    write_body(body, req.body, expired())?;
 
     let response = loop {
         if let Some(result) = future.get() {
             break result
                 .map_err(|_| OutboundError::Network("response already taken".into()))?
-                .map_err(|e| map_error(e, timeout))?;
+                .map_err(|e| map_error(e, expired()))?;
         }
         if !wait(|| future.subscribe(), deadline).await {
             return Err(expired());
@@ -113,22 +143,18 @@ fn method(m: &str) -> Method {
 }
 
 fn split_url(url: &str) -> Result<(Scheme, &str, &str), OutboundError> {
-    let bad = || OutboundError::InvalidUrl(url.to_owned());
-    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
-    let scheme = match scheme {
+    let bad = || OutboundError::InvalidUrl(urls::redact(url));
+    let parts = urls::split(url).ok_or_else(bad)?;
+    let scheme = match parts.scheme {
         "http" => Scheme::Http,
         "https" => Scheme::Https,
         _ => return Err(bad()),
     };
-    let split = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(split);
-    if authority.is_empty() {
-        return Err(bad());
-    }
-    Ok((scheme, authority, if path.is_empty() { "/" } else { path }))
+    let path = parts.path_and_query.split('#').next().unwrap_or_default();
+    Ok((scheme, parts.authority, if path.is_empty() { "/" } else { path }))
 }
 
-fn write_body(body: OutgoingBody, bytes: &[u8], timeout: Duration) -> Result<(), OutboundError> {
+fn write_body(body: OutgoingBody, bytes: &[u8], timed_out: OutboundError) -> Result<(), OutboundError> {
     let failed = |e: StreamError| OutboundError::Network(format!("writing request body: {e:?}"));
     {
         let stream = body.write().map_err(|_| OutboundError::Network("body stream".into()))?;
@@ -136,7 +162,7 @@ fn write_body(body: OutgoingBody, bytes: &[u8], timeout: Duration) -> Result<(),
             stream.blocking_write_and_flush(chunk).map_err(failed)?;
         }
     }
-    OutgoingBody::finish(body, None).map_err(|e| map_error(e, timeout))
+    OutgoingBody::finish(body, None).map_err(|e| map_error(e, timed_out))
 }
 
 /// `None` when the deadline passed before the body ended.
@@ -190,11 +216,12 @@ async fn wait(subscribe: impl Fn() -> Pollable, deadline: Instant) -> bool {
     .await
 }
 
-fn map_error(e: ErrorCode, timeout: Duration) -> OutboundError {
+/// `timed_out` is what a timeout reported by the host means for this call.
+fn map_error(e: ErrorCode, timed_out: OutboundError) -> OutboundError {
     match e {
         ErrorCode::HttpRequestDenied => OutboundError::Denied("request denied by host".into()),
         ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout | ErrorCode::HttpResponseTimeout => {
-            OutboundError::Timeout(timeout.as_secs())
+            timed_out
         }
         ErrorCode::DnsError(d) => OutboundError::Network(format!("DNS error: {:?}", d.rcode)),
         ErrorCode::ConnectionRefused => OutboundError::Network("connection refused".into()),

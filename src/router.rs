@@ -11,12 +11,15 @@ use crate::api::{self, Response};
 use crate::auth::{self, Presented};
 use crate::config::{Config, ConfigError, Secrets, SpinVariables};
 use crate::db::Db;
-use crate::jobs::webhook_retry::queue::{self, Redrive};
+use crate::jobs::webhook_retry::policy::Rules;
+use crate::jobs::webhook_retry::queue::{Queue, Redrive};
 use crate::jobs::JobType;
 use crate::log::Logger;
 use crate::runner::{self, overview, RunError, Trigger};
 
 const JOBS: &str = "/api/v1/jobs";
+/// A redrive body: 64 KB hold about 1,500 ids.
+const MAX_REDRIVE_BODY: usize = 64 * 1024;
 
 #[derive(Clone, Copy)]
 enum Route {
@@ -134,8 +137,17 @@ fn jobs_overview(config: &Config) -> Response {
 }
 
 fn recent_runs(config: &Config, job: JobType, query: &str) -> Response {
-    let limit =
-        query_param(query, "limit").and_then(|l| l.parse().ok()).unwrap_or(overview::DEFAULT_RUNS_LIMIT);
+    let limit = match query_param(query, "limit") {
+        None => overview::DEFAULT_RUNS_LIMIT,
+        Some(l) => match l.parse() {
+            Ok(n) if overview::RUNS_LIMITS.contains(&n) => n,
+            _ => {
+                let range = &overview::RUNS_LIMITS;
+                let error = format!("limit must be a whole number from {} to {}", range.start(), range.end());
+                return api::failure(StatusCode::BAD_REQUEST, &error);
+            }
+        },
+    };
     match overview::recent_runs(config, job, limit) {
         Ok(runs) => api::success(StatusCode::OK, api::Runs { job_type: job.as_str(), runs }),
         Err(e) => run_error(e),
@@ -144,18 +156,25 @@ fn recent_runs(config: &Config, job: JobType, query: &str) -> Response {
 
 /// `{"ids":[...]}` or `{"dead":true}`.
 fn redrive(config: &Config, body: &[u8]) -> Response {
+    if body.len() > MAX_REDRIVE_BODY {
+        let error = format!("Body too large: at most {} KB", MAX_REDRIVE_BODY / 1024);
+        return api::failure(StatusCode::PAYLOAD_TOO_LARGE, &error);
+    }
     let Some(which) = serde_json::from_slice(body).ok().as_ref().and_then(parse_redrive) else {
         return api::failure(
             StatusCode::BAD_REQUEST,
-            "Body must be {\"ids\":[\"<id>\", ...]} or {\"dead\":true}",
+            "Body must be {\"ids\":[\"<id>\", ...]} or {\"dead\":true}, not both",
         );
     };
     let log = Logger::new(JobType::WebhookRetry.log_name());
-    match Db::open(&config.database_url).and_then(|db| queue::redrive(&db, &which)) {
+    let rules = Rules::of(config);
+    match Db::open(&config.database_url).and_then(|db| Queue::open(&db, rules)?.redrive(&which)) {
         Ok(redriven) => {
             log.info("dead-lettered webhooks redriven", json!({ "redriven": redriven }));
             api::success(StatusCode::OK, api::Redriven { redriven })
         }
+        // An id that is not of the log's key type (e.g. not a uuid).
+        Err(e) if e.is_about_the_data() => api::failure(StatusCode::BAD_REQUEST, &format!("ids: {e}")),
         Err(e) => {
             log.error("redrive failed", json!({ "error": e.to_string() }));
             api::failure(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
@@ -164,11 +183,16 @@ fn redrive(config: &Config, body: &[u8]) -> Response {
 }
 
 fn parse_redrive(v: &serde_json::Value) -> Option<Redrive> {
-    if v.get("dead") == Some(&serde_json::Value::Bool(true)) {
-        return Some(Redrive::All);
+    match (v.get("dead"), v.get("ids")) {
+        (Some(serde_json::Value::Bool(true)), None) => Some(Redrive::All),
+        (None, Some(ids)) => ids
+            .as_array()?
+            .iter()
+            .map(|id| id.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .map(Redrive::Ids),
+        _ => None,
     }
-    let ids = v.get("ids")?.as_array()?;
-    ids.iter().map(|id| id.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().map(Redrive::Ids)
 }
 
 fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {

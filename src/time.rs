@@ -10,7 +10,11 @@ pub fn unix_secs() -> i64 {
     (unix_millis() / 1000) as i64
 }
 
-/// The point after which a run starts no new work.
+/// What a run may take after its budget to write down and announce what it did (the last
+/// batch of results, the alerts, the `job_runs` row): a run answers within budget + this.
+pub const FINISH_GRACE: Duration = Duration::from_secs(2);
+
+/// A point in time that work must not outlive: a run's budget, or its budget plus the grace.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline(Instant);
 
@@ -21,5 +25,19 @@ impl Deadline {
 
     pub fn passed(&self) -> bool {
         Instant::now() >= self.0
+    }
+
+    pub fn remaining(&self) -> Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
+
+    /// `timeout`, shortened to what is left before the deadline.
+    pub fn clip(&self, timeout: Duration) -> Duration {
+        timeout.min(self.remaining())
+    }
+
+    /// The same deadline, `extra` later.
+    pub fn extended(&self, extra: Duration) -> Self {
+        Self(self.0 + extra)
     }
 }

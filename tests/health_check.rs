@@ -312,7 +312,7 @@ async fn classification_table_end_to_end() {
     assert!(r.json["jobId"].as_str().unwrap().starts_with("whatsapp-health-check-"));
     assert_eq!(
         r.json["summary"],
-        json!({"checked":13,"healthy":2,"warning":2,"error":5,"unknown":4,"skipped":0,"remaining":0,
+        json!({"checked":13,"healthy":2,"warning":2,"error":5,"unknown":4,"skipped":0,"remaining":0,"notSaved":0,
             "purged":{"jobRuns":0,"webhookRetryAttempts":0,"whatsappHealth":0}})
     );
 
@@ -501,8 +501,11 @@ async fn time_budget_leaves_remaining_for_the_next_run() {
         total += next.json["summary"]["checked"].as_u64().unwrap();
     }
     assert_eq!(total, 5, "every connection checked once across the runs");
-    let calls: Vec<_> = fake.requests().iter().map(|r| r.target.clone()).collect();
-    assert_eq!(calls.len(), 5, "no connection checked twice: {calls:?}");
+    // A call the budget cut short is made again by the next run, but only finished checks count.
+    let audit: i64 = env.db.query_one("SELECT count(*) FROM whatsapp_health", &[]).await.unwrap().get(0);
+    assert_eq!(audit, 5, "one audit row per connection");
+    let calls = fake.requests().len();
+    assert!((5..=10).contains(&calls), "{calls} Graph calls");
 }
 
 #[tokio::test(flavor = "multi_thread")]

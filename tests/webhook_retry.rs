@@ -155,7 +155,7 @@ async fn mixed_outcomes_in_one_run() {
     assert!(r.json["jobId"].as_str().unwrap().starts_with("webhook-retry-"));
     assert_eq!(
         r.json["summary"],
-        json!({"attempted":5,"delivered":1,"failed":3,"deadLettered":1,"remaining":0})
+        json!({"attempted":5,"delivered":1,"failed":3,"deadLettered":1,"expired":0,"exhausted":0,"remaining":0})
     );
 
     let delivered = row(&env, ok).await;
@@ -266,7 +266,7 @@ async fn dead_lettered_after_max_attempts_with_exponential_backoff() {
     let last = post(&app).await;
     assert_eq!(
         last.json["summary"],
-        json!({"attempted":1,"delivered":0,"failed":0,"deadLettered":1,"remaining":0})
+        json!({"attempted":1,"delivered":0,"failed":0,"deadLettered":1,"expired":0,"exhausted":0,"remaining":0})
     );
     let w = row(&env, id).await;
     assert!(w.dead && !w.processed);
@@ -297,8 +297,10 @@ async fn rows_that_are_not_pending_are_never_delivered() {
     let r = post(&app).await;
     assert_eq!(r.json["summary"]["attempted"], 0, "{}", r.json);
     assert!(fake.requests().is_empty());
+    // The row whose retryCount already reached the maximum is dead-lettered, not delivered.
+    assert_eq!(r.json["summary"]["exhausted"], 1, "{}", r.json);
     let s = status(&app).await;
-    assert_eq!((s["pendingWebhooks"].as_u64(), s["deadWebhooks"].as_u64()), (Some(0), Some(1)));
+    assert_eq!((s["pendingWebhooks"].as_u64(), s["deadWebhooks"].as_u64()), (Some(0), Some(2)));
 }
 
 /// Stores one webhook with `raw` as its `"rawBody"`, runs the retry, and returns what the

@@ -6,6 +6,7 @@ use serde_json::Value;
 use spin_sdk::pg4::{DbValue, ParameterValue};
 
 use crate::db::{int, json_text, now_utc, str, text, Db, DbError, DbResult};
+use crate::urls;
 
 /// A run's status as stored in `job_runs.status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -139,11 +140,9 @@ pub fn finish(
     error: Option<&str>,
 ) -> DbResult<()> {
     let summary = summary.map(|s| ParameterValue::Jsonb(s.to_string().into_bytes()));
-    db.execute(
-        "job_runs update",
-        FINISH,
-        &[str(id), str(status.as_str()), summary.into(), error.map(str).into()],
-    )?;
+    // The error quotes what failed, and Spin's errors can quote a password.
+    let error = error.map(|e| str(&urls::redact(e)));
+    db.execute("job_runs update", FINISH, &[str(id), str(status.as_str()), summary.into(), error.into()])?;
     Ok(())
 }
 

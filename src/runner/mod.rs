@@ -25,7 +25,7 @@ use crate::db::{Db, DbError};
 use crate::jobs::JobType;
 use crate::lock::{Redis, RedisError};
 use crate::log::Logger;
-use crate::time::{self, Deadline};
+use crate::time::{self, Deadline, FINISH_GRACE};
 use job_runs::RunStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +77,9 @@ const JOB_ID_ATTEMPTS: u64 = 20;
 
 pub async fn run_job(job: JobType, trigger: Trigger, config: &Config) -> Result<Completed, RunError> {
     let log = Logger::new(job.log_name());
-    let result = run_locked(job, trigger, config, &log).await;
+    let deadline = Deadline::after(config.job_time_budget);
+    let finish = deadline.extended(FINISH_GRACE);
+    let result = run_locked(job, trigger, config, deadline, &log).await;
     match &result {
         Ok(_) => {}
         Err(RunError::Busy { job_id }) => {
@@ -90,7 +92,8 @@ pub async fn run_job(job: JobType, trigger: Trigger, config: &Config) -> Result<
             // A fresh connection: the failure may have been the run's own Redis.
             let redis = Redis::open(&config.redis_url).ok();
             let alert = Alert::run_failed(job.as_str(), &error);
-            alerts::send(config.alert_webhook_url.as_deref(), redis.as_ref(), vec![alert], &log).await;
+            alerts::send(config.alert_webhook_url.as_deref(), redis.as_ref(), vec![alert], finish, &log)
+                .await;
         }
     }
     result
@@ -100,6 +103,7 @@ async fn run_locked(
     job: JobType,
     trigger: Trigger,
     config: &Config,
+    deadline: Deadline,
     log: &Logger,
 ) -> Result<Completed, RunError> {
     job.check_config(config)?;
@@ -135,7 +139,8 @@ async fn run_locked(
         config,
         db: &db,
         redis: &redis,
-        deadline: Deadline::after(config.job_time_budget),
+        deadline,
+        finish: deadline.extended(FINISH_GRACE),
         log: &log,
     };
     let result = job.run(&ctx).await;

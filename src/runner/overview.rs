@@ -18,7 +18,7 @@ use crate::jobs::JobType;
 use crate::lock::Redis;
 
 pub const DEFAULT_RUNS_LIMIT: u32 = 20;
-const MAX_RUNS_LIMIT: u32 = 200;
+pub const RUNS_LIMITS: std::ops::RangeInclusive<u32> = 1..=200;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -52,7 +52,8 @@ pub fn overview(config: &Config) -> Result<Vec<JobState>, RunError> {
 }
 
 pub fn recent_runs(config: &Config, job: JobType, limit: u32) -> Result<Vec<RunRecord>, RunError> {
-    Ok(job_runs::recent(&Db::open(&config.database_url)?, job.as_str(), limit.clamp(1, MAX_RUNS_LIMIT))?)
+    let limit = limit.clamp(*RUNS_LIMITS.start(), *RUNS_LIMITS.end());
+    Ok(job_runs::recent(&Db::open(&config.database_url)?, job.as_str(), limit)?)
 }
 
 fn overdue_after(job: JobType, config: &Config) -> Duration {

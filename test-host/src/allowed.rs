@@ -6,7 +6,12 @@
 use anyhow::{anyhow, bail, Result};
 
 #[derive(Debug, Clone, Default)]
-pub struct AllowedHosts(Vec<Entry>);
+pub struct AllowedHosts {
+    entries: Vec<Entry>,
+    /// Spin resolves templated entries when the component first dials out; one that does not
+    /// parse then makes every outbound connection fail with this message.
+    broken: Option<String>,
+}
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -43,7 +48,22 @@ pub fn well_known_port(scheme: &str) -> Option<u16> {
 
 impl AllowedHosts {
     pub fn parse(entries: &[String]) -> Result<Self> {
-        entries.iter().map(|e| Entry::parse(e)).collect::<Result<Vec<_>>>().map(Self)
+        let entries = entries.iter().map(|e| Entry::parse(e)).collect::<Result<Vec<_>>>()?;
+        Ok(Self { entries, broken: None })
+    }
+
+    /// Entries rendered from templates: a malformed one breaks outbound networking at run time,
+    /// not at startup.
+    pub fn parse_resolved(entries: &[String]) -> Self {
+        Self::parse(entries).unwrap_or_else(|e| Self { entries: Vec::new(), broken: Some(format!("{e:#}")) })
+    }
+
+    /// Whether `url` may be reached; `Err` with Spin's message when the entries are broken.
+    pub fn check(&self, url: &str) -> std::result::Result<bool, String> {
+        match &self.broken {
+            Some(message) => Err(message.clone()),
+            None => Ok(self.allows(url)),
+        }
     }
 
     /// Whether `url` (any scheme Spin dials: http, https, postgres, redis) may be reached.
@@ -57,16 +77,21 @@ impl AllowedHosts {
         let Ok(host) = url::Host::parse(&host) else {
             return false;
         };
-        self.0.iter().any(|e| e.allows(&scheme, &host, port))
+        self.broken.is_none() && self.entries.iter().any(|e| e.allows(&scheme, &host, port))
     }
 }
 
 impl Entry {
     fn parse(raw: &str) -> Result<Self> {
         let raw = raw.trim();
-        let (scheme, rest) = raw
-            .split_once("://")
-            .ok_or_else(|| anyhow!("{raw:?} does not contain a scheme (e.g. 'http://' or '*://')"))?;
+        let Some((scheme, rest)) = raw.split_once("://") else {
+            if matches!(raw, "*" | ":" | "" | "?") {
+                bail!(
+                    "{raw:?} is not an allowed outbound host format.\nHosts must be in the form <scheme>://<host>[:<port>], with '*' wildcards allowed for each."
+                );
+            }
+            bail!("{raw:?} does not contain a scheme (e.g. 'http://' or '*://')");
+        };
         let (host, port) = rest.rsplit_once(':').unwrap_or((rest, ""));
         let port = match port.split_once('/') {
             Some((_, path)) if !path.is_empty() => {

@@ -119,8 +119,12 @@ impl WasiHttpHooks for OutboundHooks {
             > + Send,
     > {
         let url = request.uri().to_string();
-        if !self.app.allowed.allows(&url) {
-            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        match self.app.allowed.check(&url) {
+            Ok(true) => {}
+            Ok(false) => return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) }),
+            Err(broken) => {
+                return Box::new(async move { Err(wasmtime_wasi_http::Error::InternalError(Some(broken))) })
+            }
         }
         let _ = fut;
         Box::new(async move {

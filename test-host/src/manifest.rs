@@ -159,12 +159,17 @@ impl Manifest {
         for (name, template) in &component.variables {
             variables.insert(name.clone(), render(template, &app_values)?);
         }
+        // Literal entries are checked at startup, as `spin up` does; templated ones only when the
+        // component dials out.
+        let literal: Vec<String> =
+            component.allowed_outbound_hosts.iter().filter(|t| !t.contains("{{")).cloned().collect();
+        AllowedHosts::parse(&literal)?;
         let hosts = component
             .allowed_outbound_hosts
             .iter()
             .map(|t| render(t, &app_values))
             .collect::<Result<Vec<_>>>()?;
-        Ok(ResolvedComponent { variables, allowed: AllowedHosts::parse(&hosts)? })
+        Ok(ResolvedComponent { variables, allowed: AllowedHosts::parse_resolved(&hosts) })
     }
 }
 

@@ -52,8 +52,12 @@ impl pg::Host for State {}
 
 impl pg::HostConnection for State {
     async fn open(&mut self, address: String) -> wasmtime::Result<Result<Resource<PgConnection>, Error>> {
-        if !self.app.allowed.allows(&address) {
-            return Ok(Err(Error::ConnectionFailed(format!("address {address} is not permitted"))));
+        match self.app.allowed.check(&address) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Ok(Err(Error::ConnectionFailed(format!("address {address} is not permitted"))))
+            }
+            Err(broken) => return Ok(Err(Error::ConnectionFailed(broken))),
         }
         let client = match self.app.pg_pool.take(&address) {
             Some(client) => client,

@@ -25,8 +25,10 @@ async fn run<T: redis::FromRedisValue>(mut conn: MultiplexedConnection, cmd: red
 
 impl spin_redis::HostConnection for State {
     async fn open(&mut self, address: String) -> wasmtime::Result<Result<Resource<RedisConnection>, Error>> {
-        if !self.app.allowed.allows(&address) {
-            return Ok(Err(Error::InvalidAddress));
+        match self.app.allowed.check(&address) {
+            Ok(true) => {}
+            Ok(false) => return Ok(Err(Error::InvalidAddress)),
+            Err(broken) => return Ok(Err(Error::Other(broken))),
         }
         let client = match redis::Client::open(address.as_str()) {
             Ok(c) => c,

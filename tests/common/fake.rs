@@ -99,6 +99,10 @@ impl FakeHttp {
                             let now = gauge.now.fetch_add(1, SeqCst) + 1;
                             gauge.max.fetch_max(now, SeqCst);
                             let (parts, body) = req.into_parts();
+                            // Like servers behind proxies that refuse chunked requests: a body
+                            // must come with its length.
+                            let chunked = parts.method == http::Method::POST
+                                && !parts.headers.contains_key(http::header::CONTENT_LENGTH);
                             let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                             let rec = Recorded {
                                 method: parts.method.to_string(),
@@ -107,7 +111,8 @@ impl FakeHttp {
                                 body,
                             };
                             log.lock().unwrap().push(rec.clone());
-                            let reply = handler(&rec);
+                            let reply =
+                                if chunked { Canned::text(411, "Length Required") } else { handler(&rec) };
                             tokio::time::sleep(reply.delay).await;
                             gauge.now.fetch_sub(1, SeqCst);
                             let mut resp = hyper::Response::builder().status(reply.status);

@@ -1,5 +1,10 @@
 //! The classification table of SPEC section 5, as a function from Graph answers to a verdict.
 //!
+//! `debug_token` is asked with the app's credentials, so an error object at the top of its
+//! answer (not under `data`) is about the app, not the customer's token: the check could not be
+//! made (`unknown`, not counted towards the streak of unknowns), and the run raises one alert
+//! naming `meta_app_id`/`meta_app_secret` instead of one per connection.
+//!
 //! Every finding gets a level; the worst level wins. Our order of badness is
 //! `error > unknown > warning > healthy`: a definite error always shows, but a check that could
 //! not finish (a transient Graph failure) is `unknown` even when another call found a warning,
@@ -65,6 +70,8 @@ pub struct Verdict {
     pub token_valid: bool,
     pub token_expired: bool,
     pub token: Option<TokenFacts>,
+    /// Why Meta refused `debug_token` for the app itself, when it did.
+    pub app_refused: Option<String>,
 }
 
 pub struct Inputs<'a> {
@@ -88,6 +95,7 @@ pub fn unchecked(reason: &str) -> Verdict {
         token_valid: false,
         token_expired: false,
         token: None,
+        app_refused: None,
     }
 }
 
@@ -96,6 +104,7 @@ pub fn classify(inputs: &Inputs<'_>) -> Verdict {
     let mut token_valid = false;
     let mut token_expired = false;
     let mut token = None;
+    let mut app_refused = None;
 
     match inputs.debug {
         Some(Answer::Ok(d)) => {
@@ -104,6 +113,14 @@ pub fn classify(inputs: &Inputs<'_>) -> Verdict {
             token_expired = facts.status == TokenStatus::Expired;
             findings.extend(debug_findings(d, facts, inputs.now));
             token = Some(facts);
+        }
+        Some(Answer::Error { error, .. }) if !is_listed_transient(error) => {
+            let why = format!("{} {}: {}", error.kind, code_of(error), short(&error.message));
+            findings.push((
+                Health::Unknown,
+                format!("debug_token refused the app credentials (meta_app_id / meta_app_secret): {why}"),
+            ));
+            app_refused = Some(why);
         }
         Some(other) => findings.extend(failure_finding("debug_token", other)),
         None => {}
@@ -120,7 +137,7 @@ pub fn classify(inputs: &Inputs<'_>) -> Verdict {
         other => findings.extend(failure_finding("health_status", other)),
     }
 
-    if let Some(e) = graph_errors(inputs).find(|e| is_token_error(e)) {
+    if let Some(e) = node_error(inputs).filter(|e| is_token_error(e)) {
         token_valid = false;
         token_expired = token_expired || (e.code == 190 && e.subcode == Some(463));
     }
@@ -132,23 +149,30 @@ pub fn classify(inputs: &Inputs<'_>) -> Verdict {
     if worst == Health::Healthy {
         reason = "Token validated successfully".into();
     }
-    if worst == Health::Unknown && inputs.previous_unknowns + 1 >= UNKNOWN_STREAK_WARNING {
+    if worst == Health::Unknown
+        && app_refused.is_none()
+        && inputs.previous_unknowns + 1 >= UNKNOWN_STREAK_WARNING
+    {
         health = Health::Warning;
         reason = format!("{} transient failures in a row; last: {reason}", inputs.previous_unknowns + 1);
     }
-    Verdict { health, reason, token_valid, token_expired, token }
+    Verdict { health, reason, token_valid, token_expired, token, app_refused }
 }
 
-fn graph_errors<'a>(inputs: &'a Inputs<'_>) -> impl Iterator<Item = &'a GraphError> {
-    let debug = inputs.debug.and_then(|a| match a {
+/// The error object of the call made with the customer's token, if it failed with one.
+fn node_error<'a>(inputs: &'a Inputs<'_>) -> Option<&'a GraphError> {
+    match inputs.node {
         Answer::Error { error, .. } => Some(error),
         _ => None,
-    });
-    let node = match inputs.node {
-        Answer::Error { error, .. } => Some(error),
-        _ => None,
-    };
-    debug.into_iter().chain(node)
+    }
+}
+
+/// `190/463`, or `190` without a subcode.
+fn code_of(e: &GraphError) -> String {
+    match e.subcode {
+        Some(sub) => format!("{}/{}", e.code, sub),
+        None => e.code.to_string(),
+    }
 }
 
 fn is_token_error(e: &GraphError) -> bool {
@@ -224,10 +248,7 @@ fn failure_finding<T>(call: &str, answer: &Answer<T>) -> Option<(Health, String)
         Answer::Unusable(why) => Some((Health::Unknown, format!("{call}: {why}"))),
         Answer::Error { http_status, error } => {
             let level = graph_error_level(error);
-            let code = match error.subcode {
-                Some(sub) => format!("{}/{}", error.code, sub),
-                None => error.code.to_string(),
-            };
+            let code = code_of(error);
             let what = known_meaning(error).map(str::to_owned).unwrap_or_else(|| short(&error.message));
             let unlisted = if level == Health::Unknown && !is_listed_transient(error) {
                 format!(" (unrecognised Graph error, HTTP {http_status})")
@@ -445,6 +466,49 @@ mod tests {
         for t in [TokenStatus::Valid, TokenStatus::ExpiringSoon, TokenStatus::Expired, TokenStatus::Invalid] {
             assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
         }
+    }
+
+    #[test]
+    fn refused_app_credentials_are_unknown_and_say_so() {
+        let refused = Answer::Error {
+            http_status: 400,
+            error: GraphError {
+                code: 190,
+                subcode: None,
+                kind: "OAuthException".into(),
+                message: "Invalid OAuth access token signature.".into(),
+                is_transient: false,
+            },
+        };
+        let v = classify(&Inputs {
+            debug: Some(&refused),
+            node: &ok_node(),
+            now: NOW,
+            warning_days: 7,
+            previous_unknowns: 5,
+        });
+        assert_eq!(v.health, Health::Unknown, "no streak: the failure is ours, not the connection's");
+        assert!(v.reason.contains("meta_app_id / meta_app_secret"), "{}", v.reason);
+        assert!(v.token_valid, "the customer's token worked for the node call");
+        assert_eq!(
+            v.app_refused.as_deref(),
+            Some("OAuthException 190: Invalid OAuth access token signature.")
+        );
+        // A banned phone still shows: error beats unknown.
+        let banned = node_with(|h| h.status = Some("BANNED".into()));
+        assert_eq!(run(Some(&refused), &banned).health, Health::Error);
+        // A rate limit on debug_token is a transient failure, not a refusal.
+        let limited = Answer::Error {
+            http_status: 400,
+            error: GraphError {
+                code: 4,
+                subcode: None,
+                kind: "OAuthException".into(),
+                message: "limit".into(),
+                is_transient: true,
+            },
+        };
+        assert_eq!(run(Some(&limited), &ok_node()).app_refused, None);
     }
 
     #[test]

@@ -133,8 +133,39 @@ pub fn count_recently_checked(db: &Db, recheck_after_hours: u32) -> DbResult<u64
     db.count("count recent checks", COUNT_RECENT, &[ParameterValue::Int32(recheck_after_hours as i32)])
 }
 
+/// Writes a batch of results, one transaction per batch; when the database refuses the batch's
+/// data (a trigger or constraint of WhaTrack's), each row is tried alone so that one bad row
+/// does not hold back the others. Says which rows were saved; `refused` hears of each that was
+/// not. Any other failure (the connection, the statement) fails the whole write.
+pub fn save_isolating(
+    db: &Db,
+    results: &[CheckResult],
+    mut refused: impl FnMut(&CheckResult, &DbError),
+) -> DbResult<Vec<bool>> {
+    match save(db, results) {
+        Ok(()) => return Ok(vec![true; results.len()]),
+        Err(e) if e.is_about_the_data() && results.len() > 1 => {}
+        Err(e) if e.is_about_the_data() => {
+            refused(&results[0], &e);
+            return Ok(vec![false]);
+        }
+        Err(e) => return Err(e),
+    }
+    results
+        .iter()
+        .map(|result| match save(db, std::slice::from_ref(result)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_about_the_data() => {
+                refused(result, &e);
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        })
+        .collect()
+}
+
 /// Writes a batch of results in one transaction: all of it lands, or none.
-pub fn save_results(db: &Db, results: &[CheckResult]) -> DbResult<()> {
+fn save(db: &Db, results: &[CheckResult]) -> DbResult<()> {
     if results.is_empty() {
         return Ok(());
     }

@@ -1,14 +1,20 @@
 //! The WhatsApp token health check (SPEC section 5).
 //!
 //! A run: select the active connections that are due, stalest first ([`connections`]); check up
-//! to `health_check_concurrency` of them at once against the Graph API; stop starting checks
-//! when the time budget is spent (those are `remaining`, first in line next run); classify each
-//! answer ([`classify`], the table of SPEC 5); write every result in one transaction; alert on
-//! connections that moved into `error`; and trim old audit rows ([`retention`]).
+//! to `health_check_concurrency` of them at once against the Graph API; classify each answer
+//! ([`classify`], the table of SPEC 5); write the results in batches as they complete, so a run
+//! killed at any moment keeps what it finished; alert on connections that moved into `error`;
+//! and trim old audit rows ([`retention`]).
+//!
+//! The time budget bounds the whole run: no check starts after it and no Graph call outlives it.
+//! A check the budget cut short is `remaining` (first in line next run), not an `unknown` charged
+//! to the connection.
 
 pub mod classify;
 pub mod connections;
 pub mod retention;
+
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde::Serialize;
@@ -16,11 +22,17 @@ use serde_json::json;
 
 use crate::alerts::Alert;
 use crate::context::{JobContext, JobError, JobOutcome, Turn};
-use crate::graph::{self, Node};
+use crate::graph::{self, CutShort, Node};
 use classify::{Health, Inputs, Verdict};
 use connections::{CheckResult, DueConnection};
 
+/// Results written per transaction, at the most...
+const WRITE_BATCH: usize = 50;
+/// ...and at the latest this long after the previous write.
+const WRITE_EVERY: Duration = Duration::from_secs(2);
+
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct Summary {
     pub checked: u64,
     pub healthy: u64,
@@ -29,6 +41,9 @@ pub struct Summary {
     pub unknown: u64,
     pub skipped: u64,
     pub remaining: u64,
+    /// Checked, but the database refused to store the result (a trigger or constraint of
+    /// WhaTrack's); the connection stays due.
+    pub not_saved: u64,
     /// Old audit rows removed by this run's retention pass.
     pub purged: retention::Purged,
 }
@@ -45,51 +60,102 @@ impl Summary {
     }
 }
 
+/// One finished check: the row to write, and why Meta refused the app, if it did.
+struct Checked<'c> {
+    conn: &'c DueConnection,
+    result: CheckResult,
+    app_refused: Option<String>,
+}
+
 pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
     let hours = ctx.config.health_recheck_after_hours;
     let due = connections::due(ctx.db, hours)?;
     let skipped = connections::count_recently_checked(ctx.db, hours)?;
     ctx.log.info("health check started", json!({ "due": due.len(), "skipped": skipped }));
 
-    let client = graph::Client {
+    let client = &graph::Client {
         base_url: &ctx.config.meta_graph_url,
         version: &ctx.config.meta_api_version,
-        app: ctx.config.meta_app.as_ref(),
+        app: ctx.config.meta_app(),
+        deadline: ctx.deadline,
     };
-    let client = &client;
-    let turns: Vec<Turn<&DueConnection, (&DueConnection, CheckResult)>> = ctx
-        .within_budget(due.iter(), ctx.config.health_check_concurrency, |conn| async move {
-            (conn, check(ctx, client, conn).await)
-        })
-        .collect()
-        .await;
+    let mut turns = ctx.within_budget(due.iter(), ctx.config.health_check_concurrency, |conn| async move {
+        check(ctx, client, conn).await.ok()
+    });
 
-    let mut summary = Summary { skipped, ..Default::default() };
-    let mut results = Vec::with_capacity(turns.len());
-    let mut alerts = Vec::new();
-    for turn in turns {
-        let (conn, result) = match turn {
-            Turn::Done(checked) => checked,
-            Turn::NotStarted(_) => {
-                summary.remaining += 1;
-                continue;
-            }
+    let mut run = RunState { summary: Summary { skipped, ..Default::default() }, alerts: Vec::new() };
+    let mut pending: Vec<Checked> = Vec::new();
+    let mut last_write = Instant::now();
+    let mut app_refused = None;
+    while let Some(turn) = turns.next().await {
+        let Turn::Done(Some(checked)) = turn else {
+            run.summary.remaining += 1;
+            continue;
         };
-        if result.health == Health::Error && conn.health_status.as_deref() != Some(Health::Error.as_str()) {
-            alerts.push(Alert::connection_error(&conn.id, conn.organization_id.as_deref(), &result.reason));
+        app_refused = app_refused.or_else(|| checked.app_refused.clone());
+        pending.push(checked);
+        if pending.len() >= WRITE_BATCH || last_write.elapsed() >= WRITE_EVERY {
+            run.write(ctx, std::mem::take(&mut pending))?;
+            last_write = Instant::now();
         }
-        summary.count(result.health);
-        results.push(result);
     }
-    connections::save_results(ctx.db, &results)?;
-    // After the commit: an alert announces what the database already says.
-    ctx.send_alerts(alerts).await;
+    drop(turns);
+    run.write(ctx, pending)?;
+
+    if let Some(why) = app_refused {
+        ctx.log.error("Meta refused the app credentials for debug_token", json!({ "reason": why }));
+        run.alerts.push(Alert::app_credentials(&why));
+    }
+    // After the commits: an alert announces what the database already says.
+    ctx.send_alerts(run.alerts).await;
+    let mut summary = run.summary;
     summary.purged = retention::run(ctx)?;
     Ok(JobOutcome::new(&summary, summary.remaining))
 }
 
-/// Checks one connection; never fails: every problem is a verdict about the connection.
-async fn check(ctx: &JobContext<'_>, client: &graph::Client<'_>, conn: &DueConnection) -> CheckResult {
+/// What a run has written so far, and the alerts it owes.
+struct RunState {
+    summary: Summary,
+    alerts: Vec<Alert>,
+}
+
+impl RunState {
+    /// Writes a batch; a row the database refuses is logged and counted, and the others land.
+    fn write(&mut self, ctx: &JobContext<'_>, batch: Vec<Checked<'_>>) -> Result<(), JobError> {
+        let results: Vec<CheckResult> = batch.iter().map(|c| c.result.clone()).collect();
+        let saved = connections::save_isolating(ctx.db, &results, |result, e| {
+            ctx.log.error(
+                "health result not saved: the database refused it",
+                json!({ "connectionId": result.connection_id, "error": e.to_string() }),
+            );
+        })?;
+        for (checked, saved) in batch.iter().zip(saved) {
+            if !saved {
+                self.summary.not_saved += 1;
+                continue;
+            }
+            let (conn, result) = (checked.conn, &checked.result);
+            self.summary.count(result.health);
+            if result.health == Health::Error && conn.health_status.as_deref() != Some(Health::Error.as_str())
+            {
+                self.alerts.push(Alert::connection_error(
+                    &conn.id,
+                    conn.organization_id.as_deref(),
+                    &result.reason,
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks one connection. Every problem is a verdict about the connection, except a check the
+/// run's budget cut short.
+async fn check<'c>(
+    ctx: &JobContext<'_>,
+    client: &graph::Client<'_>,
+    conn: &'c DueConnection,
+) -> Result<Checked<'c>, CutShort> {
     let (verdict, response_ms, token) = match conn.access_token.as_deref() {
         None => (classify::unchecked("No token in database"), 0, None),
         Some(stored) => match ctx.config.keys.decrypt(stored) {
@@ -101,7 +167,7 @@ async fn check(ctx: &JobContext<'_>, client: &graph::Client<'_>, conn: &DueConne
                 (classify::unchecked("Token decryption failed"), 0, None)
             }
             Ok(token) => {
-                let (verdict, ms) = check_token(ctx, client, conn, &token).await;
+                let (verdict, ms) = check_token(ctx, client, conn, &token).await?;
                 (verdict, ms, Some(token))
             }
         },
@@ -115,7 +181,7 @@ async fn check(ctx: &JobContext<'_>, client: &graph::Client<'_>, conn: &DueConne
         "connection checked",
         json!({ "connectionId": conn.id, "status": verdict.health, "reason": reason, "responseTime": response_ms }),
     );
-    CheckResult {
+    let result = CheckResult {
         connection_id: conn.id.clone(),
         config_id: conn.config_id.clone(),
         health: verdict.health,
@@ -125,7 +191,8 @@ async fn check(ctx: &JobContext<'_>, client: &graph::Client<'_>, conn: &DueConne
         response_ms,
         token_status: verdict.token.map(|t| t.status),
         token_expires_at: verdict.token.and_then(|t| t.expires_at),
-    }
+    };
+    Ok(Checked { conn, result, app_refused: verdict.app_refused })
 }
 
 async fn check_token(
@@ -133,12 +200,12 @@ async fn check_token(
     client: &graph::Client<'_>,
     conn: &DueConnection,
     token: &str,
-) -> (Verdict, u64) {
+) -> Result<(Verdict, u64), CutShort> {
     let Some(node) = node_of(conn) else {
-        return (classify::unchecked("No phone number id or WABA id to check"), 0);
+        return Ok((classify::unchecked("No phone number id or WABA id to check"), 0));
     };
-    let debug = client.debug_token(token).await;
-    let (node_answer, node_ms) = client.node_health(token, &node).await;
+    let debug = client.debug_token(token).await?;
+    let (node_answer, node_ms) = client.node_health(token, &node).await?;
     let debug_ms = debug.as_ref().map_or(0, |(_, ms)| *ms);
     let verdict = classify::classify(&Inputs {
         debug: debug.as_ref().map(|(answer, _)| answer),
@@ -147,7 +214,7 @@ async fn check_token(
         warning_days: ctx.config.token_expiry_warning_days,
         previous_unknowns: conn.recent_unknowns,
     });
-    (verdict, debug_ms + node_ms)
+    Ok((verdict, debug_ms + node_ms))
 }
 
 /// The phone number to read health from (the connection's, else the config's), else the WABA.

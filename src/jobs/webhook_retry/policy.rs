@@ -15,6 +15,15 @@
 //!    (`"deadAt"` set) and stays there until an operator redrives it.
 //! 6. Any other status (a 4xx such as 400 or 401): the receiver rejected it for good. It is
 //!    dead-lettered at once, with the status and the start of the body as the reason.
+//! 7. A webhook still pending `webhook_retry_max_age_hours` after it arrived (168, a week, as
+//!    long as Meta itself retries) is dead-lettered as expired instead of re-delivered; so is
+//!    one whose `"retryCount"` already reached the maximum (the setting was lowered, or WhaTrack
+//!    counts retries itself) but was never dead-lettered: "attempts exhausted". Both happen at
+//!    the start of the next run ([`super::queue::sweep`]).
+//!
+//! What the receiver answered is kept, cut to its first 200 characters, in
+//! `"processingError"` only; logs and alerts get the status and a short reason, since a
+//! receiver that echoes the payload would otherwise put customer messages into a chat channel.
 //!
 //! Defaults, all Spin variables: `webhook_retry_base_seconds` = 300, `webhook_retry_max_attempts`
 //! = 3, `webhook_retry_batch_size` = 50. With those a webhook that keeps failing lives like this
@@ -44,11 +53,17 @@ pub struct Rules {
     pub max_attempts: u32,
     /// The grace period before the first attempt, and the unit of the backoff.
     pub base: Duration,
+    /// How long after it arrived a webhook may still be re-delivered.
+    pub max_age: Duration,
 }
 
 impl Rules {
     pub fn of(config: &Config) -> Self {
-        Self { max_attempts: config.webhook_retry_max_attempts, base: config.webhook_retry_base }
+        Self {
+            max_attempts: config.webhook_retry_max_attempts,
+            base: config.webhook_retry_base,
+            max_age: config.webhook_retry_max_age,
+        }
     }
 }
 
@@ -75,8 +90,10 @@ impl Fate {
 pub struct Decision {
     pub fate: Fate,
     pub http_status: Option<u16>,
-    /// `"processingError"`: `None` once delivered.
+    /// `"processingError"`, with the start of the receiver's answer: `None` once delivered.
     pub error: Option<String>,
+    /// The reason for logs and alerts: the status or the failure, never the receiver's body.
+    pub brief: Option<String>,
 }
 
 /// Decides a webhook's fate after its `attempt`-th delivery (1 for the first) came back with
@@ -92,17 +109,31 @@ pub fn decide(
         Ok(resp) => (Some(resp.status), judge_response(resp, now)),
         Err(e) => (None, judge_error(e)),
     };
-    let (fate, error) = match judged {
-        Judged::Delivered => (Fate::Delivered, None),
+    let brief = match (http_status, result) {
+        (Some(status), _) => format!("HTTP {status}"),
+        (None, Err(e)) => e.to_string(),
+        (None, Ok(_)) => String::new(),
+    };
+    let last = format!(" (attempt {attempt} of {})", rules.max_attempts);
+    let (fate, error, brief) = match judged {
+        Judged::Delivered => (Fate::Delivered, None, None),
         Judged::Transient { reason, .. } if attempt >= rules.max_attempts => {
-            (Fate::Dead, Some(format!("{reason} (attempt {attempt} of {})", rules.max_attempts)))
+            (Fate::Dead, Some(reason + last.as_str()), Some(brief + last.as_str()))
         }
         Judged::Transient { reason, retry_after } => {
-            (Fate::RetryIn(next_delay(rules.base, attempt, jitter, retry_after)), Some(reason))
+            (Fate::RetryIn(next_delay(rules.base, attempt, jitter, retry_after)), Some(reason), Some(brief))
         }
-        Judged::Rejected { reason } => (Fate::Dead, Some(format!("rejected: {reason}"))),
+        Judged::Rejected { reason } => {
+            (Fate::Dead, Some(format!("rejected: {reason}")), Some(format!("rejected: {brief}")))
+        }
     };
-    Decision { fate, http_status, error }
+    Decision { fate, http_status, error: error.map(|e| storable(&e)), brief }
+}
+
+/// Text Postgres will store: no NUL byte (it refuses 0x00 in text), and not too long.
+pub fn storable(text: &str) -> String {
+    const MAX_CHARS: usize = 1000;
+    text.chars().filter(|&c| c != '\0').take(MAX_CHARS).collect()
 }
 
 /// What one answer says, before the attempt count is taken into account.
@@ -160,11 +191,12 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// The wait before the next attempt, after the `retry_count`-th failure.
+/// The wait before the next attempt, after the `retry_count`-th failure. A `Retry-After` is
+/// honoured up to the backoff's own cap: a receiver cannot park a webhook for years.
 pub fn next_delay(base: Duration, retry_count: u32, jitter: f64, retry_after: Option<Duration>) -> Duration {
     let exp = base.saturating_mul(2u32.saturating_pow(retry_count.min(31))).min(MAX_DELAY);
     let delay = exp.mul_f64(1.0 + JITTER_FRACTION * jitter.clamp(0.0, 1.0));
-    match retry_after {
+    match retry_after.map(|asked| asked.min(MAX_DELAY)) {
         Some(asked) if asked > delay => asked,
         _ => delay,
     }
@@ -175,7 +207,7 @@ mod tests {
     use super::*;
 
     const BASE: Duration = Duration::from_secs(300);
-    const DEFAULTS: Rules = Rules { max_attempts: 3, base: BASE };
+    const DEFAULTS: Rules = Rules { max_attempts: 3, base: BASE, max_age: Duration::from_secs(168 * 3600) };
     const MINUTE: f64 = 60.0;
 
     fn at_unix(secs: u64) -> SystemTime {
@@ -247,19 +279,21 @@ mod tests {
     #[test]
     fn decisions_carry_status_and_reason() {
         let ok = decide(&answer(204, "", &[]), 1, &DEFAULTS, at_unix(0), 0.0);
-        assert_eq!(ok, Decision { fate: Fate::Delivered, http_status: Some(204), error: None });
+        assert_eq!(ok, Decision { fate: Fate::Delivered, http_status: Some(204), error: None, brief: None });
         let retry = decide(&answer(503, "busy", &[]), 1, &DEFAULTS, at_unix(0), 0.0);
         assert_eq!(retry.fate, Fate::RetryIn(Duration::from_secs(600)));
         assert_eq!(retry.error.as_deref(), Some("HTTP 503: busy"));
         let last = decide(&answer(503, "busy", &[]), 3, &DEFAULTS, at_unix(0), 0.0);
         assert_eq!(last.error.as_deref(), Some("HTTP 503: busy (attempt 3 of 3)"));
+        assert_eq!(last.brief.as_deref(), Some("HTTP 503 (attempt 3 of 3)"));
         let rejected = decide(&answer(422, "bad payload", &[]), 1, &DEFAULTS, at_unix(0), 0.0);
         assert_eq!(
             rejected,
             Decision {
                 fate: Fate::Dead,
                 http_status: Some(422),
-                error: Some("rejected: HTTP 422: bad payload".into())
+                error: Some("rejected: HTTP 422: bad payload".into()),
+                brief: Some("rejected: HTTP 422".into()),
             }
         );
         let timeout = decide(&Err(OutboundError::Timeout(10)), 1, &DEFAULTS, at_unix(0), 0.0);
@@ -268,11 +302,21 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_header_wins_when_later() {
+    fn retry_after_header_wins_when_later_up_to_the_cap() {
         let asked = decide(&answer(429, "", &[("Retry-After", "3600")]), 1, &DEFAULTS, at_unix(0), 0.0);
         assert_eq!(asked.fate, Fate::RetryIn(Duration::from_secs(3600)));
         let sooner = decide(&answer(429, "", &[("retry-after", "5")]), 1, &DEFAULTS, at_unix(0), 0.0);
         assert_eq!(sooner.fate, Fate::RetryIn(Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn poison_answers_become_storable_values() {
+        let nul = decide(&answer(500, "bad\0byte", &[]), 1, &DEFAULTS, at_unix(0), 0.0);
+        assert_eq!(nul.error.as_deref(), Some("HTTP 500: badbyte"));
+        let forever =
+            decide(&answer(503, "", &[("retry-after", "99999999999999")]), 1, &DEFAULTS, at_unix(0), 0.0);
+        assert_eq!(forever.fate, Fate::RetryIn(MAX_DELAY), "capped at the backoff cap");
+        assert_eq!(storable(&"é".repeat(5000)).chars().count(), 1000);
     }
 
     #[test]

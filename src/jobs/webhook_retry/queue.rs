@@ -1,11 +1,15 @@
 //! The queue's verbs, one named statement each, over `whatsapp_webhook_logs`: the database does
-//! the queueing (claim with `SKIP LOCKED`, lease, release, record, count, redrive).
+//! the queueing (sweep, claim with `SKIP LOCKED`, lease, release, record, count, redrive).
 //!
 //! Bound parameters shared by the statements that take the policy's rules: `$1` is
 //! `webhook_retry_max_attempts`, `$2` is `webhook_retry_base_seconds`.
+//!
+//! Rows are found by their primary key as the column's own type (`id = $1::uuid` on WhaTrack's
+//! uuid ids, `id = $1` on text ones), never as `id::text = $1`, which cannot use the index and
+//! would scan the whole log for every attempt recorded: [`Queue::open`] asks which it is.
 
 use serde::Serialize;
-use spin_sdk::pg4::ParameterValue;
+use spin_sdk::pg4::{DbValue, ParameterValue};
 
 use super::policy::{Fate, Rules};
 use crate::db::{int, now_utc, str, str_array, text, Db, DbError, DbResult};
@@ -47,39 +51,95 @@ const CLAIM: &str = concat!(
 );
 
 /// Makes claimed rows that were never attempted due again, without counting an attempt.
-const RELEASE: &str = concat!(
-    "UPDATE whatsapp_webhook_logs SET \"nextRetryAt\" = ",
-    now_utc!(),
-    " WHERE id::text = ANY($1::text[])"
-);
+macro_rules! release {
+    ($id:literal) => {
+        concat!(
+            "UPDATE whatsapp_webhook_logs SET \"nextRetryAt\" = ",
+            now_utc!(),
+            " WHERE id = ANY($1::text[]::",
+            $id,
+            "[])"
+        )
+    };
+}
 
 /// One attempt's outcome and its `webhook_retry_attempts` row, in one statement.
 /// `$1` id, `$2` attempt, `$3` HTTP status, `$4` ms, `$5` jobId, `$6` error (NULL when
 /// delivered), `$7` seconds until the next attempt (NULL unless one is planned), `$8` delivered,
-/// `$9` dead-lettered now.
+/// `$9` dead-lettered now. `$1` is bound as the key's own type.
 const RECORD: &str = concat!(
-    "WITH done AS ( \
-        UPDATE whatsapp_webhook_logs SET \
-            processed = processed OR $8, \
-            \"processedAt\" = CASE WHEN $8 THEN ",
+            "WITH done AS ( \
+                UPDATE whatsapp_webhook_logs SET \
+                    processed = processed OR $8, \
+                    \"processedAt\" = CASE WHEN $8 THEN ",
+            now_utc!(),
+            " ELSE \"processedAt\" END, \
+                    \"processingError\" = $6, \
+                    \"retryCount\" = \"retryCount\" + CASE WHEN $8 THEN 0 ELSE 1 END, \
+                    \"lastRetryAt\" = CASE WHEN $8 THEN \"lastRetryAt\" ELSE ",
+            now_utc!(),
+            " END, \
+                    \"nextRetryAt\" = ",
+            now_utc!(),
+            " + make_interval(secs => $7::float8), \
+                    \"deadAt\" = CASE WHEN $9 THEN ",
+            now_utc!(),
+            " ELSE NULL END \
+                WHERE id = $1 RETURNING id) \
+             INSERT INTO webhook_retry_attempts (id, \"webhookLogId\", attempt, \"attemptedAt\", \"httpStatus\", error, \"durationMs\", \"jobId\") \
+             SELECT gen_random_uuid(), done.id::text, $2, ",
+            now_utc!(),
+            ", $3, $6, $4, $5 FROM done"
+);
+
+/// Puts dead-lettered rows back in the queue: all of them (`$1` NULL), or those of `$1`.
+macro_rules! redrive {
+    ($id:literal) => {
+        concat!(
+            "UPDATE whatsapp_webhook_logs SET \"deadAt\" = NULL, \"retryCount\" = 0, \"nextRetryAt\" = ",
+            now_utc!(),
+            " WHERE \"deadAt\" IS NOT NULL AND processed = false AND ($1::text[] IS NULL OR id = ANY($1::",
+            $id,
+            "[]))"
+        )
+    };
+}
+
+/// The statements that find rows by a list of ids, for one type of primary key (Spin's Postgres
+/// interface has no uuid arrays, so the list goes as `text[]` and is cast).
+struct ById {
+    release: &'static str,
+    redrive: &'static str,
+    /// One id as a parameter of the key's type.
+    key: fn(&str) -> ParameterValue,
+}
+
+const BY_UUID: ById = ById {
+    release: release!("uuid"),
+    redrive: redrive!("uuid"),
+    key: |id| ParameterValue::Uuid(id.to_owned()),
+};
+const BY_TEXT: ById = ById { release: release!("text"), redrive: redrive!("text"), key: str };
+
+/// Whether the log's primary key is a uuid (WhaTrack's is) or text.
+const ID_TYPE: &str = "SELECT data_type FROM information_schema.columns \
+     WHERE table_schema = current_schema() AND table_name = 'whatsapp_webhook_logs' AND column_name = 'id'";
+
+/// Dead-letters what must not be re-delivered any more: rows whose `"retryCount"` already
+/// reached `$1` without being dead-lettered, and rows pending for longer than `$2` seconds.
+/// Up to `$3` rows a run; keeps the row's last error after the new reason.
+const SWEEP: &str = concat!(
+    "UPDATE whatsapp_webhook_logs SET \"deadAt\" = ",
     now_utc!(),
-    " ELSE \"processedAt\" END, \
-            \"processingError\" = $6, \
-            \"retryCount\" = \"retryCount\" + CASE WHEN $8 THEN 0 ELSE 1 END, \
-            \"lastRetryAt\" = CASE WHEN $8 THEN \"lastRetryAt\" ELSE ",
+    ", \"processingError\" = CASE WHEN \"retryCount\" >= $1 THEN 'attempts exhausted' \
+         ELSE 'expired: pending longer than webhook_retry_max_age_hours' END \
+         || COALESCE('; last error: ' || \"processingError\", '') \
+     WHERE id IN (SELECT id FROM whatsapp_webhook_logs \
+         WHERE processed = false AND \"signatureValid\" = true AND \"deadAt\" IS NULL \
+           AND (\"retryCount\" >= $1 OR \"createdAt\" < ",
     now_utc!(),
-    " END, \
-            \"nextRetryAt\" = ",
-    now_utc!(),
-    " + make_interval(secs => $7::float8), \
-            \"deadAt\" = CASE WHEN $9 THEN ",
-    now_utc!(),
-    " ELSE NULL END \
-        WHERE id::text = $1 RETURNING id) \
-     INSERT INTO webhook_retry_attempts (id, \"webhookLogId\", attempt, \"attemptedAt\", \"httpStatus\", error, \"durationMs\", \"jobId\") \
-     SELECT gen_random_uuid(), done.id::text, $2, ",
-    now_utc!(),
-    ", $3, $6, $4, $5 FROM done"
+    " - make_interval(secs => $2::float8)) LIMIT $3) \
+     RETURNING id::text, \"retryCount\" >= $1"
 );
 
 /// Due rows not yet attempted: the work a run leaves to the next one.
@@ -98,13 +158,6 @@ const COUNTS: &str = concat!(
     pending!(),
     "), count(*) FILTER (WHERE \"deadAt\" IS NOT NULL AND processed = false) \
      FROM whatsapp_webhook_logs WHERE processed = false"
-);
-
-/// Puts dead-lettered rows back in the queue: all of them (`$1` NULL), or those of `$1`.
-const REDRIVE: &str = concat!(
-    "UPDATE whatsapp_webhook_logs SET \"deadAt\" = NULL, \"retryCount\" = 0, \"nextRetryAt\" = ",
-    now_utc!(),
-    " WHERE \"deadAt\" IS NOT NULL AND processed = false AND ($1::text[] IS NULL OR id::text = ANY($1::text[]))"
 );
 
 #[derive(Debug, Clone)]
@@ -140,6 +193,16 @@ pub enum Redrive {
     Ids(Vec<String>),
 }
 
+/// Rows swept per run at the most (the rest go in the next run).
+const SWEEP_LIMIT: i64 = 10_000;
+
+/// What [`Queue::sweep`] dead-lettered.
+#[derive(Debug, Default)]
+pub struct Swept {
+    /// Ids, and whether each was exhausted (else expired).
+    pub rows: Vec<(String, bool)>,
+}
+
 fn max_attempts(rules: &Rules) -> ParameterValue {
     ParameterValue::Int32(rules.max_attempts as i32)
 }
@@ -148,73 +211,108 @@ fn base_secs(rules: &Rules) -> ParameterValue {
     ParameterValue::Floating64(rules.base.as_secs_f64())
 }
 
-pub fn claim(db: &Db, rules: &Rules, batch: u32, lease_secs: u64) -> DbResult<Vec<Claimed>> {
-    const CTX: &str = "claim due webhooks";
-    let params = [
-        max_attempts(rules),
-        base_secs(rules),
-        ParameterValue::Int64(i64::from(batch)),
-        ParameterValue::Floating64(lease_secs as f64),
-    ];
-    let rows = db.query(CTX, CLAIM, &params)?;
-    rows.rows
-        .iter()
-        .map(|r| {
-            Ok(Claimed {
-                id: text(&r[0]).ok_or_else(|| DbError::decode(CTX, "id"))?,
-                retry_count: int(&r[1]).ok_or_else(|| DbError::decode(CTX, "retryCount"))? as u32,
-                body: text(&r[2]).unwrap_or_default(),
-            })
-        })
-        .collect()
+/// The queue of one run: the database, the policy's rules, and the statements for its key type.
+pub struct Queue<'a> {
+    db: &'a Db,
+    rules: Rules,
+    by_id: &'static ById,
 }
 
-pub fn release(db: &Db, ids: &[String]) -> DbResult<()> {
-    if !ids.is_empty() {
-        db.execute("release webhook claims", RELEASE, &[str_array(ids)])?;
+impl<'a> Queue<'a> {
+    pub fn open(db: &'a Db, rules: Rules) -> DbResult<Self> {
+        let rows = db.query("webhook log id type", ID_TYPE, &[])?;
+        let uuid = rows.rows.first().and_then(|r| text(&r[0])).is_some_and(|t| t == "uuid");
+        Ok(Self { db, rules, by_id: if uuid { &BY_UUID } else { &BY_TEXT } })
     }
-    Ok(())
+
+    pub fn sweep(&self) -> DbResult<Swept> {
+        const CTX: &str = "sweep stuck webhooks";
+        let params = [
+            max_attempts(&self.rules),
+            ParameterValue::Floating64(self.rules.max_age.as_secs_f64()),
+            ParameterValue::Int64(SWEEP_LIMIT),
+        ];
+        let rows = self.db.query(CTX, SWEEP, &params)?;
+        let rows = rows
+            .rows
+            .iter()
+            .map(|r| {
+                let id = text(&r[0]).ok_or_else(|| DbError::decode(CTX, "id"))?;
+                Ok((id, matches!(r[1], DbValue::Boolean(true))))
+            })
+            .collect::<DbResult<_>>()?;
+        Ok(Swept { rows })
+    }
+
+    pub fn claim(&self, batch: u32, lease_secs: u64) -> DbResult<Vec<Claimed>> {
+        const CTX: &str = "claim due webhooks";
+        let params = [
+            max_attempts(&self.rules),
+            base_secs(&self.rules),
+            ParameterValue::Int64(i64::from(batch)),
+            ParameterValue::Floating64(lease_secs as f64),
+        ];
+        let rows = self.db.query(CTX, CLAIM, &params)?;
+        rows.rows
+            .iter()
+            .map(|r| {
+                Ok(Claimed {
+                    id: text(&r[0]).ok_or_else(|| DbError::decode(CTX, "id"))?,
+                    retry_count: int(&r[1]).ok_or_else(|| DbError::decode(CTX, "retryCount"))? as u32,
+                    body: text(&r[2]).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn release(&self, ids: &[String]) -> DbResult<()> {
+        if !ids.is_empty() {
+            self.db.execute("release webhook claims", self.by_id.release, &[str_array(ids)])?;
+        }
+        Ok(())
+    }
+
+    pub fn record(&self, a: &AttemptRecord<'_>) -> DbResult<()> {
+        let (retry_in, delivered, dead) = match a.fate {
+            Fate::Delivered => (None, true, false),
+            Fate::RetryIn(delay) => (Some(delay.as_secs_f64()), false, false),
+            Fate::Dead => (None, false, true),
+        };
+        self.db.execute(
+            "record webhook attempt",
+            RECORD,
+            &[
+                (self.by_id.key)(a.id),
+                ParameterValue::Int32(a.attempt as i32),
+                a.http_status.map(|s| ParameterValue::Int32(i32::from(s))).into(),
+                ParameterValue::Int32(a.duration_ms.min(i32::MAX as u64) as i32),
+                str(a.job_id),
+                a.error.map(str).into(),
+                retry_in.map(ParameterValue::Floating64).into(),
+                ParameterValue::Boolean(delivered),
+                ParameterValue::Boolean(dead),
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn count_due(&self) -> DbResult<u64> {
+        self.db.count("count due webhooks", COUNT_DUE, &[max_attempts(&self.rules), base_secs(&self.rules)])
+    }
+
+    pub fn redrive(&self, which: &Redrive) -> DbResult<u64> {
+        let ids = match which {
+            Redrive::All => ParameterValue::DbNull,
+            Redrive::Ids(ids) => str_array(ids),
+        };
+        self.db.execute("redrive webhooks", self.by_id.redrive, &[ids])
+    }
 }
 
-pub fn record(db: &Db, a: &AttemptRecord<'_>) -> DbResult<()> {
-    let (retry_in, delivered, dead) = match a.fate {
-        Fate::Delivered => (None, true, false),
-        Fate::RetryIn(delay) => (Some(delay.as_secs_f64()), false, false),
-        Fate::Dead => (None, false, true),
-    };
-    db.execute(
-        "record webhook attempt",
-        RECORD,
-        &[
-            str(a.id),
-            ParameterValue::Int32(a.attempt as i32),
-            a.http_status.map(|s| ParameterValue::Int32(i32::from(s))).into(),
-            ParameterValue::Int32(a.duration_ms.min(i32::MAX as u64) as i32),
-            str(a.job_id),
-            a.error.map(str).into(),
-            retry_in.map(ParameterValue::Floating64).into(),
-            ParameterValue::Boolean(delivered),
-            ParameterValue::Boolean(dead),
-        ],
-    )?;
-    Ok(())
-}
-
-pub fn count_due(db: &Db, rules: &Rules) -> DbResult<u64> {
-    db.count("count due webhooks", COUNT_DUE, &[max_attempts(rules), base_secs(rules)])
-}
-
+/// The status route's counts: one statement, no need to know the key's type.
 pub fn counts(db: &Db, rules: &Rules) -> DbResult<Counts> {
     let rows = db.query("count webhook queue", COUNTS, &[max_attempts(rules)])?;
     let row = rows.rows.first();
     let n = |i: usize| row.and_then(|r| int(&r[i])).unwrap_or(0) as u64;
     Ok(Counts { pending_webhooks: n(0), dead_webhooks: n(1) })
-}
-
-pub fn redrive(db: &Db, which: &Redrive) -> DbResult<u64> {
-    let ids = match which {
-        Redrive::All => ParameterValue::DbNull,
-        Redrive::Ids(ids) => str_array(ids),
-    };
-    db.execute("redrive webhooks", REDRIVE, &[ids])
 }
