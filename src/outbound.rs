@@ -107,7 +107,9 @@ pub async fn send(
     let _ = options.set_between_bytes_timeout(Some(nanos));
 
     let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| map_error(e, expired()))?;
-    write_body(body, req.body, expired())?;
+    // A request the host refuses has its body closed under it: the answer says why, so it is
+    // awaited before a failed write is reported.
+    let written = write_body(body, req.body, expired());
 
     let response = loop {
         if let Some(result) = future.get() {
@@ -116,9 +118,10 @@ pub async fn send(
                 .map_err(|e| map_error(e, expired()))?;
         }
         if !wait(|| future.subscribe(), deadline).await {
-            return Err(expired());
+            return Err(written.err().unwrap_or_else(expired));
         }
     };
+    written?;
 
     let status = response.status();
     let headers = response

@@ -1,6 +1,10 @@
 //! Wall-clock time for ids and Graph expiry dates; the monotonic clock for budgets and timeouts.
 
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use spin_executor::CancelOnDropToken;
+use wasi::clocks::monotonic_clock;
 
 pub fn unix_millis() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -40,4 +44,22 @@ impl Deadline {
     pub fn extended(&self, extra: Duration) -> Self {
         Self(self.0 + extra)
     }
+}
+
+/// Resolves at `at`: the host's monotonic clock wakes the executor (a busy wait would stall
+/// every other future of the run).
+pub async fn sleep_until(at: Instant) {
+    // Holds the clock's subscription while the executor may wake us with it.
+    let mut tokens: Vec<CancelOnDropToken> = Vec::new();
+    std::future::poll_fn(move |cx| {
+        let left = at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Poll::Ready(());
+        }
+        let clock = monotonic_clock::subscribe_duration(left.as_nanos() as u64);
+        tokens.clear();
+        tokens.push(spin_executor::push_waker_and_get_token(clock, cx.waker().clone()).into());
+        Poll::Pending
+    })
+    .await
 }

@@ -527,3 +527,99 @@ async fn at_most_concurrency_graph_calls_in_flight() {
     assert_eq!(r.json["summary"]["healthy"], 9, "{}", r.json);
     assert_eq!(fake.max_in_flight(), 3, "three calls at once, never more");
 }
+
+/// Hosted Spin kills a request at about 30 s: with Graph answering in 9 s a call, a run with the
+/// default 25 s budget answers before 27 s, and every check it finished is stored, written as
+/// it went rather than at the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_answers_within_its_budget_and_keeps_every_finished_check() {
+    let env = Env::new().await;
+    let script = Script::default();
+    for i in 0..40 {
+        let phone = format!("9{i:02}");
+        script.node(&phone, graph::healthy_phone().after(Duration::from_secs(9)));
+        seed::connection(&env.db, Connection { phone_number_id: Some(&phone), ..Default::default() }).await;
+    }
+    let fake = graph::start(&script).await;
+    let app = std::sync::Arc::new(app("jobs-http", &env.variables(&fake.url)));
+    let started = std::time::Instant::now();
+    let run = tokio::spawn({
+        let app = app.clone();
+        async move { post_health(&app).await }
+    });
+    // The first 16 checks finish at about 9 s; by 12 s they are in the database, though the
+    // run goes on: a run killed now would keep them.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let stored_mid_run: i64 =
+        env.db.query_one("SELECT count(*) FROM whatsapp_health", &[]).await.unwrap().get(0);
+    let r = run.await.unwrap();
+    let elapsed = started.elapsed();
+    assert!(elapsed > Duration::from_secs(12), "the run was still going when the rows were counted");
+    assert!(stored_mid_run >= 16, "{stored_mid_run} results stored at 12 s");
+
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert!(elapsed < Duration::from_secs(27), "answered after {elapsed:?}");
+    let checked = r.json["summary"]["checked"].as_i64().unwrap();
+    let remaining = r.json["summary"]["remaining"].as_i64().unwrap();
+    assert_eq!(checked + remaining, 40, "{}", r.json);
+    assert!(remaining > 0, "{}", r.json);
+    assert_eq!(r.json["summary"]["unknown"], 0, "a check cut short is remaining, not unknown: {}", r.json);
+    let stored: i64 = env.db.query_one("SELECT count(*) FROM whatsapp_health", &[]).await.unwrap().get(0);
+    assert_eq!(stored, checked, "every finished check is stored");
+    assert_eq!(env.job_runs().await[0].status, "partial");
+}
+
+/// SPEC 5.4: the connection's `"phoneNumberId"`, else its config's `"phoneId"`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_configs_phone_id_serves_when_the_connection_has_none() {
+    let env = Env::new().await;
+    let script = Script::default();
+    script.node("5551", blocked_phone());
+    let fake = graph::start(&script).await;
+    let id = seed::connection(
+        &env.db,
+        Connection { phone_number_id: None, health_status: "healthy", ..Default::default() },
+    )
+    .await;
+    env.db
+        .execute("UPDATE whatsapp_configs SET \"phoneId\" = '5551' WHERE \"connectionId\" = $1", &[&id])
+        .await
+        .unwrap();
+    let app = app("jobs-http", &env.variables(&fake.url));
+    assert_eq!(post_health(&app).await.status, 200);
+    let calls: Vec<String> = fake.requests().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(calls[0].starts_with("/v25.0/5551?"), "{calls:?}");
+    assert_eq!(env.health_status(id).await, "error", "the config's phone was read");
+}
+
+/// SPEC 5.1: the `connected` config's token first, even when another config is newer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connected_config_is_preferred_to_a_newer_one() {
+    let env = Env::new().await;
+    let script = Script::default();
+    let fake = graph::start(&script).await;
+    let id = seed::connection(
+        &env.db,
+        Connection { stored_token: Some(seed::encrypt("EAAB-connected")), ..Default::default() },
+    )
+    .await;
+    env.db
+        .execute(
+            "INSERT INTO whatsapp_configs (\"organizationId\", \"connectionId\", \"accessToken\", status, \"updatedAt\") \
+             SELECT \"organizationId\", id, $2, 'disconnected', timezone('UTC', now()) + interval '1 hour' \
+             FROM whatsapp_connections WHERE id = $1",
+            &[&id, &seed::encrypt("EAAB-newer-but-disconnected")],
+        )
+        .await
+        .unwrap();
+    let app = app("jobs-http", &env.variables(&fake.url));
+    assert_eq!(post_health(&app).await.status, 200);
+    let auth: Vec<String> =
+        fake.requests().iter().filter_map(|r| r.header("authorization").map(str::to_owned)).collect();
+    assert_eq!(auth, ["Bearer EAAB-connected"]);
+}
+
+fn blocked_phone() -> Canned {
+    Canned::json(200, json!({"status":"CONNECTED","health_status":{"can_send_message":"BLOCKED"}}))
+}

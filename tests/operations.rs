@@ -275,6 +275,15 @@ async fn recent_runs_of_a_job() {
         405
     );
     assert_eq!(call(&app, "GET", "/api/v1/jobs/whatsapp-health-check/runs", &[]).await.status, 401);
+    for bad in ["0", "201", "-1", "many", ""] {
+        let path = format!("/api/v1/jobs/whatsapp-health-check/runs?limit={bad}");
+        let r = call(&app, "GET", &path, &[("x-cron-secret", SECRET)]).await;
+        assert_eq!(r.status, 400, "limit={bad}: {}", r.json);
+        assert!(r.json["error"].as_str().unwrap().contains("1 to 200"), "{}", r.json);
+    }
+    let most =
+        call(&app, "GET", "/api/v1/jobs/whatsapp-health-check/runs?limit=200", &[("x-cron-secret", SECRET)]);
+    assert_eq!(most.await.status, 200);
 }
 
 /// Rows `days` old in each audit table: 12,000 `job_runs` (more than two delete batches), and
@@ -359,4 +368,154 @@ async fn retention_is_configurable() {
     let r = post_health(&app).await;
     assert_eq!(r.json["summary"]["purged"]["jobRuns"], 24000);
     assert_eq!(count(&env, "webhook_retry_attempts").await, 0);
+}
+
+/// Five hundred connections failing at once are ten alerts and one summary, not five hundred
+/// messages (here 25: ten and "15 more").
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alert_storm_is_ten_alerts_and_a_summary() {
+    let env = Env::new().await;
+    let receiver = alert_receiver().await;
+    let script = Script::default();
+    for i in 0..25 {
+        let phone = format!("44{i:02}");
+        script.node(&phone, blocked());
+        seed::connection(&env.db, Connection { phone_number_id: Some(&phone), ..Default::default() }).await;
+    }
+    let fake = graph::start(&script).await;
+    let mut vars = env.variables(&fake.url);
+    with_alerts(&mut vars, &receiver.url);
+    let app = app("jobs-http", &vars);
+    assert_eq!(post_health(&app).await.json["summary"]["error"], 25);
+    let sent = texts(&receiver);
+    assert_eq!(sent.len(), 11, "{sent:?}");
+    assert_eq!(sent.iter().filter(|t| t.contains("is now in error")).count(), 10);
+    assert!(sent.iter().any(|t| t.contains("and 15 more WhatsApp connections moved into error")), "{sent:?}");
+}
+
+/// The throttle starts once an alert went out: a receiver that was down does not silence the
+/// next hour.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alert_that_did_not_go_out_is_sent_by_the_next_run() {
+    let env = Env::new().await;
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = calls.clone();
+    let receiver = FakeHttp::start(move |_| {
+        if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            Canned::text(503, "slack is down")
+        } else {
+            Canned::text(200, "ok")
+        }
+    })
+    .await;
+    // A run that fails: its Postgres refuses the statements (a revoked grant, say).
+    let mut vars = env.variables("http://127.0.0.1:9");
+    with_alerts(&mut vars, &receiver.url);
+    env.db.batch_execute("ALTER TABLE job_runs RENAME TO job_runs_gone").await.unwrap();
+    let app = app("jobs-http", &vars);
+    for _ in 0..3 {
+        assert_eq!(post_health(&app).await.status, 500);
+    }
+    let sent = texts(&receiver);
+    assert_eq!(sent.len(), 2, "refused, sent, then throttled: {sent:?}");
+    assert!(sent.iter().all(|t| t.contains("run failed")), "{sent:?}");
+}
+
+/// A wrong `meta_app_secret` makes Meta refuse `debug_token` for the app itself. That says
+/// nothing about the customers' tokens: the connections are `unknown` (left as they were) and
+/// the run raises one alert naming the app credentials, not one per connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_app_credentials_are_one_alert_not_an_error_per_connection() {
+    let env = Env::new().await;
+    let receiver = alert_receiver().await;
+    let script = Script::default();
+    script.app_token("123", "the-right-secret");
+    let fake = graph::start(&script).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let phone = format!("66{i}");
+        ids.push(
+            seed::connection(&env.db, Connection { phone_number_id: Some(&phone), ..Default::default() })
+                .await,
+        );
+    }
+    let mut vars = env.variables(&fake.url);
+    with_alerts(&mut vars, &receiver.url);
+    vars.insert("meta_app_id".into(), "123".into());
+    vars.insert("meta_app_secret".into(), "a-wrong-secret".into());
+    let app = app("jobs-http", &vars);
+    let r = post_health(&app).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(
+        (r.json["summary"]["unknown"].as_u64(), r.json["summary"]["error"].as_u64()),
+        (Some(3), Some(0))
+    );
+    for id in &ids {
+        assert_eq!(env.health_status(*id).await, "healthy", "left as it was");
+    }
+    let reason: String =
+        env.db.query_one("SELECT \"apiResponse\" FROM whatsapp_health LIMIT 1", &[]).await.unwrap().get(0);
+    assert!(reason.contains("meta_app_id / meta_app_secret"), "{reason}");
+    let sent = texts(&receiver);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        sent[0].contains("meta_app_secret") && sent[0].contains("Invalid OAuth access token signature"),
+        "{sent:?}"
+    );
+    assert!(!sent[0].contains("a-wrong-secret"));
+}
+
+/// Spin's errors quote the whole address, password included. No exit shows it: the HTTP answer,
+/// the logs, the alert, `job_runs.error`.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_password_leaves_in_an_error() {
+    let env = Env::new().await;
+    let receiver = alert_receiver().await;
+    // The test servers trust every local login, so the passwords are carried but not checked.
+    let with_password =
+        |url: &str, user: &str, password: &str| url.replacen("://", &format!("://{user}:{password}@"), 1);
+    let database_url = with_password(&env.database_url.replace("postgres@", ""), "postgres", "PgS3cret");
+    let redis_url = with_password(&env.redis_url, "default", "RdS3cret");
+    let mut vars = env.variables("http://127.0.0.1:9");
+    vars.insert("database_url".into(), database_url.clone());
+    vars.insert("redis_url".into(), redis_url.clone());
+    with_alerts(&mut vars, &receiver.url);
+
+    // Postgres refused by the host (an edited spin.toml): Spin's error quotes the address.
+    let manifest = manifest_without_host("{{ database_host }}");
+    let app = runtime().app(&manifest, "jobs-http", &vars).unwrap();
+    let r = post_health(&app).await;
+    assert_eq!(r.status, 500, "{}", r.json);
+    let error = r.json["error"].as_str().unwrap();
+    assert!(error.contains("not permitted") && error.contains("127.0.0.1"), "{error}");
+    let mut exits = vec![r.json.to_string(), app.output()];
+    exits.extend(texts(&receiver));
+    assert_eq!(exits.len(), 3, "an alert went out: {exits:?}");
+
+    // A failure recorded in job_runs that quotes a URL with credentials.
+    let processor = FakeHttp::start(|_| Canned::text(200, "ok")).await;
+    seed::webhook(&env.db, Webhook::default()).await;
+    vars.insert(
+        "webhook_processor_url".into(),
+        with_password(&format!("{}/hook", processor.url), "hook", "PrS3cret"),
+    );
+    vars.insert("webhook_processor_host".into(), processor.url.clone());
+    let manifest = manifest_without_host("{{ webhook_processor_host }}");
+    let app = runtime().app(&manifest, "jobs-http", &vars).unwrap();
+    let r = call(&app, "POST", "/api/v1/jobs/webhook-retry", &[("x-cron-secret", SECRET)]).await;
+    assert_eq!(r.status, 500, "{}", r.json);
+    let runs = env.job_runs().await;
+    let recorded = runs.iter().find(|r| r.job_type == "webhook-retry").unwrap().error.clone().unwrap();
+    assert!(
+        recorded.contains(&processor.url.replace("http://", "")),
+        "the failure names the processor: {recorded}"
+    );
+    exits.extend([r.json.to_string(), app.output(), recorded]);
+    exits.extend(texts(&receiver));
+
+    for text in &exits {
+        for secret in ["PgS3cret", "RdS3cret", "PrS3cret"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
 }

@@ -234,7 +234,8 @@ async fn postgres_down_mid_run_fails_cleanly_and_releases_the_lock() {
         graph::healthy_phone()
     })
     .await;
-    let id = seed::connection(&env.db, Connection::default()).await;
+    // Seeded `warning` and answered healthy: a write that got through would show.
+    let id = seed::connection(&env.db, Connection { health_status: "warning", ..Default::default() }).await;
     let mut vars = env.variables(&graph.url);
     vars.insert("database_url".into(), via_proxy.clone());
     vars.insert("database_host".into(), host_of(&via_proxy));
@@ -246,7 +247,7 @@ async fn postgres_down_mid_run_fails_cleanly_and_releases_the_lock() {
     // Nothing half-written: the connection is as it was.
     let n: i64 = env.db.query_one("SELECT count(*) FROM whatsapp_health", &[]).await.unwrap().get(0);
     assert_eq!(n, 0);
-    assert_eq!(env.health_status(id).await, "healthy");
+    assert_eq!(env.health_status(id).await, "warning");
     // The run's row cannot be finished through the dead proxy; the log says so.
     assert!(app.output().contains("could not record the failed run"));
 }
@@ -336,9 +337,14 @@ async fn spin_refuses_an_app_without_required_variables() {
     let env = Env::new().await;
     let mut vars = env.variables("http://127.0.0.1:9");
     vars.remove("cron_secret");
-    if std::env::var_os("SPIN_VARIABLE_CRON_SECRET").is_none() {
-        assert!(runtime().app(&manifest(), "jobs-http", &vars).is_err());
-    }
+    // Whatever this process's environment holds: an environment of our own.
+    let m = manifest();
+    let refused = m.resolve_with_env("jobs-http", &vars, |_| None);
+    assert!(refused.err().unwrap().to_string().contains("cron_secret"));
+    let from_env = m.resolve_with_env("jobs-http", &vars, |name| {
+        (name == "SPIN_VARIABLE_CRON_SECRET").then(|| SECRET.to_string())
+    });
+    assert_eq!(from_env.unwrap().variables["cron_secret"], SECRET, "SPIN_VARIABLE_CRON_SECRET provides it");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -411,4 +417,62 @@ async fn a_row_the_database_refuses_does_not_hold_back_the_others() {
     let again = post_health(&app).await;
     assert_eq!(again.json["summary"]["checked"].as_u64(), Some(1), "{}", again.json);
     assert_eq!(env.health_status(refused).await, "healthy");
+}
+
+/// A lock that expires before its run ends lets a second run start beside it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_ttl_shorter_than_a_run_is_refused() {
+    let env = Env::new().await;
+    let mut vars = env.variables("http://127.0.0.1:9");
+    vars.insert("job_time_budget_seconds".into(), "60".into());
+    vars.insert("lock_ttl_seconds".into(), "30".into());
+    let app = app("jobs-http", &vars);
+    let r = post_health(&app).await;
+    assert_eq!(r.status, 500);
+    let error = r.json["error"].as_str().unwrap();
+    assert!(error.contains("lock_ttl_seconds") && error.contains("job_time_budget_seconds"), "{error}");
+    assert!(env.job_runs().await.is_empty());
+    vars.insert("lock_ttl_seconds".into(), "63".into());
+    assert_ne!(
+        post_health(&common::app("jobs-http", &vars)).await.status,
+        500,
+        "a TTL above budget + 2 s is fine"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_previous_secret_is_refused_like_a_short_secret() {
+    let env = Env::new().await;
+    let mut vars = env.variables("http://127.0.0.1:9");
+    vars.insert("cron_secret_previous".into(), "old-and-short".into());
+    let app = app("jobs-http", &vars);
+    for method in ["GET", "POST"] {
+        let r = call(&app, method, PATH, &[("x-cron-secret", SECRET)]).await;
+        assert_eq!(r.status, 500);
+        let error = r.json["error"].as_str().unwrap();
+        assert!(error.contains("cron_secret_previous") && !error.contains("old-and-short"), "{error}");
+    }
+    // Nor does the short one open the door.
+    assert_eq!(call(&app, "POST", PATH, &[("x-cron-secret", "old-and-short")]).await.status, 500);
+    assert!(env.job_runs().await.is_empty());
+}
+
+/// `meta_graph_url` is also an `allowed_outbound_hosts` entry: set to an empty string, Spin
+/// refuses every outbound connection. The answer names the variable instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_graph_url_is_named_not_a_refusal_of_everything() {
+    let env = Env::new().await;
+    for value in ["", "https://graph.facebook.com/v25.0"] {
+        let mut vars = env.variables("http://127.0.0.1:9");
+        vars.insert("meta_graph_url".into(), value.into());
+        let app = app("jobs-http", &vars);
+        let r = post_health(&app).await;
+        assert_eq!(r.status, 500, "{value:?}");
+        let error = r.json["error"].as_str().unwrap();
+        assert!(
+            error.contains("meta_graph_url") && error.contains("scheme://host[:port]"),
+            "{value:?}: {error}"
+        );
+    }
+    assert!(env.job_runs().await.is_empty());
 }

@@ -320,6 +320,7 @@ async fn raw_body_is_sent_byte_for_byte_and_signed_over_those_bytes() {
     let raw = "{\"object\":\"whatsapp_business_account\",  \"entry\":[ {\"id\":\"2001\", \"text\":\"ol\u{e1} \u{1f44b}\"} ]}\n";
     let d = deliver_raw(raw).await;
     assert_eq!(d.body.as_ref(), raw.as_bytes());
+    assert_eq!(d.header("content-length"), Some(raw.len().to_string().as_str()), "a length, not chunks");
     assert!(signature_ok(&d));
 }
 
@@ -537,4 +538,267 @@ async fn cron_runs_the_webhook_retry() {
         (runs[0].trigger.as_str(), runs[0].job_type.as_str(), runs[0].status.as_str()),
         ("cron", "webhook-retry", "succeeded")
     );
+}
+
+/// Answers that Postgres cannot store as they are (a NUL byte in the body, a `Retry-After` of
+/// three million years) are charged an attempt like any other, and the rest of the batch goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_answers_are_recorded_and_the_batch_goes_on() {
+    let env = Env::new().await;
+    let p = Processor::default();
+    let fake = p.start().await;
+    let nul = seed::webhook(&env.db, Webhook::default()).await;
+    let forever = seed::webhook(&env.db, Webhook::default()).await;
+    let fine = seed::webhook(&env.db, Webhook::default()).await;
+    p.then(nul, vec![Canned::text(500, "crashed at byte \0 here")]);
+    let mut later = Canned::text(503, "busy");
+    later.headers.push(("retry-after".into(), "99999999999999".into()));
+    p.then(forever, vec![later]);
+    let app = app("jobs-http", &vars(&env, &fake));
+    let r = post(&app).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(
+        (r.json["summary"]["delivered"].as_u64(), r.json["summary"]["failed"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let w = row(&env, nul).await;
+    assert_eq!((w.retry_count, w.error.as_deref()), (1, Some("HTTP 500: crashed at byte  here")));
+    let w = row(&env, forever).await;
+    assert_eq!(w.retry_count, 1);
+    let wait = w.backoff.unwrap();
+    assert!((6.0 * 3600.0..=6.0 * 3600.0 + 1.0).contains(&wait), "Retry-After capped at 6 h: {wait}");
+    assert!(row(&env, fine).await.processed);
+}
+
+/// A row the database refuses to record (a trigger of WhaTrack's) is logged and counted as
+/// failed; the others are recorded, and the run succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_the_database_refuses_does_not_stop_the_batch() {
+    let env = Env::new().await;
+    let fake = Processor::default().start().await;
+    let refused = seed::webhook(&env.db, Webhook::default()).await;
+    let others =
+        [seed::webhook(&env.db, Webhook::default()).await, seed::webhook(&env.db, Webhook::default()).await];
+    env.db
+        .batch_execute(&format!(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.id = '{refused}' THEN RAISE EXCEPTION 'row {refused} is frozen'; END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER frozen BEFORE UPDATE OF processed ON whatsapp_webhook_logs \
+             FOR EACH ROW EXECUTE FUNCTION refuse();"
+        ))
+        .await
+        .unwrap();
+    let app = app("jobs-http", &vars(&env, &fake));
+    let r = post(&app).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(
+        (r.json["summary"]["delivered"].as_u64(), r.json["summary"]["failed"].as_u64()),
+        (Some(2), Some(1))
+    );
+    for id in others {
+        assert!(row(&env, id).await.processed);
+    }
+    assert!(!row(&env, refused).await.processed);
+    assert!(app.output().contains("is frozen"), "logged");
+}
+
+/// An operator's spin.toml that lost the processor's entry: the host refuses the delivery. That
+/// is our setup's fault, not the webhooks': the run fails, and no row is charged an attempt.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_processor_the_host_refuses_fails_the_run_and_charges_no_row() {
+    let env = Env::new().await;
+    let fake = Processor::default().start().await;
+    let ids =
+        [seed::webhook(&env.db, Webhook::default()).await, seed::webhook(&env.db, Webhook::default()).await];
+    let manifest = manifest_without_host("{{ webhook_processor_host }}");
+    let app = runtime().app(&manifest, "jobs-http", &vars(&env, &fake)).unwrap();
+    let r = post(&app).await;
+    assert_eq!(r.status, 500, "{}", r.json);
+    assert!(r.json["error"].as_str().unwrap().contains("webhook_processor_host"), "{}", r.json);
+    assert!(fake.requests().is_empty());
+    for id in ids {
+        let w = row(&env, id).await;
+        assert_eq!((w.retry_count, w.dead, w.processed), (0, false, false));
+        assert!(attempts(&env, id).await.is_empty());
+    }
+    let s = status(&app).await;
+    assert_eq!(s["pendingWebhooks"], 2);
+    let due: i64 = env
+        .db
+        .query_one(
+            "SELECT count(*) FROM whatsapp_webhook_logs WHERE \"nextRetryAt\" <= timezone('UTC', now())",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(due, 2, "released: due again at once");
+    assert_eq!(env.job_runs().await[0].status, "failed");
+}
+
+/// A processor URL that cannot be sent to, or a host variable that does not cover it, is refused
+/// when the configuration loads: no row is touched.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_processor_url_or_host_that_cannot_work_is_refused_at_load() {
+    let env = Env::new().await;
+    let fake = Processor::default().start().await;
+    let id = seed::webhook(&env.db, Webhook::default()).await;
+    for (name, value) in [
+        ("webhook_processor_url", "https://".to_string()),
+        ("webhook_processor_url", "http://processor:port/hook".to_string()),
+        ("webhook_processor_host", "https://webhook-processor.invalid".to_string()),
+        ("webhook_processor_host", format!("{}/hook", fake.url)),
+    ] {
+        let mut v = vars(&env, &fake);
+        v.insert(name.into(), value.clone());
+        let app = app("jobs-http", &v);
+        let r = post(&app).await;
+        assert_eq!(r.status, 500, "{name}={value}: {}", r.json);
+        assert!(r.json["error"].as_str().unwrap().contains(name), "{name}={value}: {}", r.json);
+    }
+    let w = row(&env, id).await;
+    assert_eq!((w.retry_count, w.dead), (0, false));
+    assert!(env.job_runs().await.is_empty());
+}
+
+/// A processor that checks Meta's signature accepts re-deliveries whenever the app secret is
+/// set, with or without the app id.
+#[tokio::test(flavor = "multi_thread")]
+async fn re_deliveries_are_signed_with_the_app_secret_alone() {
+    let env = Env::new().await;
+    let fake = Processor::default().start().await;
+    let id = seed::webhook(&env.db, Webhook::default()).await;
+    let mut v = vars(&env, &fake);
+    v.remove("meta_app_id");
+    let r = post(&app("jobs-http", &v)).await;
+    assert_eq!(r.json["summary"]["delivered"], 1, "{}", r.json);
+    assert!(signature_ok(&deliveries_of(&fake, id)[0]));
+}
+
+/// Rows that must not be re-delivered any more are dead-lettered, with the reason, and counted:
+/// one whose retries were used up without being dead-lettered, and one older than a week.
+#[tokio::test(flavor = "multi_thread")]
+async fn exhausted_and_expired_rows_are_dead_lettered_not_delivered() {
+    let env = Env::new().await;
+    let fake = Processor::default().start().await;
+    let exhausted = seed::webhook(&env.db, Webhook { retry_count: 5, ..Default::default() }).await;
+    let expired =
+        seed::webhook(&env.db, Webhook { created_minutes_ago: 169 * 60, ..Default::default() }).await;
+    let young = seed::webhook(&env.db, Webhook { created_minutes_ago: 167 * 60, ..Default::default() }).await;
+    let app = app("jobs-http", &vars(&env, &fake));
+    let r = post(&app).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let summary = &r.json["summary"];
+    assert_eq!(
+        (summary["exhausted"].as_u64(), summary["expired"].as_u64(), summary["deadLettered"].as_u64()),
+        (Some(1), Some(1), Some(2)),
+        "{summary}"
+    );
+    assert_eq!(summary["delivered"], 1);
+    assert_eq!(deliveries_of(&fake, young).len(), 1);
+    assert!(fake.requests().len() == 1, "neither swept row is delivered");
+    let w = row(&env, exhausted).await;
+    assert!(
+        w.dead
+            && w.error.as_deref().unwrap().starts_with("attempts exhausted; last error: processing failed"),
+        "{w:?}"
+    );
+    let w = row(&env, expired).await;
+    assert!(w.dead && w.error.as_deref().unwrap().starts_with("expired"), "{w:?}");
+    assert_eq!(status(&app).await["deadWebhooks"], 2);
+    // The age is a setting.
+    let old = seed::webhook(&env.db, Webhook { created_minutes_ago: 3 * 60, ..Default::default() }).await;
+    let mut v = vars(&env, &fake);
+    v.insert("webhook_retry_max_age_hours".into(), "2".into());
+    assert_eq!(post(&common::app("jobs-http", &v)).await.json["summary"]["expired"], 1);
+    assert!(row(&env, old).await.dead);
+}
+
+/// A processor that echoes the payload must not put customer messages into logs or alerts; the
+/// database keeps the start of its answer for the operator.
+#[tokio::test(flavor = "multi_thread")]
+async fn processor_answers_stay_out_of_logs_and_alerts() {
+    let env = Env::new().await;
+    let p = Processor::default();
+    let fake = p.start().await;
+    let receiver = FakeHttp::start(|_| Canned::text(200, "ok")).await;
+    let id = seed::webhook(&env.db, Webhook::default()).await;
+    p.then(id, vec![Canned::text(422, "cannot process: {\"text\":{\"body\":\"my card is 4111 1111\"}}")]);
+    let mut v = vars(&env, &fake);
+    v.insert("alert_webhook_url".into(), format!("{}/hook", receiver.url));
+    v.insert("alert_webhook_host".into(), receiver.url.clone());
+    let app = app("jobs-http", &v);
+    assert_eq!(post(&app).await.json["summary"]["deadLettered"], 1);
+    let alerts: Vec<String> =
+        receiver.requests().iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect();
+    assert_eq!(alerts.len(), 1);
+    assert!(alerts[0].contains("rejected: HTTP 422"), "{alerts:?}");
+    assert!(!alerts[0].contains("4111"), "{alerts:?}");
+    assert!(!app.output().contains("4111"), "logs");
+    assert!(row(&env, id).await.error.unwrap().contains("4111 1111"), "the database keeps it");
+}
+
+/// Recording an attempt finds the row by its primary key: with a large log, a run scans none of
+/// it (`id::text = $1` would scan all of it for every attempt).
+#[tokio::test(flavor = "multi_thread")]
+async fn attempts_are_recorded_through_the_primary_key() {
+    let env = Env::new().await;
+    let fake = Processor::default().start().await;
+    env.db
+        .batch_execute(
+            "INSERT INTO whatsapp_webhook_logs (\"organizationId\", payload, processed, \"signatureValid\", \"retryCount\", \"createdAt\") \
+             SELECT gen_random_uuid(), '{}', true, true, 0, timezone('UTC', now()) FROM generate_series(1, 20000); \
+             ANALYZE whatsapp_webhook_logs;",
+        )
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        seed::webhook(&env.db, Webhook::default()).await;
+    }
+    let scans = || async {
+        // Statistics reach the view within a second of the statements that made them.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let n: i64 = env
+            .db
+            .query_one(
+                "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'whatsapp_webhook_logs'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        n
+    };
+    let before = scans().await;
+    let r = post(&app("jobs-http", &vars(&env, &fake))).await;
+    assert_eq!(r.json["summary"]["delivered"], 10, "{}", r.json);
+    let during = scans().await - before;
+    assert!(during <= 1, "{during} sequential scans of the log for 10 attempts");
+}
+
+/// The redrive body: at most 64 KB, and one of the two forms.
+#[tokio::test(flavor = "multi_thread")]
+async fn redrive_bodies_are_bounded_and_unambiguous() {
+    let env = Env::new().await;
+    let fake = Processor::default().start().await;
+    let app = app("jobs-http", &vars(&env, &fake));
+    let redrive = |body: String| {
+        let app = &app;
+        async move {
+            call_with_body(
+                app,
+                "POST",
+                "/api/v1/jobs/webhook-retry/redrive",
+                &[("x-cron-secret", SECRET)],
+                &body,
+            )
+            .await
+        }
+    };
+    let big = json!({ "ids": vec![Uuid::nil().to_string(); 2000] }).to_string();
+    assert!(big.len() > 64 * 1024);
+    assert_eq!(redrive(big).await.status, 413);
+    assert_eq!(redrive(r#"{"dead":true,"ids":[]}"#.into()).await.status, 400);
+    assert_eq!(redrive(r#"{"ids":["not-a-uuid"]}"#.into()).await.status, 400);
+    assert_eq!(redrive(r#"{"dead":true}"#.into()).await.json["redriven"], 0);
 }

@@ -134,13 +134,23 @@ impl Manifest {
         component_id: &str,
         overrides: &HashMap<String, String>,
     ) -> Result<ResolvedComponent> {
+        self.resolve_with_env(component_id, overrides, |name| std::env::var(name).ok())
+    }
+
+    /// [`Manifest::resolve`] with `env` in place of the process environment (`SPIN_VARIABLE_*`).
+    pub fn resolve_with_env(
+        &self,
+        component_id: &str,
+        overrides: &HashMap<String, String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ResolvedComponent> {
         let component = self.component(component_id)?;
         let mut app_values = HashMap::new();
         for (name, decl) in &self.variables {
             let value = overrides
                 .get(name)
                 .cloned()
-                .or_else(|| std::env::var(format!("SPIN_VARIABLE_{}", name.to_uppercase())).ok())
+                .or_else(|| env(&format!("SPIN_VARIABLE_{}", name.to_uppercase())))
                 .or_else(|| decl.default.clone());
             match value {
                 Some(v) => {

@@ -43,9 +43,21 @@ pub fn graph_error(
 pub struct Script {
     nodes: Arc<Mutex<HashMap<String, Canned>>>,
     tokens: Arc<Mutex<HashMap<String, Canned>>>,
+    /// The app access token (`<app id>|<app secret>`) `debug_token` accepts; any when unset.
+    app_token: Arc<Mutex<Option<String>>>,
+}
+
+/// What Meta answers `debug_token` asked with an app token whose secret is wrong.
+pub fn bad_app_token() -> Canned {
+    graph_error(400, 190, None, "OAuthException", "Invalid OAuth access token signature.", false)
 }
 
 impl Script {
+    pub fn app_token(&self, app_id: &str, app_secret: &str) -> &Self {
+        *self.app_token.lock().unwrap() = Some(format!("{app_id}|{app_secret}"));
+        self
+    }
+
     pub fn node(&self, id: &str, reply: Canned) -> &Self {
         self.nodes.lock().unwrap().insert(id.into(), reply);
         self
@@ -59,6 +71,11 @@ impl Script {
     fn answer(&self, req: &Recorded) -> Canned {
         let path = req.target.split('?').next().unwrap_or_default();
         if path.ends_with("/debug_token") {
+            let expected = self.app_token.lock().unwrap().clone();
+            let presented = req.header("authorization").and_then(|a| a.strip_prefix("Bearer "));
+            if expected.is_some_and(|t| presented != Some(t.as_str())) {
+                return bad_app_token();
+            }
             let token = req
                 .target
                 .split("input_token=")

@@ -178,6 +178,20 @@ pub async fn migrate(db: &tokio_postgres::Client) {
     }
 }
 
+/// spin.toml with `entry` taken out of every component's `allowed_outbound_hosts`, as an
+/// operator's edited copy might be.
+pub fn manifest_without_host(entry: &str) -> Manifest {
+    let text = std::fs::read_to_string(root().join("spin.toml")).unwrap();
+    let quoted = format!("\"{entry}\"");
+    let edited = text.replace(&format!("{quoted}, "), "").replace(&format!(", {quoted}"), "");
+    assert_ne!(edited, text, "{entry} is not an allowed host of spin.toml");
+    let path = std::env::temp_dir().join(format!("spin.{}.toml", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&path, edited).unwrap();
+    let edited = Manifest::load(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    edited
+}
+
 pub fn app(component: &str, vars: &HashMap<String, String>) -> App {
     runtime().app(&manifest(), component, vars).expect("app")
 }

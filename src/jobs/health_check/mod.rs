@@ -16,6 +16,9 @@ pub mod retention;
 
 use std::time::{Duration, Instant};
 
+use std::pin::pin;
+
+use futures::future::{select, Either};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
@@ -23,12 +26,13 @@ use serde_json::json;
 use crate::alerts::Alert;
 use crate::context::{JobContext, JobError, JobOutcome, Turn};
 use crate::graph::{self, CutShort, Node};
+use crate::time;
 use classify::{Health, Inputs, Verdict};
 use connections::{CheckResult, DueConnection};
 
 /// Results written per transaction, at the most...
 const WRITE_BATCH: usize = 50;
-/// ...and at the latest this long after the previous write.
+/// ...and at the latest this long after the last of them finished.
 const WRITE_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
@@ -85,18 +89,35 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
 
     let mut run = RunState { summary: Summary { skipped, ..Default::default() }, alerts: Vec::new() };
     let mut pending: Vec<Checked> = Vec::new();
-    let mut last_write = Instant::now();
+    // When the oldest pending result finished: results wait at most WRITE_EVERY for company,
+    // even when no other check finishes.
+    let mut oldest = Instant::now();
     let mut app_refused = None;
-    while let Some(turn) = turns.next().await {
+    loop {
+        let write_at = oldest + WRITE_EVERY;
+        let turn = if pending.is_empty() {
+            turns.next().await
+        } else {
+            match select(turns.next(), pin!(time::sleep_until(write_at))).await {
+                Either::Left((turn, _)) => turn,
+                Either::Right(_) => {
+                    run.write(ctx, std::mem::take(&mut pending))?;
+                    continue;
+                }
+            }
+        };
+        let Some(turn) = turn else { break };
         let Turn::Done(Some(checked)) = turn else {
             run.summary.remaining += 1;
             continue;
         };
         app_refused = app_refused.or_else(|| checked.app_refused.clone());
+        if pending.is_empty() {
+            oldest = Instant::now();
+        }
         pending.push(checked);
-        if pending.len() >= WRITE_BATCH || last_write.elapsed() >= WRITE_EVERY {
+        if pending.len() >= WRITE_BATCH {
             run.write(ctx, std::mem::take(&mut pending))?;
-            last_write = Instant::now();
         }
     }
     drop(turns);

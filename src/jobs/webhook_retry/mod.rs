@@ -116,7 +116,7 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
     queue.release(&unrecorded)?;
     if let Some(why) = misconfigured {
         return Err(JobError::Misconfigured(format!(
-            "the webhook processor cannot be reached as configured ({why}): check webhook_processor_url \
+            "the webhook processor {processor} cannot be reached as configured ({why}): check webhook_processor_url \
              and that webhook_processor_host allows it; {} claimed webhooks were released, none charged an attempt",
             unrecorded.len()
         )));
