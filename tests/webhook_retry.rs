@@ -802,3 +802,47 @@ async fn redrive_bodies_are_bounded_and_unambiguous() {
     assert_eq!(redrive(r#"{"ids":["not-a-uuid"]}"#.into()).await.status, 400);
     assert_eq!(redrive(r#"{"dead":true}"#.into()).await.json["redriven"], 0);
 }
+
+/// The budget bounds the whole run whatever the processor and the alert receiver do: with a
+/// processor answering in 9 s and an alert receiver that never answers, a run with the default
+/// 25 s budget answers within 27 s, deliveries the budget cut short are released uncharged, and
+/// every finished delivery is recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_answers_within_its_budget_whatever_its_peers_do() {
+    let env = Env::new().await;
+    let p = Processor::default();
+    let fake = p.start().await;
+    let receiver = FakeHttp::start(|_| Canned::text(200, "ok").after(Duration::from_secs(60))).await;
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        let id = seed::webhook(&env.db, Webhook::default()).await;
+        p.then(id, vec![Canned::text(400, "no").after(Duration::from_secs(9))]);
+        ids.push(id);
+    }
+    let mut v = vars(&env, &fake);
+    v.insert("alert_webhook_url".into(), format!("{}/hook", receiver.url));
+    v.insert("alert_webhook_host".into(), receiver.url.clone());
+    let app = app("jobs-http", &v);
+    let started = std::time::Instant::now();
+    let r = post(&app).await;
+    let elapsed = started.elapsed();
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert!(elapsed < Duration::from_millis(27_500), "answered after {elapsed:?}");
+    let dead = r.json["summary"]["deadLettered"].as_i64().unwrap();
+    assert!(dead > 0 && dead < 40, "{}", r.json);
+    assert!(!receiver.requests().is_empty(), "alerts were attempted");
+    let recorded: i64 =
+        env.db.query_one("SELECT count(*) FROM webhook_retry_attempts", &[]).await.unwrap().get(0);
+    assert_eq!(recorded, dead, "every finished delivery is recorded, no other");
+    let uncharged: i64 = env
+        .db
+        .query_one(
+            "SELECT count(*) FROM whatsapp_webhook_logs WHERE \"retryCount\" = 0 AND \"deadAt\" IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(uncharged, 40 - dead, "the rest were released without an attempt");
+    assert_eq!(r.json["summary"]["remaining"].as_i64(), Some(40 - dead));
+}
