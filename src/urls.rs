@@ -34,16 +34,7 @@ pub fn split(url: &str) -> Option<Parts<'_>> {
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (with_userinfo, path_and_query) = rest.split_at(end);
     let authority = with_userinfo.rsplit_once('@').map_or(with_userinfo, |(_, hostport)| hostport);
-    let (host, port) = if authority.starts_with('[') {
-        let close = authority.find(']')?;
-        let (host, after) = authority.split_at(close + 1);
-        (host, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        }
-    };
+    let (host, port) = host_and_port(authority)?;
     if host.is_empty() || host.contains(char::is_whitespace) {
         return None;
     }
@@ -52,6 +43,19 @@ pub fn split(url: &str) -> Option<Parts<'_>> {
         None => None,
     };
     Some(Parts { scheme, authority, host, port, path_and_query })
+}
+
+/// `host[:port]`, where an IPv6 host keeps its brackets.
+fn host_and_port(authority: &str) -> Option<(&str, Option<&str>)> {
+    if authority.starts_with('[') {
+        let close = authority.find(']')?;
+        let (host, after) = authority.split_at(close + 1);
+        return Some((host, after.strip_prefix(':')));
+    }
+    Some(match authority.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    })
 }
 
 fn well_known_port(scheme: &str) -> Option<u16> {
@@ -79,16 +83,7 @@ pub fn entry_allows(entry: &str, url: &str) -> Result<bool, ()> {
     if rest.contains('/') || rest.contains('@') || rest.is_empty() {
         return Err(());
     }
-    let (host, port) = if rest.starts_with('[') {
-        let close = rest.find(']').ok_or(())?;
-        let (host, after) = rest.split_at(close + 1);
-        (host, after.strip_prefix(':'))
-    } else {
-        match rest.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (rest, None),
-        }
-    };
+    let (host, port) = host_and_port(rest).ok_or(())?;
     if host.is_empty() || (host.contains('*') && host != "*" && !host.starts_with("*.")) {
         return Err(());
     }
