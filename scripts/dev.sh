@@ -2,7 +2,7 @@
 # Runs the app locally under Spin: starts Postgres and Redis on loopback when none is running
 # (installing them where it can), creates the database `whatrack_jobs`, applies the migrations,
 # generates a cron secret (kept in .spin/dev-secret) and runs `spin build --up` with local
-# defaults. Needs Spin 3.x and the cron trigger plugin (README, "Running locally"); without
+# defaults. Needs Spin 3.x and the cron trigger plugin 0.4.2 (README, "Running locally"); without
 # Spin it serves the HTTP routes with the project's wasmtime test host instead (no cron).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,14 +34,17 @@ variables=(
   --variable redis_host="$TEST_REDIS_URL"
   --variable token_encryption_key="$(cat .spin/dev-key)"
 )
+scripts/wasm-target.sh
 if command -v spin >/dev/null; then
+  scripts/check-cron-plugin.sh
   exec spin build --up --listen 127.0.0.1:3000 "${variables[@]}" "$@"
 fi
 cat >&2 <<'MSG'
 spin is not installed: serving the HTTP routes with the test host instead (cron schedules do
-not fire; POST the job routes). To run under Spin, install Spin 3.x and the cron plugin:
+not fire; POST the job routes). To run under Spin, install Spin 3.x and the cron plugin line
+this component is built for (README, "The cron trigger plugin"):
   curl -fsSL https://spinframework.dev/downloads/install.sh | bash && sudo mv spin /usr/local/bin/
-  spin plugins install --url https://github.com/spinframework/spin-trigger-cron/releases/download/canary/trigger-cron.json --yes
+  spin plugins update && spin plugins install trigger-cron --version 0.4.2 --yes
 MSG
 cargo build --target wasm32-wasip2 --release
 exec cargo run -q -p spin-test-host --bin serve -- --listen 127.0.0.1:3000 "${variables[@]}" "$@"

@@ -7,9 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 eval "$(scripts/services.sh)"
-if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx wasm32-wasip2; then
-  rustup target add wasm32-wasip2
-fi
+scripts/wasm-target.sh
 cargo build --target wasm32-wasip2 --release
 
 # Each test makes its own database; drop those that earlier runs left behind.

@@ -27,6 +27,8 @@ enum Route {
     Overview,
     /// `GET` (status) and `POST` (run) `/api/v1/jobs/<job>`
     Job(JobType),
+    /// `GET /api/v1/jobs/<job>/run`: runs the job, for schedulers that can only GET
+    Run(JobType),
     /// `GET /api/v1/jobs/<job>/runs`
     Runs(JobType),
     /// `POST /api/v1/jobs/webhook-retry/redrive`
@@ -44,6 +46,7 @@ impl Route {
         let job = JobType::parse(job)?;
         match tail {
             None => Some(Route::Job(job)),
+            Some("run") => Some(Route::Run(job)),
             Some("runs") => Some(Route::Runs(job)),
             Some("redrive") if job == JobType::WebhookRetry => Some(Route::Redrive),
             Some(_) => None,
@@ -54,14 +57,20 @@ impl Route {
         match self {
             Route::Job(_) => &[Method::GET, Method::POST],
             Route::Redrive => &[Method::POST],
-            Route::Overview | Route::Runs(_) => &[Method::GET],
+            Route::Overview | Route::Run(_) | Route::Runs(_) => &[Method::GET],
         }
+    }
+
+    /// Whether `?secret=` counts: on the status and run GETs only, for monitors and schedulers
+    /// that cannot send a header. A query string ends up in proxy logs, so nowhere else.
+    fn takes_query_secret(self, method: &Method) -> bool {
+        matches!(self, Route::Job(_) | Route::Run(_)) && method == Method::GET
     }
 
     /// The log tag of what this route does.
     fn log_name(self) -> &'static str {
         match self {
-            Route::Job(job) | Route::Runs(job) => job.log_name(),
+            Route::Job(job) | Route::Run(job) | Route::Runs(job) => job.log_name(),
             Route::Redrive => JobType::WebhookRetry.log_name(),
             Route::Overview => "JobsOverview",
         }
@@ -86,7 +95,7 @@ async fn handle(req: Request) -> Response {
         (Route::Runs(job), _) => recent_runs(&config, job, req.query()),
         (Route::Redrive, _) => redrive(&config, req.body()),
         (Route::Job(job), Method::GET) => status(&config, job),
-        (Route::Job(job), _) => run(&config, job).await,
+        (Route::Job(job) | Route::Run(job), _) => run(&config, job).await,
     }
 }
 
@@ -94,9 +103,7 @@ async fn handle(req: Request) -> Response {
 /// misconfigured; then loads the configuration once for the route.
 fn authenticate(req: &Request, method: &Method, route: Route) -> Result<Config, Response> {
     let secrets = Secrets::from_source(&SpinVariables).map_err(|e| config_error(route, e))?;
-    // The query parameter is honoured on GETs only: a POST that starts work must not carry its
-    // secret in a URL that proxies log.
-    let query_secret = (method == Method::GET).then(|| query_param(req.query(), "secret")).flatten();
+    let query_secret = route.takes_query_secret(method).then(|| query_param(req.query(), "secret")).flatten();
     let presented = Presented {
         x_cron_secret: header(req, "x-cron-secret"),
         authorization: header(req, http::header::AUTHORIZATION.as_str()),

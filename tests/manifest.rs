@@ -78,3 +78,117 @@ fn the_component_imports_only_what_spin_provides() {
     exports.sort();
     assert_eq!(exports, ["handle-cron-event", "wasi:http/incoming-handler@0.2.0"]);
 }
+
+fn yaml_documents(file: &str) -> Vec<serde_yaml::Value> {
+    let text = std::fs::read_to_string(root().join("deploy/kubernetes").join(file)).unwrap();
+    serde_yaml::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect()
+}
+
+/// The SpinApp runs the HTTP component only, twice, with every variable spin.toml declares taken
+/// from the Secret, which offers each of them.
+#[test]
+fn the_spinapp_wires_every_variable_from_the_secret() {
+    let app = &yaml_documents("spinapp.yaml")[0];
+    assert_eq!(app["apiVersion"], "core.spinkube.dev/v1alpha1");
+    assert_eq!(app["kind"], "SpinApp");
+    let spec = &app["spec"];
+    assert_eq!(spec["replicas"], 2);
+    assert_eq!(spec["components"], serde_yaml::to_value(["jobs-http"]).unwrap());
+    let wired: std::collections::BTreeMap<String, &serde_yaml::Value> = spec["variables"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| (v["name"].as_str().unwrap().to_owned(), &v["valueFrom"]["secretKeyRef"]))
+        .collect();
+    let declared: std::collections::BTreeSet<String> =
+        manifest().variable_names().map(str::to_owned).collect();
+    assert_eq!(wired.keys().cloned().collect::<std::collections::BTreeSet<_>>(), declared);
+    let secret_text = std::fs::read_to_string(root().join("deploy/kubernetes/secret.example.yaml")).unwrap();
+    for (name, key_ref) in wired {
+        assert_eq!(
+            (key_ref["name"].as_str(), key_ref["key"].as_str()),
+            (Some("whatrack-jobs"), Some(name.as_str()))
+        );
+        let required = ["cron_secret", "database_url", "redis_url"].contains(&name.as_str());
+        assert_eq!(key_ref["optional"].as_bool().unwrap_or(false), !required, "{name}");
+        assert!(secret_text.contains(&format!("{name}: ")), "secret.example.yaml offers {name}");
+    }
+}
+
+/// Kubernetes schedules have no seconds: `0 0 2 * * *` is `0 2 * * *`.
+fn without_seconds(spin: &str) -> String {
+    let fields: Vec<&str> = spin.split_whitespace().collect();
+    assert_eq!(fields.len(), 6, "{spin}");
+    assert_eq!(fields[0], "0", "{spin}: Kubernetes cannot run at a second other than 0");
+    fields[1..].join(" ")
+}
+
+/// The CronJobs call the job routes on spin.toml's schedules, in UTC, one run at a time, with
+/// the secret from the Secret.
+#[test]
+fn the_cronjobs_follow_the_cron_triggers() {
+    let m = manifest();
+    let jobs = yaml_documents("cronjobs.yaml");
+    assert_eq!(jobs.len(), m.cron_triggers.len());
+    for (expression, component) in &m.cron_triggers {
+        let job_type = m.resolve(component, &base_variables()).unwrap().variables["job"].clone();
+        let route = format!("http://whatrack-jobs/api/v1/jobs/{job_type}");
+        let job = jobs
+            .iter()
+            .find(|j| {
+                j["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a.as_str() == Some(route.as_str()))
+            })
+            .unwrap_or_else(|| panic!("no CronJob calls {route}"));
+        let spec = &job["spec"];
+        assert_eq!(spec["schedule"].as_str().unwrap(), without_seconds(expression), "{job_type}");
+        assert_eq!(spec["timeZone"], "Etc/UTC");
+        assert_eq!(spec["concurrencyPolicy"], "Forbid");
+        let container = &spec["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+        let env = &container["env"][0];
+        assert_eq!(env["valueFrom"]["secretKeyRef"]["key"], "cron_secret");
+        let args: Vec<&str> =
+            container["args"].as_sequence().unwrap().iter().filter_map(|a| a.as_str()).collect();
+        assert!(args.contains(&"x-cron-secret: $(CRON_SECRET)") && args.contains(&"POST"), "{args:?}");
+    }
+}
+
+fn base_variables() -> std::collections::HashMap<String, String> {
+    std::collections::HashMap::from([
+        ("cron_secret".to_string(), SECRET.to_string()),
+        ("database_url".to_string(), "postgres://u@localhost/db".to_string()),
+        ("redis_url".to_string(), "redis://localhost:6379".to_string()),
+    ])
+}
+
+/// `scripts/dev.sh` refuses a cron plugin of the other line, saying what to run; a fake `spin`
+/// stands in for each installed state.
+#[test]
+fn the_cron_plugin_check_names_the_version_to_install() {
+    for (listed, ok) in [
+        ("trigger-cron 0.4.2 [installed]\n", true),
+        ("trigger-cron 0.5.0 [installed]\nkube 0.3.0 [installed]\n", false),
+        ("kube 0.3.0 [installed]\n", false),
+    ] {
+        let bin = std::env::temp_dir().join(format!("fake-spin-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&bin).unwrap();
+        let spin = bin.join("spin");
+        std::fs::write(&spin, format!("#!/bin/sh\nprintf '{}'\n", listed.replace('\n', "\\n"))).unwrap();
+        std::process::Command::new("chmod").arg("+x").arg(&spin).status().unwrap();
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+        let out = std::process::Command::new("bash")
+            .arg(root().join("scripts/check-cron-plugin.sh"))
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        std::fs::remove_dir_all(&bin).unwrap();
+        assert_eq!(out.status.success(), ok, "{listed}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        if !ok {
+            assert!(said.contains("spin plugins install trigger-cron --version 0.4.2 --yes"), "{said}");
+        }
+    }
+}

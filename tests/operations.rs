@@ -265,8 +265,9 @@ async fn recent_runs_of_a_job() {
     for key in ["jobType", "trigger", "status", "startedAt", "finishedAt", "summary", "error"] {
         assert!(runs[0].get(key).is_some(), "{key}");
     }
+    let bearer = format!("Bearer {SECRET}");
     let all =
-        call(&app, "GET", &format!("/api/v1/jobs/whatsapp-health-check/runs?secret={SECRET}"), &[]).await;
+        call(&app, "GET", "/api/v1/jobs/whatsapp-health-check/runs", &[("authorization", &bearer)]).await;
     assert_eq!(all.json["runs"].as_array().unwrap().len(), 3);
     let none = call(&app, "GET", "/api/v1/jobs/webhook-retry/runs", &[("x-cron-secret", SECRET)]).await;
     assert_eq!(none.json["runs"], json!([]));

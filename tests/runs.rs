@@ -476,3 +476,73 @@ async fn an_empty_graph_url_is_named_not_a_refusal_of_everything() {
     }
     assert!(env.job_runs().await.is_empty());
 }
+
+/// Schedulers that can only GET (Akamai Functions' crons, Vercel Cron): `GET .../run` runs the
+/// job exactly as the POST does, authenticated by the Bearer header, `x-cron-secret`, or
+/// `?secret=`; the status GET still runs nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_get_of_run_runs_the_job_for_schedulers_that_can_only_get() {
+    let env = Env::new().await;
+    let fake = graph::start(&Script::default()).await;
+    let app = app("jobs-http", &env.variables(&fake.url));
+    let run = format!("{PATH}/run");
+    let bearer = format!("Bearer {SECRET}");
+    let with_query = format!("{run}?secret={SECRET}");
+    let mut ids = Vec::new();
+    for (how, path, headers) in [
+        ("bearer, as Vercel Cron sends it", run.as_str(), vec![("authorization", bearer.as_str())]),
+        ("x-cron-secret", run.as_str(), vec![("x-cron-secret", SECRET)]),
+        ("?secret=, as spin aka crons sends it", with_query.as_str(), vec![]),
+    ] {
+        seed::connection(&env.db, Connection::default()).await;
+        let r = call(&app, "GET", path, &headers).await;
+        assert_eq!(r.status, 200, "{how}: {}", r.json);
+        assert_eq!(r.json["message"], "WhatsApp health check completed", "{how}");
+        assert_eq!(r.json["summary"]["checked"], 1, "{how}: {}", r.json);
+        ids.push(r.json["jobId"].as_str().unwrap().to_owned());
+    }
+    let runs = env.job_runs().await;
+    assert_eq!(runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), ids);
+    assert!(runs.iter().all(|r| r.status == "succeeded" && r.trigger == "http"));
+
+    // Refused: no secret, a wrong one, the secret in the query of a POST or of another GET.
+    for (method, path) in [
+        ("GET", run.clone()),
+        ("GET", format!("{run}?secret=wrong-wrong-wrong-wrong-wrong-wrong")),
+        ("POST", format!("{PATH}?secret={SECRET}")),
+        ("GET", format!("/api/v1/jobs?secret={SECRET}")),
+        ("GET", format!("{PATH}/runs?secret={SECRET}")),
+    ] {
+        assert_eq!(call(&app, method, &path, &[]).await.status, 401, "{method} {path}");
+    }
+    assert_eq!(env.job_runs().await.len(), 3, "nothing ran");
+    // The status GET runs nothing; POST is for the job route itself.
+    let status = call(&app, "GET", &format!("{PATH}?secret={SECRET}"), &[]).await;
+    assert_eq!(status.json["isRunning"], false);
+    let post = call(&app, "POST", &run, &[("x-cron-secret", SECRET)]).await;
+    assert_eq!((post.status, post.headers.get("allow").unwrap().to_str().unwrap()), (405, "GET"));
+    assert_eq!(env.job_runs().await.len(), 3);
+}
+
+/// Every line of a run carries its jobId, so that logs join to the run and to its trace.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_log_line_of_a_run_carries_its_job_id() {
+    let env = Env::new().await;
+    let fake = graph::start(&Script::default()).await;
+    seed::connection(&env.db, Connection::default()).await;
+    let app = app("jobs-http", &env.variables(&fake.url));
+    let id = post_health(&app).await.json["jobId"].as_str().unwrap().to_owned();
+    // And a failing run: its failure line too.
+    env.db.batch_execute("ALTER TABLE whatsapp_health RENAME TO whatsapp_health_gone").await.unwrap();
+    seed::connection(&env.db, Connection { phone_number_id: Some("2002"), ..Default::default() }).await;
+    let failed = post_health(&app).await;
+    assert_eq!(failed.status, 500);
+    let lines: Vec<serde_json::Value> =
+        app.output().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.len() > 4);
+    for line in &lines {
+        assert!(line["jobId"].as_str().is_some_and(|j| j.starts_with("whatsapp-health-check-")), "{line}");
+    }
+    assert!(lines.iter().any(|l| l["jobId"] == id.as_str()));
+    assert!(lines.iter().any(|l| l["msg"] == "run failed"), "the failure is among them");
+}

@@ -76,15 +76,15 @@ pub struct Completed {
 const JOB_ID_ATTEMPTS: u64 = 20;
 
 pub async fn run_job(job: JobType, trigger: Trigger, config: &Config) -> Result<Completed, RunError> {
-    let log = Logger::new(job.log_name());
+    // Tagged with the jobId once there is one, so that every line of a run can be joined to it
+    // (and to the request's trace).
+    let mut log = Logger::new(job.log_name());
     let deadline = Deadline::after(config.job_time_budget);
     let finish = deadline.extended(FINISH_GRACE);
-    let result = run_locked(job, trigger, config, deadline, &log).await;
+    let result = run_locked(job, trigger, config, deadline, &mut log).await;
     match &result {
         Ok(_) => {}
-        Err(RunError::Busy { job_id }) => {
-            log.info("lock held by another run, skipping", json!({ "jobId": job_id }))
-        }
+        Err(RunError::Busy { .. }) => log.info("lock held by another run, skipping", json!({})),
         Err(e @ RunError::NoFreeJobId { .. }) => log.info("skipping", json!({ "reason": e.to_string() })),
         Err(other) => {
             let error = other.to_string();
@@ -104,12 +104,13 @@ async fn run_locked(
     trigger: Trigger,
     config: &Config,
     deadline: Deadline,
-    log: &Logger,
+    log: &mut Logger,
 ) -> Result<Completed, RunError> {
     job.check_config(config)?;
     let db = Db::open(&config.database_url)?;
     let job_id = reserve_job_id(&db, job, trigger)?;
-    let log = log.with_job_id(&job_id);
+    *log = log.with_job_id(&job_id);
+    let log = &*log;
 
     let redis = match Redis::open(&config.redis_url)
         .and_then(|r| r.try_lock(job.as_str(), &job_id, config.lock_ttl).map(|got| (r, got)))

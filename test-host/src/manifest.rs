@@ -115,6 +115,11 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// The names of the application variables (`[variables]`).
+    pub fn variable_names(&self) -> impl Iterator<Item = &str> {
+        self.variables.keys().map(String::as_str)
+    }
+
     pub fn component_ids(&self) -> impl Iterator<Item = &str> {
         self.components.keys().map(String::as_str)
     }
