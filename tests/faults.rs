@@ -1,0 +1,370 @@
+//! Faults injected for real: host processes killed with SIGKILL mid-run, and load from two
+//! host processes (two replicas) sharing one Postgres and one Redis. Nothing is lost, nothing is
+//! done twice. The long ones run at a reduced size here; `LOAD_SECONDS=60 scripts/test.sh --test
+//! faults` runs the load for the full minute.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::fake::{Canned, FakeHttp};
+use common::graph::{self, Script};
+use common::process::{self, Served};
+use common::seed::{self, Connection, Webhook};
+use common::*;
+use serde_json::json;
+
+const HEALTH: &str = "/api/v1/jobs/whatsapp-health-check";
+const RETRY: &str = "/api/v1/jobs/webhook-retry";
+
+fn with_processor(vars: &mut HashMap<String, String>, processor: &FakeHttp) {
+    vars.insert("webhook_processor_url".into(), format!("{}/webhooks", processor.url));
+    vars.insert("webhook_processor_host".into(), processor.url.clone());
+}
+
+/// `[startedAt, finishedAt]` of a job's runs that held the lock, in ms, oldest first.
+async fn run_intervals(env: &Env, job: &str) -> Vec<(i64, i64)> {
+    env.db
+        .query(
+            "SELECT (EXTRACT(EPOCH FROM \"startedAt\") * 1000)::bigint, (EXTRACT(EPOCH FROM \"finishedAt\") * 1000)::bigint \
+             FROM job_runs WHERE \"jobType\" = $1 AND status IN ('succeeded', 'partial') ORDER BY \"startedAt\", id",
+            &[&job],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// Two replicas, each hit by 20 concurrent POSTs per job route, again and again: one run of a
+/// job at a time (the rows' intervals never overlap), every other request a 429, no 5xx, and no
+/// webhook delivered twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_under_load_run_one_at_a_time() {
+    let seconds: u64 = std::env::var("LOAD_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
+    let env = Env::new().await;
+    let graph = graph::start(&Script::default()).await;
+    let processor =
+        FakeHttp::start(|_| Canned::json(200, json!({"ok":true})).after(Duration::from_millis(5))).await;
+    for i in 0..100 {
+        let phone = format!("7{i:03}");
+        seed::connection(&env.db, Connection { phone_number_id: Some(&phone), ..Default::default() }).await;
+    }
+    for _ in 0..300 {
+        seed::webhook(&env.db, Webhook::default()).await;
+    }
+    let mut vars = env.variables(&graph.url);
+    with_processor(&mut vars, &processor);
+    let replicas = [Arc::new(Served::start(&vars).await), Arc::new(Served::start(&vars).await)];
+
+    let mut statuses: HashMap<u16, usize> = HashMap::new();
+    let until = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < until {
+        let mut calls = Vec::new();
+        for replica in &replicas {
+            for path in [HEALTH, RETRY] {
+                for _ in 0..20 {
+                    let replica = replica.clone();
+                    calls.push(tokio::spawn(async move {
+                        replica.request("POST", path, &[("x-cron-secret", SECRET)]).await.map(|(s, _)| s)
+                    }));
+                }
+            }
+        }
+        for call in calls {
+            *statuses.entry(call.await.unwrap().expect("the replica answered")).or_default() += 1;
+        }
+    }
+    let total: usize = statuses.values().sum();
+    println!("{total} requests in {seconds} s: {statuses:?}");
+    assert!(statuses.keys().all(|s| *s == 200 || *s == 429), "{statuses:?}");
+    assert!(statuses[&429] > statuses[&200], "{statuses:?}");
+
+    for job in ["whatsapp-health-check", "webhook-retry"] {
+        let runs = run_intervals(&env, job).await;
+        assert!(!runs.is_empty(), "{job} ran");
+        for pair in runs.windows(2) {
+            let ((_, finished), (next_started, _)) = (pair[0], pair[1]);
+            assert!(next_started >= finished, "{job}: runs overlap: {pair:?}");
+        }
+    }
+    let skipped: i64 =
+        env.db.query_one("SELECT count(*) FROM job_runs WHERE status = 'skipped'", &[]).await.unwrap().get(0);
+    assert_eq!(skipped as usize, statuses[&429], "every 429 is a skipped row");
+
+    let delivered: Vec<String> =
+        processor.requests().iter().map(|r| r.header("x-webhook-log-id").unwrap().to_owned()).collect();
+    let distinct: HashSet<&String> = delivered.iter().collect();
+    assert_eq!(distinct.len(), delivered.len(), "a webhook was delivered twice");
+    assert_eq!(distinct.len(), 300, "the whole queue drained");
+    let checked: i64 = env
+        .db
+        .query_one("SELECT count(*) FROM whatsapp_connections WHERE \"lastHealthCheckAt\" IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(checked, 100);
+}
+
+/// A Graph API or processor that hangs on the first replica only, so that it can be killed
+/// mid-call, and answers at once for the next.
+fn hang_until(released: &Arc<AtomicBool>, answer: Canned) -> impl Fn() -> Canned + Send + Sync + 'static {
+    let released = released.clone();
+    move || {
+        if released.load(Ordering::SeqCst) {
+            answer.clone()
+        } else {
+            answer.clone().after(Duration::from_secs(60))
+        }
+    }
+}
+
+/// The variables of a crash test: a short lock TTL, so the next run does not wait an hour.
+fn crash_vars(env: &Env, graph: &str) -> HashMap<String, String> {
+    let mut vars = env.variables(graph);
+    vars.insert("job_time_budget_seconds".into(), "5".into());
+    vars.insert("lock_ttl_seconds".into(), "10".into());
+    vars
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(30), "waited too long for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits out a dead run's lock, and a second more: the run's row started a few milliseconds
+/// after its lock was set, and is abandoned once older than the TTL.
+async fn wait_for_lock_to_expire(env: &Env, key: &str) {
+    let started = Instant::now();
+    while env.redis_get(key).await.is_some() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the lock never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+async fn assert_dead_run_abandoned(env: &Env, job: &str) {
+    let runs = env.job_runs().await;
+    let dead = runs.iter().find(|r| r.job_type == job).unwrap();
+    assert_eq!(dead.status, "failed", "{dead:?}");
+    assert!(dead.error.as_deref().unwrap().starts_with("abandoned"), "{dead:?}");
+}
+
+/// The host dies mid-delivery (SIGKILL). Its lock expires by its TTL, the next run marks the dead
+/// run failed, the claimed webhooks come due when their lease ends, and in the end every webhook
+/// is delivered at least once and recorded processed exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_killed_mid_delivery_loses_nothing() {
+    let env = Env::new().await;
+    let released = Arc::new(AtomicBool::new(false));
+    let answer = hang_until(&released, Canned::json(200, json!({"ok":true})));
+    let processor = FakeHttp::start(move |_| answer()).await;
+    let ids: Vec<uuid::Uuid> = {
+        let mut ids = Vec::new();
+        for _ in 0..20 {
+            ids.push(seed::webhook(&env.db, Webhook::default()).await);
+        }
+        ids
+    };
+    let mut vars = crash_vars(&env, "http://127.0.0.1:9");
+    with_processor(&mut vars, &processor);
+
+    let mut first = Served::start(&vars).await;
+    let run = {
+        let addr = first.addr.clone();
+        tokio::spawn(
+            async move { process::request(&addr, "POST", RETRY, &[("x-cron-secret", SECRET)]).await },
+        )
+    };
+    wait_for("the first deliveries", || processor.requests().len() >= 16).await;
+    first.kill();
+    assert_eq!(run.await.unwrap().map(|(s, _)| s), None, "the killed host never answered");
+    released.store(true, Ordering::SeqCst);
+
+    let second = Served::start(&vars).await;
+    let busy = second.request("POST", RETRY, &[("x-cron-secret", SECRET)]).await.unwrap();
+    assert_eq!(busy.0, 429, "the dead run's lock holds until its TTL");
+    wait_for_lock_to_expire(&env, "job-lock:webhook-retry").await;
+    let (status, body) = second.request("POST", RETRY, &[("x-cron-secret", SECRET)]).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_dead_run_abandoned(&env, "webhook-retry").await;
+    // The dead run's claims hold until their lease ends (budget + 70 s); then they are due.
+    let leased: i64 = env
+        .db
+        .query_one(
+            "SELECT count(*) FROM whatsapp_webhook_logs WHERE processed = false \
+             AND \"nextRetryAt\" > timezone('UTC', now()) + interval '60 seconds'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leased + body["summary"]["delivered"].as_i64().unwrap(), 20, "{body}");
+    assert!(leased > 0, "claimed rows wait for their lease");
+    env.db
+        .batch_execute(
+            "UPDATE whatsapp_webhook_logs SET \"nextRetryAt\" = \"nextRetryAt\" - interval '75 seconds'",
+        )
+        .await
+        .unwrap();
+    let (status, _) = second.request("POST", RETRY, &[("x-cron-secret", SECRET)]).await.unwrap();
+    assert_eq!(status, 200);
+
+    let delivered: HashSet<String> =
+        processor.requests().iter().map(|r| r.header("x-webhook-log-id").unwrap().to_owned()).collect();
+    assert_eq!(delivered.len(), 20, "every webhook delivered at least once");
+    for id in ids {
+        let processed: i64 = env
+            .db
+            .query_one(
+                "SELECT count(*) FROM webhook_retry_attempts WHERE \"webhookLogId\" = $1 AND \"httpStatus\" = 200",
+                &[&id.to_string()],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(processed, 1, "{id} recorded processed exactly once");
+    }
+}
+
+/// The host dies mid-check: nothing half-written, and the next run after the TTL checks every
+/// active connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_killed_mid_check_loses_nothing() {
+    let env = Env::new().await;
+    let released = Arc::new(AtomicBool::new(false));
+    let answer = hang_until(&released, graph::healthy_phone());
+    let graph = FakeHttp::start(move |_| answer()).await;
+    for i in 0..10 {
+        let phone = format!("8{i:02}");
+        seed::connection(
+            &env.db,
+            Connection { phone_number_id: Some(&phone), health_status: "unknown", ..Default::default() },
+        )
+        .await;
+    }
+    let vars = crash_vars(&env, &graph.url);
+    let mut first = Served::start(&vars).await;
+    let run = {
+        let addr = first.addr.clone();
+        tokio::spawn(
+            async move { process::request(&addr, "POST", HEALTH, &[("x-cron-secret", SECRET)]).await },
+        )
+    };
+    wait_for("the first checks", || graph.requests().len() >= 10).await;
+    first.kill();
+    assert_eq!(run.await.unwrap().map(|(s, _)| s), None);
+    released.store(true, Ordering::SeqCst);
+    let audit: i64 = env.db.query_one("SELECT count(*) FROM whatsapp_health", &[]).await.unwrap().get(0);
+    assert_eq!(audit, 0, "no result was finished");
+
+    let second = Served::start(&vars).await;
+    wait_for_lock_to_expire(&env, "job-lock:whatsapp-health-check").await;
+    let (status, body) = second.request("POST", HEALTH, &[("x-cron-secret", SECRET)]).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["summary"]["checked"], 10, "{body}");
+    assert_dead_run_abandoned(&env, "whatsapp-health-check").await;
+    let healthy: i64 = env
+        .db
+        .query_one("SELECT count(*) FROM whatsapp_connections WHERE \"healthStatus\" = 'healthy'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(healthy, 10);
+}
+
+/// The host dies while a batch of results is being written (a slow trigger holds the
+/// transaction open): Postgres rolls the batch back, so no audit row stands without its
+/// connection update, and the next run writes them all.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_killed_mid_write_leaves_no_half_written_row() {
+    let env = Env::new().await;
+    let graph = graph::start(&Script::default()).await;
+    for i in 0..5 {
+        let phone = format!("9{i:02}");
+        seed::connection(
+            &env.db,
+            Connection { phone_number_id: Some(&phone), health_status: "unknown", ..Default::default() },
+        )
+        .await;
+    }
+    env.db
+        .batch_execute(
+            "CREATE TABLE slow_write_gate (open boolean NOT NULL); INSERT INTO slow_write_gate VALUES (false); \
+             CREATE FUNCTION slow_write() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN WHILE NOT (SELECT open FROM slow_write_gate) LOOP PERFORM pg_sleep(0.05); END LOOP; \
+             RETURN NEW; END $$; \
+             CREATE TRIGGER slow BEFORE UPDATE ON whatsapp_connections FOR EACH ROW EXECUTE FUNCTION slow_write();",
+        )
+        .await
+        .unwrap();
+    let vars = crash_vars(&env, &graph.url);
+    let mut first = Served::start(&vars).await;
+    let run = {
+        let addr = first.addr.clone();
+        tokio::spawn(
+            async move { process::request(&addr, "POST", HEALTH, &[("x-cron-secret", SECRET)]).await },
+        )
+    };
+    // The audit rows are inserted, and the connection update is sleeping in its trigger.
+    let started = Instant::now();
+    loop {
+        let waiting: i64 = env
+            .db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE whatsapp_connections%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the write never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill();
+    assert_eq!(run.await.unwrap().map(|(s, _)| s), None);
+    env.db.batch_execute("UPDATE slow_write_gate SET open = true").await.unwrap();
+    // The killed host's session ends; its open transaction goes with it.
+    let started = Instant::now();
+    loop {
+        let audit: i64 = env.db.query_one("SELECT count(*) FROM whatsapp_health", &[]).await.unwrap().get(0);
+        let updated: i64 = env
+            .db
+            .query_one("SELECT count(*) FROM whatsapp_connections WHERE \"healthStatus\" <> 'unknown'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!((audit, updated), (0, 0), "a half-written batch is visible");
+        let sessions: i64 = env
+            .db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE whatsapp_connections%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if sessions == 0 || started.elapsed() > Duration::from_secs(35) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let second = Served::start(&vars).await;
+    wait_for_lock_to_expire(&env, "job-lock:whatsapp-health-check").await;
+    let (status, body) = second.request("POST", HEALTH, &[("x-cron-secret", SECRET)]).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["summary"]["checked"], 5, "{body}");
+    let audit: i64 = env.db.query_one("SELECT count(*) FROM whatsapp_health", &[]).await.unwrap().get(0);
+    assert_eq!(audit, 5);
+}
