@@ -28,6 +28,20 @@ fn bearer_token(header: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// A header (or query parameter) sent more than once: refused, whichever value is right, so
+/// that a proxy adding or a client repeating one cannot make the check look at another.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Repeated;
+
+/// The one value of a header as received (all its values), if it came once and as UTF-8.
+pub fn only_value(values: &[Vec<u8>]) -> Result<Option<&str>, Repeated> {
+    match values {
+        [] => Ok(None),
+        [one] => Ok(std::str::from_utf8(one).ok()),
+        _ => Err(Repeated),
+    }
+}
+
 /// True when any presented value equals one of the accepted secrets.
 ///
 /// Both sides are hashed before the constant-time comparison so that neither the content nor the
@@ -101,6 +115,25 @@ mod tests {
             &Presented { authorization: Some("Bearer "), ..Default::default() },
             &[SECRET, ""]
         ));
+    }
+
+    #[test]
+    fn a_header_sent_twice_is_refused_whatever_its_values() {
+        let right = SECRET.as_bytes().to_vec();
+        assert_eq!(only_value(&[right.clone(), b"wrong".to_vec()]), Err(Repeated));
+        assert_eq!(only_value(&[right.clone(), right.clone()]), Err(Repeated));
+        assert_eq!(only_value(&[right]), Ok(Some(SECRET)));
+        assert_eq!(only_value(&[]), Ok(None));
+        assert_eq!(only_value(&[vec![0xff, 0xfe]]), Ok(None), "not UTF-8: not a secret");
+    }
+
+    #[test]
+    fn prefixes_and_suffixes_of_the_secret_are_refused() {
+        for wrong in
+            [format!("{SECRET}x"), format!("x{SECRET}"), SECRET[1..].to_owned(), format!("{SECRET} ")]
+        {
+            assert!(!check(Presented { x_cron_secret: Some(&wrong), ..Default::default() }), "{wrong:?}");
+        }
     }
 
     #[test]

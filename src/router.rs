@@ -1,10 +1,10 @@
 //! The HTTP entry point (SPEC section 3): a route table, the secret check, then one small
 //! function per route. Errors become status codes here and nowhere else.
 
-use http::header::{HeaderValue, ALLOW};
+use http::header::{HeaderValue, ALLOW, AUTHORIZATION};
 use http::{Method, StatusCode};
 use serde_json::json;
-use spin_sdk::http::Request;
+use spin_sdk::http::{Fields, IncomingRequest};
 use spin_sdk::http_component;
 
 use crate::api::{self, Response};
@@ -64,7 +64,7 @@ impl Route {
     /// Whether `?secret=` counts: on the status and run GETs only, for monitors and schedulers
     /// that cannot send a header. A query string ends up in proxy logs, so nowhere else.
     fn takes_query_secret(self, method: &Method) -> bool {
-        matches!(self, Route::Job(_) | Route::Run(_)) && method == Method::GET
+        matches!(self, Route::Job(_) | Route::Run(_)) && *method == Method::GET
     }
 
     /// The log tag of what this route does.
@@ -77,40 +77,72 @@ impl Route {
     }
 }
 
+/// What the router reads of a request. Headers keep every value they came with: a secret
+/// header sent twice is refused, whichever of the two is right.
+struct Incoming {
+    method: Method,
+    path: String,
+    query: String,
+    headers: Fields,
+}
+
+impl Incoming {
+    fn values(&self, name: &str) -> Vec<Vec<u8>> {
+        self.headers.get(&name.to_owned())
+    }
+}
+
 #[http_component]
-async fn handle(req: Request) -> Response {
-    let Some(route) = Route::parse(req.path()) else {
+async fn handle(req: IncomingRequest) -> Response {
+    let path_with_query = req.path_with_query().unwrap_or_default();
+    let (path, query) = path_with_query.split_once('?').unwrap_or((&path_with_query, ""));
+    let incoming = Incoming {
+        method: Method::from(req.method()),
+        path: path.to_owned(),
+        query: query.to_owned(),
+        headers: req.headers(),
+    };
+    let Some(route) = Route::parse(&incoming.path) else {
         return api::failure(StatusCode::NOT_FOUND, "Not found");
     };
-    let method = Method::from(req.method().clone());
-    if !route.methods().contains(&method) {
+    if !route.methods().contains(&incoming.method) {
         return method_not_allowed(route);
     }
-    let config = match authenticate(&req, &method, route) {
+    let config = match authenticate(&incoming, route) {
         Ok(config) => config,
         Err(refused) => return refused,
     };
-    match (route, method) {
+    match (route, &incoming.method) {
         (Route::Overview, _) => jobs_overview(&config),
-        (Route::Runs(job), _) => recent_runs(&config, job, req.query()),
-        (Route::Redrive, _) => redrive(&config, req.body()),
-        (Route::Job(job), Method::GET) => status(&config, job),
+        (Route::Runs(job), _) => recent_runs(&config, job, &incoming.query),
+        (Route::Redrive, _) => match req.into_body().await {
+            Ok(body) => redrive(&config, &body),
+            Err(e) => api::failure(StatusCode::BAD_REQUEST, &format!("reading the body: {e:?}")),
+        },
+        (Route::Job(job), &Method::GET) => status(&config, job),
         (Route::Job(job) | Route::Run(job), _) => run(&config, job).await,
     }
 }
 
-/// Checks the secret before anything else, so a stranger only ever sees 401 whatever else is
-/// misconfigured; then loads the configuration once for the route.
-fn authenticate(req: &Request, method: &Method, route: Route) -> Result<Config, Response> {
+/// Checks the secret before anything else is read, so a stranger only ever sees 401; then loads
+/// the configuration once for the route.
+fn authenticate(req: &Incoming, route: Route) -> Result<Config, Response> {
     let secrets = Secrets::from_source(&SpinVariables).map_err(|e| config_error(route, e))?;
-    let query_secret = route.takes_query_secret(method).then(|| query_param(req.query(), "secret")).flatten();
-    let presented = Presented {
-        x_cron_secret: header(req, "x-cron-secret"),
-        authorization: header(req, http::header::AUTHORIZATION.as_str()),
-        query_secret: query_secret.as_deref(),
+    let unauthorized = || api::failure(StatusCode::UNAUTHORIZED, "Unauthorized");
+    let queried: Vec<Vec<u8>> = if route.takes_query_secret(&req.method) {
+        query_values(&req.query, "secret").into_iter().map(String::into_bytes).collect()
+    } else {
+        Vec::new()
     };
+    let (x_cron_secret, authorization) = (req.values("x-cron-secret"), req.values(AUTHORIZATION.as_str()));
+    let (Ok(x_cron_secret), Ok(authorization), Ok(query_secret)) =
+        (auth::only_value(&x_cron_secret), auth::only_value(&authorization), auth::only_value(&queried))
+    else {
+        return Err(unauthorized());
+    };
+    let presented = Presented { x_cron_secret, authorization, query_secret };
     if !auth::is_authorized(&presented, &secrets.accepted()) {
-        return Err(api::failure(StatusCode::UNAUTHORIZED, "Unauthorized"));
+        return Err(unauthorized());
     }
     Config::load().map_err(|e| config_error(route, e))
 }
@@ -167,7 +199,7 @@ fn redrive(config: &Config, body: &[u8]) -> Response {
         let error = format!("Body too large: at most {} KB", MAX_REDRIVE_BODY / 1024);
         return api::failure(StatusCode::PAYLOAD_TOO_LARGE, &error);
     }
-    let Some(which) = serde_json::from_slice(body).ok().as_ref().and_then(parse_redrive) else {
+    let Some(which) = Redrive::from_json(body) else {
         return api::failure(
             StatusCode::BAD_REQUEST,
             "Body must be {\"ids\":[\"<id>\", ...]} or {\"dead\":true}, not both",
@@ -189,25 +221,12 @@ fn redrive(config: &Config, body: &[u8]) -> Response {
     }
 }
 
-fn parse_redrive(v: &serde_json::Value) -> Option<Redrive> {
-    match (v.get("dead"), v.get("ids")) {
-        (Some(serde_json::Value::Bool(true)), None) => Some(Redrive::All),
-        (None, Some(ids)) => ids
-            .as_array()?
-            .iter()
-            .map(|id| id.as_str().map(str::to_owned))
-            .collect::<Option<Vec<_>>>()
-            .map(Redrive::Ids),
-        _ => None,
-    }
-}
-
-fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.header(name).and_then(|v| v.as_str())
+fn query_values(query: &str, name: &str) -> Vec<String> {
+    form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k == name).map(|(_, v)| v.into_owned()).collect()
 }
 
 fn query_param(query: &str, name: &str) -> Option<String> {
-    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    query_values(query, name).into_iter().next()
 }
 
 fn method_not_allowed(route: Route) -> Response {

@@ -41,6 +41,9 @@ async fn unauthorized_callers_touch_nothing() {
 
     let upper = SECRET.to_uppercase();
     let wrong_bearer = format!("Bearer {}x", SECRET);
+    let (prefix, suffix, longer) = (&SECRET[..SECRET.len() - 1], &SECRET[1..], format!("{SECRET}{SECRET}"));
+    let huge = "a".repeat(1 << 20);
+    let bearer = format!("Bearer {SECRET}");
     let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
         ("missing", vec![]),
         ("wrong", vec![("x-cron-secret", "not-the-secret-not-the-secret-00000")]),
@@ -48,6 +51,13 @@ async fn unauthorized_callers_touch_nothing() {
         ("differently cased", vec![("x-cron-secret", upper.as_str())]),
         ("wrong bearer", vec![("authorization", wrong_bearer.as_str())]),
         ("basic scheme", vec![("authorization", "Basic dGVzdA==")]),
+        ("a prefix", vec![("x-cron-secret", prefix)]),
+        ("a suffix", vec![("x-cron-secret", suffix)]),
+        ("the secret twice over", vec![("x-cron-secret", longer.as_str())]),
+        ("a 1 MB header", vec![("x-cron-secret", huge.as_str())]),
+        ("sent twice, right first", vec![("x-cron-secret", SECRET), ("x-cron-secret", "wrong")]),
+        ("sent twice, right last", vec![("x-cron-secret", "wrong"), ("x-cron-secret", SECRET)]),
+        ("bearer twice", vec![("authorization", "Bearer wrong"), ("authorization", bearer.as_str())]),
     ];
     for (name, headers) in &cases {
         for method in ["POST", "GET"] {
@@ -56,9 +66,15 @@ async fn unauthorized_callers_touch_nothing() {
             assert_eq!(r.json, serde_json::json!({"success":false,"error":"Unauthorized"}), "{name}");
         }
     }
-    // The query parameter is for the GET status route only.
+    // The query parameter is for the GET status and run routes only, and once.
     let r = call(&app, "POST", &format!("{PATH}?secret={SECRET}"), &[]).await;
     assert_eq!(r.status, 401);
+    let r = call(&app, "GET", &format!("{PATH}/run?secret=wrong&secret={SECRET}"), &[]).await;
+    assert_eq!(r.status, 401, "a query secret given twice");
+    // Bytes that are not UTF-8.
+    let mut req = http::Request::post(PATH).body(bytes::Bytes::new()).unwrap();
+    req.headers_mut().insert("x-cron-secret", http::HeaderValue::from_bytes(b"\xff\xfe secret").unwrap());
+    assert_eq!(app.request(req).await.unwrap().status(), 401, "non-UTF-8 header");
     assert_eq!(hits.load(Ordering::SeqCst), 0, "Redis was contacted");
     assert!(env.job_runs().await.is_empty(), "job_runs written");
 }

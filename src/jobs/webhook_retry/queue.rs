@@ -188,9 +188,27 @@ pub struct Counts {
 }
 
 /// Which dead-lettered webhooks to put back in the queue.
+#[derive(Debug, PartialEq, Eq)]
 pub enum Redrive {
     All,
     Ids(Vec<String>),
+}
+
+impl Redrive {
+    /// `{"dead":true}` or `{"ids":["<id>", ...]}`, not both; `None` for anything else.
+    pub fn from_json(body: &[u8]) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        match (v.get("dead"), v.get("ids")) {
+            (Some(serde_json::Value::Bool(true)), None) => Some(Redrive::All),
+            (None, Some(ids)) => ids
+                .as_array()?
+                .iter()
+                .map(|id| id.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .map(Redrive::Ids),
+            _ => None,
+        }
+    }
 }
 
 /// Rows swept per run at the most (the rest go in the next run).
