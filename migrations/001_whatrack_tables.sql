@@ -2,6 +2,16 @@
 -- statement here is a no-op or adds only what is missing; on an empty database it creates a
 -- schema the jobs (and their tests) can run against. Columns are camelCase quoted identifiers
 -- (Prisma's convention); timestamps are TIMESTAMP(3) in UTC; "updatedAt" has no default.
+-- Safe on a live database, and for psql (scripts/migrate.sh runs `psql -f` on each file):
+-- - a busy table makes a statement fail after lock_timeout rather than stall WhaTrack's writers
+--   queued behind it;
+-- - a column is added only when missing: an ALTER TABLE that would change nothing is not even
+--   issued, since it would queue for an exclusive lock first;
+-- - an index is built CONCURRENTLY (no write is blocked while it builds), and only when missing:
+--   `CREATE INDEX CONCURRENTLY IF NOT EXISTS` would lock the table before finding it there. psql's
+--   \gexec runs the statement a SELECT returns, outside any transaction, as CONCURRENTLY needs;
+--   one left invalid by a failed build (a lock timeout) is dropped and built again.
+SET lock_timeout = '3s';
 
 CREATE TABLE IF NOT EXISTS whatsapp_connections (
     id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -14,8 +24,18 @@ CREATE TABLE IF NOT EXISTS whatsapp_connections (
     "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
     "updatedAt" TIMESTAMP(3) NOT NULL
 );
-ALTER TABLE whatsapp_connections ADD COLUMN IF NOT EXISTS "healthStatus" TEXT NOT NULL DEFAULT 'unknown';
-ALTER TABLE whatsapp_connections ADD COLUMN IF NOT EXISTS "lastHealthCheckAt" TIMESTAMP(3);
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'whatsapp_connections' AND column_name = 'healthStatus') THEN
+        ALTER TABLE whatsapp_connections ADD COLUMN "healthStatus" TEXT NOT NULL DEFAULT 'unknown';
+    END IF;
+END $$;
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'whatsapp_connections' AND column_name = 'lastHealthCheckAt') THEN
+        ALTER TABLE whatsapp_connections ADD COLUMN "lastHealthCheckAt" TIMESTAMP(3);
+    END IF;
+END $$;
 
 CREATE TABLE IF NOT EXISTS whatsapp_configs (
     id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -31,9 +51,24 @@ CREATE TABLE IF NOT EXISTS whatsapp_configs (
     "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
     "updatedAt" TIMESTAMP(3) NOT NULL
 );
-ALTER TABLE whatsapp_configs ADD COLUMN IF NOT EXISTS "tokenStatus" TEXT;
-ALTER TABLE whatsapp_configs ADD COLUMN IF NOT EXISTS "tokenExpiresAt" TIMESTAMP(3);
-ALTER TABLE whatsapp_configs ADD COLUMN IF NOT EXISTS "tokenLastCheckedAt" TIMESTAMP(3);
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'whatsapp_configs' AND column_name = 'tokenStatus') THEN
+        ALTER TABLE whatsapp_configs ADD COLUMN "tokenStatus" TEXT;
+    END IF;
+END $$;
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'whatsapp_configs' AND column_name = 'tokenExpiresAt') THEN
+        ALTER TABLE whatsapp_configs ADD COLUMN "tokenExpiresAt" TIMESTAMP(3);
+    END IF;
+END $$;
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'whatsapp_configs' AND column_name = 'tokenLastCheckedAt') THEN
+        ALTER TABLE whatsapp_configs ADD COLUMN "tokenLastCheckedAt" TIMESTAMP(3);
+    END IF;
+END $$;
 
 CREATE TABLE IF NOT EXISTS whatsapp_health (
     id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -63,11 +98,17 @@ CREATE TABLE IF NOT EXISTS whatsapp_webhook_logs (
 );
 
 -- The health check's selection: active connections by staleness.
-CREATE INDEX IF NOT EXISTS whatsapp_connections_status_last_health_check_idx
-    ON whatsapp_connections (status, "lastHealthCheckAt");
+SELECT format('DROP INDEX CONCURRENTLY %I', 'whatsapp_connections_status_last_health_check_idx') FROM pg_index
+    WHERE indexrelid = to_regclass('whatsapp_connections_status_last_health_check_idx') AND NOT indisvalid \gexec
+SELECT 'CREATE INDEX CONCURRENTLY whatsapp_connections_status_last_health_check_idx ON whatsapp_connections (status, "lastHealthCheckAt")'
+    WHERE to_regclass('whatsapp_connections_status_last_health_check_idx') IS NULL \gexec
 -- The token lookup per connection.
-CREATE INDEX IF NOT EXISTS whatsapp_configs_connection_id_idx
-    ON whatsapp_configs ("connectionId");
+SELECT format('DROP INDEX CONCURRENTLY %I', 'whatsapp_configs_connection_id_idx') FROM pg_index
+    WHERE indexrelid = to_regclass('whatsapp_configs_connection_id_idx') AND NOT indisvalid \gexec
+SELECT 'CREATE INDEX CONCURRENTLY whatsapp_configs_connection_id_idx ON whatsapp_configs ("connectionId")'
+    WHERE to_regclass('whatsapp_configs_connection_id_idx') IS NULL \gexec
 -- The "last two checks" lookup per connection (the unknown streak).
-CREATE INDEX IF NOT EXISTS whatsapp_health_connection_last_check_idx
-    ON whatsapp_health ("connectionId", "lastCheck" DESC);
+SELECT format('DROP INDEX CONCURRENTLY %I', 'whatsapp_health_connection_last_check_idx') FROM pg_index
+    WHERE indexrelid = to_regclass('whatsapp_health_connection_last_check_idx') AND NOT indisvalid \gexec
+SELECT 'CREATE INDEX CONCURRENTLY whatsapp_health_connection_last_check_idx ON whatsapp_health ("connectionId", "lastCheck" DESC)'
+    WHERE to_regclass('whatsapp_health_connection_last_check_idx') IS NULL \gexec

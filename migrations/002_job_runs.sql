@@ -1,4 +1,6 @@
 -- One row per run attempt of a job (SPEC section 7), 429s included.
+-- Safe on a live database, as 001 explains.
+SET lock_timeout = '3s';
 CREATE TABLE IF NOT EXISTS job_runs (
     id TEXT PRIMARY KEY,                 -- the jobId: <jobType>-<unix ms>
     "jobType" TEXT NOT NULL,
@@ -10,5 +12,7 @@ CREATE TABLE IF NOT EXISTS job_runs (
     error TEXT
 );
 
-CREATE INDEX IF NOT EXISTS job_runs_job_type_started_at_idx
-    ON job_runs ("jobType", "startedAt" DESC);
+SELECT format('DROP INDEX CONCURRENTLY %I', 'job_runs_job_type_started_at_idx') FROM pg_index
+    WHERE indexrelid = to_regclass('job_runs_job_type_started_at_idx') AND NOT indisvalid \gexec
+SELECT 'CREATE INDEX CONCURRENTLY job_runs_job_type_started_at_idx ON job_runs ("jobType", "startedAt" DESC)'
+    WHERE to_regclass('job_runs_job_type_started_at_idx') IS NULL \gexec

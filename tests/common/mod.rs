@@ -71,6 +71,13 @@ impl Env {
     /// A database that already holds `existing_sql` (e.g. WhaTrack's own tables) before the
     /// migrations run.
     pub async fn with_existing_schema(existing_sql: &str) -> Env {
+        let env = Self::unmigrated(existing_sql).await;
+        migrate(&env.database_url).await;
+        env
+    }
+
+    /// A database holding only `existing_sql`: the migrations are the test's to run.
+    pub async fn unmigrated(existing_sql: &str) -> Env {
         let name = format!("wt_{}", uuid::Uuid::new_v4().simple());
         let admin = connect(&admin_url()).await;
         admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
@@ -81,7 +88,6 @@ impl Env {
         };
         let db = connect(&database_url).await;
         db.batch_execute(existing_sql).await.unwrap();
-        migrate(&db).await;
 
         let redis_url = format!("{}/{}", redis_base(), REDIS_DB.fetch_add(1, Ordering::SeqCst) % 1000 + 1);
         let mut redis = redis::Client::open(redis_url.as_str())
@@ -166,17 +172,21 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     client
 }
 
-pub async fn migrate(db: &tokio_postgres::Client) {
-    let mut files: Vec<_> = std::fs::read_dir(root().join("migrations"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
-        .collect();
-    files.sort();
-    for f in files {
-        let sql = std::fs::read_to_string(&f).unwrap();
-        db.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{}: {e:?}", f.display()));
-    }
+/// Applies the migrations as an operator does: `scripts/migrate.sh`, with psql.
+pub async fn migrate_url(url: &str) -> std::process::Output {
+    let out = tokio::process::Command::new("bash")
+        .arg(root().join("scripts/migrate.sh"))
+        .arg(url)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    out
+}
+
+pub async fn migrate(url: &str) {
+    let out = migrate_url(url).await;
+    assert!(out.status.success(), "migrations: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// spin.toml with `entry` taken out of every component's `allowed_outbound_hosts`, as an
