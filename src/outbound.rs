@@ -61,7 +61,8 @@ pub enum OutboundError {
     Network(String),
 }
 
-/// Bodies larger than this are cut: callers only read small JSON answers or an error excerpt.
+/// Bodies are read up to this, and the rest left unread: callers only read small JSON answers or
+/// an error excerpt.
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
 const WRITE_CHUNK: usize = 4096;
 
@@ -181,8 +182,12 @@ async fn read_body(body: IncomingBody, deadline: Instant) -> Result<Option<Vec<u
                     }
                 }
                 Ok(chunk) => {
-                    if out.len() < MAX_RESPONSE_BYTES {
-                        out.extend_from_slice(&chunk);
+                    out.extend_from_slice(&chunk);
+                    // Enough to judge any answer: the rest is not read (a 50 MB answer would
+                    // hold the run for as long as it takes to come).
+                    if out.len() >= MAX_RESPONSE_BYTES {
+                        out.truncate(MAX_RESPONSE_BYTES);
+                        return Ok(Some(out));
                     }
                 }
                 Err(StreamError::Closed) => break,

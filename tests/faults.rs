@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::fake::{Canned, FakeHttp};
+use common::fake::{Broken, BrokenHttp, Canned, FakeHttp};
 use common::graph::{self, Script};
 use common::process::{self, Served};
 use common::seed::{self, Connection, Webhook};
@@ -20,9 +20,9 @@ use serde_json::json;
 const HEALTH: &str = "/api/v1/jobs/whatsapp-health-check";
 const RETRY: &str = "/api/v1/jobs/webhook-retry";
 
-fn with_processor(vars: &mut HashMap<String, String>, processor: &FakeHttp) {
-    vars.insert("webhook_processor_url".into(), format!("{}/webhooks", processor.url));
-    vars.insert("webhook_processor_host".into(), processor.url.clone());
+fn with_processor(vars: &mut HashMap<String, String>, processor_url: &str) {
+    vars.insert("webhook_processor_url".into(), format!("{processor_url}/webhooks"));
+    vars.insert("webhook_processor_host".into(), processor_url.to_owned());
 }
 
 /// `[startedAt, finishedAt]` of a job's runs that held the lock, in ms, oldest first.
@@ -58,7 +58,7 @@ async fn two_replicas_under_load_run_one_at_a_time() {
         seed::webhook(&env.db, Webhook::default()).await;
     }
     let mut vars = env.variables(&graph.url);
-    with_processor(&mut vars, &processor);
+    with_processor(&mut vars, &processor.url);
     let replicas = [Arc::new(Served::start(&vars).await), Arc::new(Served::start(&vars).await)];
 
     let mut statuses: HashMap<u16, usize> = HashMap::new();
@@ -174,7 +174,7 @@ async fn a_host_killed_mid_delivery_loses_nothing() {
         ids
     };
     let mut vars = crash_vars(&env, "http://127.0.0.1:9");
-    with_processor(&mut vars, &processor);
+    with_processor(&mut vars, &processor.url);
 
     let mut first = Served::start(&vars).await;
     let run = {
@@ -367,4 +367,120 @@ async fn a_host_killed_mid_write_leaves_no_half_written_row() {
     assert_eq!(body["summary"]["checked"], 5, "{body}");
     let audit: i64 = env.db.query_one("SELECT count(*) FROM whatsapp_health", &[]).await.unwrap().get(0);
     assert_eq!(audit, 5);
+}
+
+/// Which broken behaviour a request gets, by a marker in its request line or headers.
+fn broken_by_marker(head: &str) -> Broken {
+    [
+        ("silent", Broken::Silent),
+        ("trickle", Broken::Trickle),
+        ("closes", Broken::ClosesMidResponse),
+        ("huge", Broken::Huge),
+        ("garbled", Broken::MalformedStatusLine),
+    ]
+    .into_iter()
+    .find(|(marker, _)| head.contains(marker))
+    .map_or(Broken::Silent, |(_, b)| b)
+}
+
+const BROKEN: [&str; 5] = ["silent", "trickle", "closes", "huge", "garbled"];
+
+/// A Graph API that never answers, answers a byte a second, closes mid-answer, sends 50 MB or a
+/// malformed status line: each call ends at its timeout or size limit, the run ends within its
+/// budget, and each connection is `unknown` (a transient failure, left as it was).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_graph_api_is_a_transient_failure_within_the_budget() {
+    let env = Env::new().await;
+    let graph = BrokenHttp::start(broken_by_marker).await;
+    let mut ids = HashMap::new();
+    for marker in BROKEN {
+        let id =
+            seed::connection(&env.db, Connection { phone_number_id: Some(marker), ..Default::default() })
+                .await;
+        ids.insert(marker, id);
+    }
+    let app = app("jobs-http", &env.variables(&graph.url));
+    let started = Instant::now();
+    let r = post_health(&app).await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert!(took < Duration::from_secs(14), "each call ends at its 10 s timeout: {took:?}");
+    assert_eq!(r.json["summary"]["unknown"], 5, "{}", r.json);
+    for (marker, id) in ids {
+        assert_eq!(env.health_status(id).await, "healthy", "{marker}: left as it was");
+        let reason: String = env
+            .db
+            .query_one("SELECT \"apiResponse\" FROM whatsapp_health WHERE \"connectionId\" = $1", &[&id])
+            .await
+            .unwrap()
+            .get(0);
+        let expected = match marker {
+            "silent" | "trickle" => "timed out",
+            "huge" => "not the JSON expected",
+            _ => "Graph API call failed: network error",
+        };
+        assert!(reason.contains(expected), "{marker}: {reason}");
+    }
+}
+
+/// A processor broken the same ways, and an alert receiver that answers a byte a second: the
+/// run ends within its budget (and the alerts' timeout), and each delivery is judged per the
+/// policy (a transient failure charged its one attempt and dead-lettered; a 200 with 50 MB
+/// delivered).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_processor_is_judged_per_the_policy_within_the_budget() {
+    let env = Env::new().await;
+    let ids: Vec<(&str, uuid::Uuid)> = {
+        let mut ids = Vec::new();
+        for marker in BROKEN {
+            ids.push((marker, seed::webhook(&env.db, Webhook::default()).await));
+        }
+        ids
+    };
+    let by_id: HashMap<String, &'static str> = ids.iter().map(|(m, id)| (id.to_string(), *m)).collect();
+    let processor = BrokenHttp::start(move |head| {
+        let marker = by_id.iter().find(|(id, _)| head.contains(id.as_str())).map_or("silent", |(_, m)| *m);
+        broken_by_marker(marker)
+    })
+    .await;
+    let alerts = BrokenHttp::start(|_| Broken::Trickle).await;
+    let mut vars = env.variables("http://127.0.0.1:9");
+    with_processor(&mut vars, &processor.url);
+    vars.insert("webhook_retry_max_attempts".into(), "1".into());
+    vars.insert("alert_webhook_url".into(), format!("{}/hook", alerts.url));
+    vars.insert("alert_webhook_host".into(), alerts.url.clone());
+    let app = app("jobs-http", &vars);
+    let started = Instant::now();
+    let r = call(&app, "POST", RETRY, &[("x-cron-secret", SECRET)]).await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert!(took < Duration::from_secs(19), "deliveries end at 10 s, alerts at 5 s more: {took:?}");
+    assert_eq!(processor.connections(), 5);
+    assert_eq!(alerts.connections(), 4, "one alert per dead-lettered webhook was attempted");
+    for (marker, id) in ids {
+        let (processed, retries, error, dead): (bool, i32, Option<String>, bool) = {
+            let row = env
+                .db
+                .query_one(
+                    "SELECT processed, \"retryCount\", \"processingError\", \"deadAt\" IS NOT NULL \
+                     FROM whatsapp_webhook_logs WHERE id = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap();
+            (row.get(0), row.get(1), row.get(2), row.get(3))
+        };
+        if marker == "huge" {
+            assert!(processed, "a 200 is a delivery, however long its body");
+        } else {
+            assert_eq!(
+                (processed, retries, dead),
+                (false, 1, true),
+                "{marker}: a transient failure, its last"
+            );
+            let error = error.unwrap();
+            let expected = if matches!(marker, "silent" | "trickle") { "timed out" } else { "network error" };
+            assert!(error.contains(expected), "{marker}: {error}");
+        }
+    }
 }

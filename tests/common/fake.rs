@@ -180,3 +180,107 @@ impl TcpProxy {
         let _ = self.cut.send(true);
     }
 }
+
+/// How a broken peer answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broken {
+    /// Accepts the connection, reads the request, and never answers.
+    Silent,
+    /// A proper answer, one byte a second.
+    Trickle,
+    /// Headers and the start of the body, then the connection closes.
+    ClosesMidResponse,
+    /// A 200 with a 50 MB body.
+    Huge,
+    /// `HTTP/1.1 twohundred OK`.
+    MalformedStatusLine,
+}
+
+/// A peer speaking broken HTTP over raw TCP; `pick` chooses the behaviour from the request's
+/// head (request line and headers, as text).
+pub struct BrokenHttp {
+    pub url: String,
+    requests: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl BrokenHttp {
+    pub async fn start(pick: impl Fn(&str) -> Broken + Send + Sync + 'static) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let pick = Arc::new(pick);
+        let counter = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let pick = pick.clone();
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).to_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    let mut body = vec![0u8; length];
+                    let _ = stream.read_exact(&mut body).await;
+                    let ok_body = br#"{"id":"x","status":"CONNECTED","health_status":{"can_send_message":"AVAILABLE"}}"#;
+                    match pick(&head) {
+                        Broken::Silent => tokio::time::sleep(Duration::from_secs(120)).await,
+                        Broken::Trickle => {
+                            let answer = [
+                                format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", ok_body.len())
+                                    .into_bytes(),
+                                ok_body.to_vec(),
+                            ]
+                            .concat();
+                            for b in answer {
+                                if stream.write_all(&[b]).await.is_err() {
+                                    return;
+                                }
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        }
+                        Broken::ClosesMidResponse => {
+                            let _ = stream
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"id\":")
+                                .await;
+                        }
+                        Broken::Huge => {
+                            let size = 50 << 20;
+                            let header = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {size}\r\n\r\n");
+                            if stream.write_all(header.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            let chunk = vec![b'a'; 64 << 10];
+                            for _ in 0..size / chunk.len() {
+                                if stream.write_all(&chunk).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Broken::MalformedStatusLine => {
+                            let _ = stream
+                                .write_all(b"HTTP/1.1 twohundred OK\r\ncontent-length: 2\r\n\r\n{}")
+                                .await;
+                        }
+                    }
+                });
+            }
+        });
+        BrokenHttp { url, requests }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
