@@ -14,6 +14,7 @@ use common::fake::{Broken, BrokenHttp, Canned, FakeHttp};
 use common::graph::{self, Script};
 use common::process::{self, Served};
 use common::seed::{self, Connection, Webhook};
+use common::servers::{OwnPostgres, OwnRedis};
 use common::*;
 use serde_json::json;
 
@@ -483,4 +484,153 @@ async fn a_broken_processor_is_judged_per_the_policy_within_the_budget() {
             assert!(error.contains(expected), "{marker}: {error}");
         }
     }
+}
+
+/// Variables pointing the app at a Postgres and a Redis of the test's own.
+fn own_servers_vars(env: &Env, pg: &OwnPostgres, redis_url: &str, graph: &str) -> HashMap<String, String> {
+    let mut vars = env.variables(graph);
+    vars.insert("database_url".into(), pg.url("jobs"));
+    vars.insert("database_host".into(), format!("postgres://127.0.0.1:{}", pg.port));
+    vars.insert("redis_url".into(), redis_url.to_owned());
+    vars.insert("redis_host".into(), host_of(redis_url));
+    vars
+}
+
+/// Postgres restarted while a run checks: the run answers a clear 500 naming Postgres, its lock
+/// is released, nothing is half-written, and the next run completes normally.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_restarted_during_a_run() {
+    let env = Env::new().await;
+    let pg = std::sync::Arc::new(OwnPostgres::start("").await);
+    let db = connect(&pg.url("jobs")).await;
+    for i in 0..3 {
+        let phone = format!("5{i:02}");
+        seed::connection(
+            &db,
+            Connection { phone_number_id: Some(&phone), health_status: "warning", ..Default::default() },
+        )
+        .await;
+    }
+    drop(db);
+    let restarted = Arc::new(AtomicBool::new(false));
+    let graph = {
+        let (pg, restarted) = (pg.clone(), restarted.clone());
+        FakeHttp::start(move |_| {
+            if !restarted.swap(true, Ordering::SeqCst) {
+                pg.restart();
+            }
+            graph::healthy_phone()
+        })
+        .await
+    };
+    let vars = own_servers_vars(&env, &pg, &env.redis_url, &graph.url);
+    let app = app("jobs-http", &vars);
+    let r = post_health(&app).await;
+    assert_eq!(r.status, 500, "{}", r.json);
+    assert!(r.json["error"].as_str().unwrap().contains("Postgres"), "{}", r.json);
+    assert_eq!(env.redis_get("job-lock:whatsapp-health-check").await, None, "lock released");
+    let db = connect(&pg.url("jobs")).await;
+    let written: i64 = db.query_one("SELECT count(*) FROM whatsapp_health", &[]).await.unwrap().get(0);
+    let moved: i64 = db
+        .query_one("SELECT count(*) FROM whatsapp_connections WHERE \"healthStatus\" <> 'warning'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!((written, moved), (0, 0), "nothing half-written");
+
+    let again = post_health(&app).await;
+    assert_eq!(again.status, 200, "{}", again.json);
+    assert_eq!(again.json["summary"]["checked"], 3, "{}", again.json);
+}
+
+/// Postgres refusing new connections (`max_connections` reached by WhaTrack's own sessions): a
+/// clear 500 naming Postgres, no lock taken; once a slot frees, the next run completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_refusing_new_connections() {
+    let env = Env::new().await;
+    // Four ordinary slots; the app connects as an ordinary role, as WhaTrack's app does.
+    let pg = OwnPostgres::start("-c max_connections=6 -c superuser_reserved_connections=2").await;
+    let admin = connect(&pg.url("jobs")).await;
+    admin
+        .batch_execute("CREATE ROLE app LOGIN; GRANT ALL ON ALL TABLES IN SCHEMA public TO app; GRANT ALL ON SCHEMA public TO app;")
+        .await
+        .unwrap();
+    seed::connection(&admin, Connection::default()).await;
+    let app_url = pg.url("jobs").replace("postgres@", "app@");
+    // WhaTrack's sessions take every ordinary slot left.
+    let mut holders = Vec::new();
+    while let Ok((client, conn)) = tokio_postgres::connect(&app_url, tokio_postgres::NoTls).await {
+        tokio::spawn(conn);
+        holders.push(client);
+        assert!(holders.len() < 10);
+    }
+    assert!(!holders.is_empty());
+    let graph = graph::start(&Script::default()).await;
+    let mut vars = own_servers_vars(&env, &pg, &env.redis_url, &graph.url);
+    vars.insert("database_url".into(), app_url.clone());
+    let app = app("jobs-http", &vars);
+    let r = post_health(&app).await;
+    assert_eq!(r.status, 500, "{}", r.json);
+    let error = r.json["error"].as_str().unwrap();
+    assert!(error.contains("Postgres") && error.contains("connection"), "{error}");
+    assert_eq!(env.redis_get("job-lock:whatsapp-health-check").await, None, "no lock taken");
+
+    holders.pop();
+    let again = post_health(&app).await;
+    assert_eq!(again.status, 200, "{}", again.json);
+    assert_eq!(again.json["summary"]["checked"], 1);
+}
+
+/// Postgres down when a run starts: a 500 naming it, no lock, nothing recorded anywhere else.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_down_when_a_run_starts() {
+    let env = Env::new().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut vars = env.variables("http://127.0.0.1:9");
+    vars.insert("database_url".into(), format!("postgres://postgres@{closed}/jobs"));
+    vars.insert("database_host".into(), format!("postgres://{closed}"));
+    let app = app("jobs-http", &vars);
+    let r = post_health(&app).await;
+    assert_eq!(r.status, 500);
+    assert!(r.json["error"].as_str().unwrap().starts_with("Postgres error (connect)"), "{}", r.json);
+    assert_eq!(env.redis_get("job-lock:whatsapp-health-check").await, None);
+}
+
+/// Redis restarted while a run works (its keys, the lock among them, gone with it): the work
+/// already committed stands and the run answers 200; the failed release is logged; the next
+/// run takes a fresh lock and completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_restarted_during_a_run() {
+    let env = Env::new().await;
+    let redis = Arc::new(std::sync::Mutex::new(OwnRedis::start()));
+    let redis_url = redis.lock().unwrap().url();
+    seed::connection(&env.db, Connection { health_status: "warning", ..Default::default() }).await;
+    let restart = Arc::new(AtomicBool::new(true));
+    let graph = {
+        let (redis, restart) = (redis.clone(), restart.clone());
+        FakeHttp::start(move |_| {
+            if restart.swap(false, Ordering::SeqCst) {
+                let mut redis = redis.lock().unwrap();
+                redis.stop();
+                redis.start_again();
+            }
+            graph::healthy_phone()
+        })
+        .await
+    };
+    let mut vars = env.variables(&graph.url);
+    vars.insert("redis_url".into(), redis_url.clone());
+    vars.insert("redis_host".into(), host_of(&redis_url));
+    let app = app("jobs-http", &vars);
+    let r = post_health(&app).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["summary"]["checked"], 1);
+    assert!(
+        app.output().contains("lock release failed") || app.output().contains("no longer ours"),
+        "logged"
+    );
+    seed::connection(&env.db, Connection { phone_number_id: Some("3003"), ..Default::default() }).await;
+    let again = post_health(&app).await;
+    assert_eq!(again.status, 200, "{}", again.json);
+    assert_eq!(again.json["summary"]["checked"], 1);
 }

@@ -6,6 +6,7 @@ pub mod fake;
 pub mod graph;
 pub mod process;
 pub mod seed;
+pub mod servers;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
