@@ -6,11 +6,12 @@
 -- - a busy table makes a statement fail after lock_timeout rather than stall WhaTrack's writers
 --   queued behind it;
 -- - a column is added only when missing: an ALTER TABLE that would change nothing is not even
---   issued, since it would queue for an exclusive lock first;
+--   issued, since it would queue for an exclusive lock first (`ADD COLUMN IF NOT EXISTS` does);
 -- - an index is built CONCURRENTLY (no write is blocked while it builds), and only when missing:
---   `CREATE INDEX CONCURRENTLY IF NOT EXISTS` would lock the table before finding it there. psql's
---   \gexec runs the statement a SELECT returns, outside any transaction, as CONCURRENTLY needs;
---   one left invalid by a failed build (a lock timeout) is dropped and built again.
+--   `CREATE INDEX CONCURRENTLY IF NOT EXISTS` would lock the table before finding it there; one
+--   left invalid by a failed build (a lock timeout) is dropped and built again.
+-- psql's \gexec runs the statement a SELECT returns (none when there is nothing to do), outside
+-- any transaction, as CONCURRENTLY needs.
 SET lock_timeout = '3s';
 
 CREATE TABLE IF NOT EXISTS whatsapp_connections (
@@ -24,18 +25,12 @@ CREATE TABLE IF NOT EXISTS whatsapp_connections (
     "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
     "updatedAt" TIMESTAMP(3) NOT NULL
 );
-DO $$ BEGIN
-    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                   WHERE table_schema = current_schema() AND table_name = 'whatsapp_connections' AND column_name = 'healthStatus') THEN
-        ALTER TABLE whatsapp_connections ADD COLUMN "healthStatus" TEXT NOT NULL DEFAULT 'unknown';
-    END IF;
-END $$;
-DO $$ BEGIN
-    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                   WHERE table_schema = current_schema() AND table_name = 'whatsapp_connections' AND column_name = 'lastHealthCheckAt') THEN
-        ALTER TABLE whatsapp_connections ADD COLUMN "lastHealthCheckAt" TIMESTAMP(3);
-    END IF;
-END $$;
+SELECT 'ALTER TABLE whatsapp_connections ADD COLUMN "healthStatus" TEXT NOT NULL DEFAULT ''unknown'''
+    WHERE NOT EXISTS (SELECT 1 FROM information_schema.columns
+                      WHERE table_schema = current_schema() AND table_name = 'whatsapp_connections' AND column_name = 'healthStatus') \gexec
+SELECT 'ALTER TABLE whatsapp_connections ADD COLUMN "lastHealthCheckAt" TIMESTAMP(3)'
+    WHERE NOT EXISTS (SELECT 1 FROM information_schema.columns
+                      WHERE table_schema = current_schema() AND table_name = 'whatsapp_connections' AND column_name = 'lastHealthCheckAt') \gexec
 
 CREATE TABLE IF NOT EXISTS whatsapp_configs (
     id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -51,24 +46,15 @@ CREATE TABLE IF NOT EXISTS whatsapp_configs (
     "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
     "updatedAt" TIMESTAMP(3) NOT NULL
 );
-DO $$ BEGIN
-    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                   WHERE table_schema = current_schema() AND table_name = 'whatsapp_configs' AND column_name = 'tokenStatus') THEN
-        ALTER TABLE whatsapp_configs ADD COLUMN "tokenStatus" TEXT;
-    END IF;
-END $$;
-DO $$ BEGIN
-    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                   WHERE table_schema = current_schema() AND table_name = 'whatsapp_configs' AND column_name = 'tokenExpiresAt') THEN
-        ALTER TABLE whatsapp_configs ADD COLUMN "tokenExpiresAt" TIMESTAMP(3);
-    END IF;
-END $$;
-DO $$ BEGIN
-    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                   WHERE table_schema = current_schema() AND table_name = 'whatsapp_configs' AND column_name = 'tokenLastCheckedAt') THEN
-        ALTER TABLE whatsapp_configs ADD COLUMN "tokenLastCheckedAt" TIMESTAMP(3);
-    END IF;
-END $$;
+SELECT 'ALTER TABLE whatsapp_configs ADD COLUMN "tokenStatus" TEXT'
+    WHERE NOT EXISTS (SELECT 1 FROM information_schema.columns
+                      WHERE table_schema = current_schema() AND table_name = 'whatsapp_configs' AND column_name = 'tokenStatus') \gexec
+SELECT 'ALTER TABLE whatsapp_configs ADD COLUMN "tokenExpiresAt" TIMESTAMP(3)'
+    WHERE NOT EXISTS (SELECT 1 FROM information_schema.columns
+                      WHERE table_schema = current_schema() AND table_name = 'whatsapp_configs' AND column_name = 'tokenExpiresAt') \gexec
+SELECT 'ALTER TABLE whatsapp_configs ADD COLUMN "tokenLastCheckedAt" TIMESTAMP(3)'
+    WHERE NOT EXISTS (SELECT 1 FROM information_schema.columns
+                      WHERE table_schema = current_schema() AND table_name = 'whatsapp_configs' AND column_name = 'tokenLastCheckedAt') \gexec
 
 CREATE TABLE IF NOT EXISTS whatsapp_health (
     id UUID PRIMARY KEY DEFAULT gen_random_uuid(),

@@ -2,26 +2,17 @@
 -- re-delivery attempt.
 -- Safe on a live database, as 001 explains.
 SET lock_timeout = '3s';
-DO $$ BEGIN
-    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                   WHERE table_schema = current_schema() AND table_name = 'whatsapp_webhook_logs' AND column_name = 'nextRetryAt') THEN
-        ALTER TABLE whatsapp_webhook_logs ADD COLUMN "nextRetryAt" TIMESTAMP(3);
-    END IF;
-END $$;
-DO $$ BEGIN
-    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                   WHERE table_schema = current_schema() AND table_name = 'whatsapp_webhook_logs' AND column_name = 'deadAt') THEN
-        ALTER TABLE whatsapp_webhook_logs ADD COLUMN "deadAt" TIMESTAMP(3);
-    END IF;
-END $$;
+SELECT 'ALTER TABLE whatsapp_webhook_logs ADD COLUMN "nextRetryAt" TIMESTAMP(3)'
+    WHERE NOT EXISTS (SELECT 1 FROM information_schema.columns
+                      WHERE table_schema = current_schema() AND table_name = 'whatsapp_webhook_logs' AND column_name = 'nextRetryAt') \gexec
+SELECT 'ALTER TABLE whatsapp_webhook_logs ADD COLUMN "deadAt" TIMESTAMP(3)'
+    WHERE NOT EXISTS (SELECT 1 FROM information_schema.columns
+                      WHERE table_schema = current_schema() AND table_name = 'whatsapp_webhook_logs' AND column_name = 'deadAt') \gexec
 -- The body exactly as Meta sent it, when WhaTrack keeps it: re-delivered byte for byte, so that
 -- a receiver checking X-Hub-Signature-256 over the raw bytes accepts it.
-DO $$ BEGIN
-    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                   WHERE table_schema = current_schema() AND table_name = 'whatsapp_webhook_logs' AND column_name = 'rawBody') THEN
-        ALTER TABLE whatsapp_webhook_logs ADD COLUMN "rawBody" TEXT;
-    END IF;
-END $$;
+SELECT 'ALTER TABLE whatsapp_webhook_logs ADD COLUMN "rawBody" TEXT'
+    WHERE NOT EXISTS (SELECT 1 FROM information_schema.columns
+                      WHERE table_schema = current_schema() AND table_name = 'whatsapp_webhook_logs' AND column_name = 'rawBody') \gexec
 
 CREATE TABLE IF NOT EXISTS webhook_retry_attempts (
     id UUID PRIMARY KEY DEFAULT gen_random_uuid(),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::fake::{Broken, BrokenHttp, Canned, FakeHttp};
 use common::graph::{self, Script};
-use common::process::{self, Served};
+use common::process::Served;
 use common::seed::{self, Connection, Webhook};
 use common::servers::{OwnPostgres, OwnRedis};
 use common::*;
@@ -178,15 +178,9 @@ async fn a_host_killed_mid_delivery_loses_nothing() {
     with_processor(&mut vars, &processor.url);
 
     let mut first = Served::start(&vars).await;
-    let run = {
-        let addr = first.addr.clone();
-        tokio::spawn(
-            async move { process::request(&addr, "POST", RETRY, &[("x-cron-secret", SECRET)]).await },
-        )
-    };
+    let run = first.post_in_background(RETRY);
     wait_for("the first deliveries", || processor.requests().len() >= 16).await;
-    first.kill();
-    assert_eq!(run.await.unwrap().map(|(s, _)| s), None, "the killed host never answered");
+    first.kill_during(run).await;
     released.store(true, Ordering::SeqCst);
 
     let second = Served::start(&vars).await;
@@ -253,15 +247,9 @@ async fn a_host_killed_mid_check_loses_nothing() {
     }
     let vars = crash_vars(&env, &graph.url);
     let mut first = Served::start(&vars).await;
-    let run = {
-        let addr = first.addr.clone();
-        tokio::spawn(
-            async move { process::request(&addr, "POST", HEALTH, &[("x-cron-secret", SECRET)]).await },
-        )
-    };
+    let run = first.post_in_background(HEALTH);
     wait_for("the first checks", || graph.requests().len() >= 10).await;
-    first.kill();
-    assert_eq!(run.await.unwrap().map(|(s, _)| s), None);
+    first.kill_during(run).await;
     released.store(true, Ordering::SeqCst);
     let audit: i64 = env.db.query_one("SELECT count(*) FROM whatsapp_health", &[]).await.unwrap().get(0);
     assert_eq!(audit, 0, "no result was finished");
@@ -308,12 +296,7 @@ async fn a_host_killed_mid_write_leaves_no_half_written_row() {
         .unwrap();
     let vars = crash_vars(&env, &graph.url);
     let mut first = Served::start(&vars).await;
-    let run = {
-        let addr = first.addr.clone();
-        tokio::spawn(
-            async move { process::request(&addr, "POST", HEALTH, &[("x-cron-secret", SECRET)]).await },
-        )
-    };
+    let run = first.post_in_background(HEALTH);
     // The audit rows are inserted, and the connection update is sleeping in its trigger.
     let started = Instant::now();
     loop {
@@ -332,8 +315,7 @@ async fn a_host_killed_mid_write_leaves_no_half_written_row() {
         assert!(started.elapsed() < Duration::from_secs(30), "the write never started");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    first.kill();
-    assert_eq!(run.await.unwrap().map(|(s, _)| s), None);
+    first.kill_during(run).await;
     env.db.batch_execute("UPDATE slow_write_gate SET open = true").await.unwrap();
     // The killed host's session ends; its open transaction goes with it.
     let started = Instant::now();

@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 
 use super::root;
 
@@ -48,6 +49,19 @@ impl Served {
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// A POST to `path` with the secret, left to answer (or not) in the background.
+    pub fn post_in_background(&self, path: &'static str) -> JoinHandle<Option<(u16, Value)>> {
+        let addr = self.addr.clone();
+        tokio::spawn(async move { request(&addr, "POST", path, &[("x-cron-secret", super::SECRET)]).await })
+    }
+
+    /// Kills the process while `pending` waits, and checks that it never got an answer.
+    pub async fn kill_during(&mut self, pending: JoinHandle<Option<(u16, Value)>>) {
+        self.kill();
+        let answer = pending.await.unwrap();
+        assert!(answer.is_none(), "the killed host answered: {answer:?}");
     }
 
     pub async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Option<(u16, Value)> {
