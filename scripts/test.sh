@@ -9,8 +9,6 @@ cd "$(dirname "$0")/.."
 eval "$(scripts/services.sh)"
 scripts/wasm-target.sh
 cargo build --target wasm32-wasip2 --release
-# The fault tests run the component in host processes of their own, to kill them.
-cargo build -q -p spin-test-host --bin serve
 
 # Each test makes its own database; drop those that earlier runs left behind.
 psql "$TEST_PG_ADMIN_URL" -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'wt\_%'" \

@@ -21,6 +21,13 @@ use serde_json::json;
 const HEALTH: &str = "/api/v1/jobs/whatsapp-health-check";
 const RETRY: &str = "/api/v1/jobs/webhook-retry";
 
+/// Not a test: the host process the other tests start and kill (see `common::process`).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "run by the fault tests as their host process"]
+async fn host_process() {
+    common::process::serve_if_asked().await;
+}
+
 fn with_processor(vars: &mut HashMap<String, String>, processor_url: &str) {
     vars.insert("webhook_processor_url".into(), format!("{processor_url}/webhooks"));
     vars.insert("webhook_processor_host".into(), processor_url.to_owned());

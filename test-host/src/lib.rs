@@ -304,3 +304,40 @@ impl App {
         Ok(result.wasm()?.map_err(|cron_bindings::fermyon::spin_cron::cron_types::Error::Other(msg)| msg))
     }
 }
+
+/// Serves `app` over HTTP/1 on `listener` until the process ends, printing what the component
+/// prints (the `serve` binary, and the host processes the fault tests start and kill).
+pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> Result<()> {
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use wasmtime_wasi_http::io::TokioIo;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(answer(&app, req).await) }
+            });
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+async fn answer(app: &App, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let result = match body.collect().await {
+        Ok(body) => app.request(hyper::Request::from_parts(parts, body.to_bytes())).await,
+        Err(e) => Err(anyhow!("reading the request body: {e}")),
+    };
+    eprint!("{}", app.take_output());
+    match result {
+        Ok(resp) => resp.map(Full::new),
+        Err(e) => {
+            eprintln!("test host: {e:#}");
+            let mut resp = hyper::Response::new(Full::new(Bytes::from("component failed\n")));
+            *resp.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+            resp
+        }
+    }
+}

@@ -1,5 +1,7 @@
-//! The component in a host process of its own (the test host's `serve` binary), so that a test
-//! can run replicas side by side and kill one for real.
+//! The component in a host process of its own, so that a test can run replicas side by side and
+//! kill one for real. The process is this test binary again, running only its ignored
+//! `host_process` test, which serves the app (the test host's `serve`) when it finds the
+//! variables below: no other binary to build.
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -12,34 +14,31 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-use super::root;
-
 pub struct Served {
     child: Child,
     pub addr: String,
 }
 
 impl Served {
-    /// Starts `serve` for the HTTP component with `vars`, and waits until it accepts connections.
+    /// Starts a host process for the HTTP component with `vars`, and waits until it accepts
+    /// connections.
     pub async fn start(vars: &HashMap<String, String>) -> Served {
         let addr = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             probe.local_addr().unwrap().to_string()
         };
-        let mut cmd = Command::new(root().join("target/debug/serve"));
-        cmd.arg("--manifest").arg(root().join("spin.toml")).arg("--listen").arg(&addr);
-        for (name, value) in vars {
-            cmd.arg("--variable").arg(format!("{name}={value}"));
-        }
-        let child = cmd
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "host_process", "--nocapture"])
+            .env(LISTEN, &addr)
+            .env(VARIABLES, serde_json::to_string(vars).unwrap())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("target/debug/serve (scripts/test.sh builds it)");
+            .unwrap();
         let served = Served { child, addr };
         let started = Instant::now();
         while TcpStream::connect(&served.addr).await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(60), "serve did not start");
+            assert!(started.elapsed() < Duration::from_secs(60), "the host process did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         served
@@ -85,6 +84,19 @@ pub async fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &st
         let body = resp.into_body().collect().await.ok()?.to_bytes();
         Some((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
     }
+}
+
+const LISTEN: &str = "WHATRACK_HOST_LISTEN";
+const VARIABLES: &str = "WHATRACK_HOST_VARIABLES";
+
+/// The body of the `host_process` test: serves the HTTP component when started by
+/// [`Served::start`], and returns at once otherwise.
+pub async fn serve_if_asked() {
+    let (Ok(addr), Ok(vars)) = (std::env::var(LISTEN), std::env::var(VARIABLES)) else { return };
+    let vars: HashMap<String, String> = serde_json::from_str(&vars).unwrap();
+    let app = std::sync::Arc::new(super::app("jobs-http", &vars));
+    let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
+    spin_test_host::serve(app, listener).await.unwrap();
 }
 
 impl Drop for Served {
