@@ -14,6 +14,7 @@
 pub mod policy;
 pub mod queue;
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
@@ -60,16 +61,7 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
     let mut summary = Summary::default();
     let mut alerts = Vec::new();
 
-    for (id, exhausted) in queue.sweep()?.rows {
-        let reason = if exhausted {
-            "attempts exhausted"
-        } else {
-            "expired (pending longer than webhook_retry_max_age_hours)"
-        };
-        *if exhausted { &mut summary.exhausted } else { &mut summary.expired } += 1;
-        summary.dead_lettered += 1;
-        alerts.push(Alert::webhook_dead(&id, reason));
-    }
+    sweep(&queue, &mut summary, &mut alerts)?;
 
     let lease = config.job_time_budget + DELIVERY_TIMEOUT + LEASE_MARGIN;
     let claimed = queue.claim(config.webhook_retry_batch_size, lease.as_secs())?;
@@ -77,7 +69,8 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
         "webhook retry started",
         json!({ "claimed": claimed.len(), "expired": summary.expired, "exhausted": summary.exhausted }),
     );
-    let mut unrecorded: Vec<String> = claimed.iter().map(|w| w.id.clone()).collect();
+    // Claimed but not (yet) attempted: released at the end, due again, charged nothing.
+    let mut unrecorded: HashSet<String> = claimed.iter().map(|w| w.id.clone()).collect();
 
     let deadline = ctx.deadline;
     let mut deliveries = ctx.within_budget(claimed, DELIVERY_CONCURRENCY, |webhook| async move {
@@ -101,7 +94,7 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
         let decision = policy::decide(&result, webhook.retry_count + 1, &rules, SystemTime::now(), jitter());
         let recorded = record(ctx, &queue, &webhook, &decision, elapsed)?;
         // Attempted: not released. A row the database refused stays claimed until its lease ends.
-        unrecorded.retain(|id| *id != webhook.id);
+        unrecorded.remove(&webhook.id);
         match decision.fate {
             _ if !recorded => summary.failed += 1,
             Fate::Delivered => summary.delivered += 1,
@@ -113,7 +106,7 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
         }
     }
     drop(deliveries);
-    queue.release(&unrecorded)?;
+    queue.release(&unrecorded.iter().cloned().collect::<Vec<_>>())?;
     if let Some(why) = misconfigured {
         return Err(JobError::Misconfigured(format!(
             "the webhook processor {processor} cannot be reached as configured ({why}): check webhook_processor_url \
@@ -124,6 +117,21 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
     ctx.send_alerts(alerts).await;
     summary.remaining = queue.count_due()?;
     Ok(JobOutcome::new(&summary, summary.remaining))
+}
+
+/// Dead-letters what must not be re-delivered any more (policy step 7), counting and alerting.
+fn sweep(queue: &Queue<'_>, summary: &mut Summary, alerts: &mut Vec<Alert>) -> Result<(), JobError> {
+    for (id, exhausted) in queue.sweep()?.rows {
+        let reason = if exhausted {
+            "attempts exhausted"
+        } else {
+            "expired (pending longer than webhook_retry_max_age_hours)"
+        };
+        *if exhausted { &mut summary.exhausted } else { &mut summary.expired } += 1;
+        summary.dead_lettered += 1;
+        alerts.push(Alert::webhook_dead(&id, reason));
+    }
+    Ok(())
 }
 
 async fn deliver(
