@@ -35,6 +35,10 @@ pub struct RunDone<'a> {
     pub summary: &'a Value,
 }
 
+/// A webhook the front door stored (or had stored before).
+#[derive(Serialize)]
+pub struct Stored {}
+
 #[derive(Serialize)]
 pub struct Redriven {
     pub redriven: u64,

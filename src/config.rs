@@ -104,6 +104,12 @@ pub struct Config {
     /// A pending webhook older than this is dead-lettered as expired, not re-delivered.
     pub webhook_retry_max_age: Duration,
     pub alert_webhook_url: Option<String>,
+    /// What Meta's subscription handshake must present; unset: the handshake is refused.
+    pub meta_webhook_verify_token: Option<String>,
+    /// The largest webhook body the front door stores.
+    pub webhook_max_body_bytes: usize,
+    /// How long the front door waits for its one immediate forward.
+    pub webhook_forward_timeout: Duration,
     /// How old a job's last success may get before the overview calls it overdue.
     pub health_check_overdue: Duration,
     pub webhook_retry_overdue: Duration,
@@ -185,6 +191,14 @@ impl Config {
             webhook_retry_batch_size: number(src, "webhook_retry_batch_size", 50, 1..=1000)?,
             webhook_retry_max_age: hours(number(src, "webhook_retry_max_age_hours", 168, 1..=87_600)?),
             alert_webhook_url,
+            meta_webhook_verify_token: src.value("meta_webhook_verify_token")?,
+            webhook_max_body_bytes: number(src, "webhook_max_body_bytes", 1 << 20, 1024..=16 << 20)?,
+            webhook_forward_timeout: Duration::from_millis(number(
+                src,
+                "webhook_forward_timeout_ms",
+                3000,
+                100..=20_000,
+            )?),
             health_check_overdue: minutes(number(src, "health_check_overdue_minutes", 26 * 60, 1..=525_600)?),
             webhook_retry_overdue: minutes(number(src, "webhook_retry_overdue_minutes", 30, 1..=525_600)?),
             audit_retention_days: days_or_forever(number(src, "audit_retention_days", 90, 0..=36_500)?),

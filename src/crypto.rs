@@ -142,6 +142,17 @@ pub fn hub_signature(app_secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// Whether `header` is the `X-Hub-Signature-256` of `body` under `app_secret`, compared in
+/// constant time.
+pub fn hub_signature_matches(app_secret: &str, body: &[u8], header: &str) -> bool {
+    let Some(hex_mac) = header.trim().strip_prefix("sha256=") else { return false };
+    let Ok(mac_bytes) = hex::decode(hex_mac) else { return false };
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(app_secret.as_bytes())
+        .expect("HMAC accepts keys of any length");
+    mac.update(body);
+    mac.verify_slice(&mac_bytes).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +219,21 @@ mod tests {
         assert!(!err.to_string().contains("0011"));
         assert_eq!(KeyRing::from_json("[1]").unwrap_err(), KeyError::NotJsonObject);
         assert!(!format!("{:?}", ring()).contains(KEY));
+    }
+
+    #[test]
+    fn signatures_are_checked_over_the_exact_bytes() {
+        let body = br#"{"text":"ol\u00e1 \/ hi"}"#;
+        let header = hub_signature("s3cret", body);
+        assert!(hub_signature_matches("s3cret", body, &header));
+        assert!(!hub_signature_matches("other", body, &header));
+        assert!(
+            !hub_signature_matches("s3cret", "{\"text\":\"olá / hi\"}".as_bytes(), &header),
+            "re-serialised"
+        );
+        assert!(!hub_signature_matches("s3cret", body, &header.replace("sha256=", "")));
+        assert!(!hub_signature_matches("s3cret", body, "sha256=zz"));
+        assert!(!hub_signature_matches("s3cret", body, ""));
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //!   - [`jobs::webhook_retry`]: the dead-letter queue; what happens to a webhook after each
 //!     attempt in [`jobs::webhook_retry::policy`], the queue's verbs (claim, release, record,
 //!     count, redrive) in [`jobs::webhook_retry::queue`].
+//! - [`front_door`]: Meta's webhooks received, verified and stored before anything else, then
+//!   forwarded once through the webhook retry's delivery.
 //! - [`context`]: what a job gets to work with ([`context::JobContext`]) and hands back; it knows
 //!   no job, so jobs and runner never import each other in a circle.
 //! - Edges, one outside system each: [`config`] (Spin variables), [`db`] (the Postgres
@@ -36,6 +38,7 @@ pub mod config;
 pub mod context;
 pub mod crypto;
 pub mod db;
+pub mod front_door;
 pub mod graph;
 pub mod jobs;
 pub mod lock;

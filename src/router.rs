@@ -1,7 +1,7 @@
 //! The HTTP entry point (SPEC section 3): a route table, the secret check, then one small
 //! function per route. Errors become status codes here and nowhere else.
 
-use http::header::{HeaderValue, ALLOW, AUTHORIZATION};
+use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Method, StatusCode};
 use serde_json::json;
 use spin_sdk::http::{Fields, IncomingRequest};
@@ -11,6 +11,7 @@ use crate::api::{self, Response};
 use crate::auth::{self, Presented};
 use crate::config::{Config, ConfigError, Secrets, SpinVariables};
 use crate::db::Db;
+use crate::front_door;
 use crate::jobs::webhook_retry::policy::Rules;
 use crate::jobs::webhook_retry::queue::{Queue, Redrive};
 use crate::jobs::JobType;
@@ -21,8 +22,13 @@ const JOBS: &str = "/api/v1/jobs";
 /// A redrive body: 64 KB hold about 1,500 ids.
 const MAX_REDRIVE_BODY: usize = 64 * 1024;
 
+const META_WEBHOOK: &str = "/api/v1/whatsapp/webhook";
+
 #[derive(Clone, Copy)]
 enum Route {
+    /// `GET` (Meta's handshake) and `POST` (a webhook) `/api/v1/whatsapp/webhook`, the front
+    /// door: Meta's signature is its authentication, not the secret.
+    MetaWebhook,
     /// `GET /api/v1/jobs`
     Overview,
     /// `GET` (status) and `POST` (run) `/api/v1/jobs/<job>`
@@ -37,6 +43,9 @@ enum Route {
 
 impl Route {
     fn parse(path: &str) -> Option<Self> {
+        if path.trim_end_matches('/') == META_WEBHOOK {
+            return Some(Route::MetaWebhook);
+        }
         let rest = path.trim_end_matches('/').strip_prefix(JOBS)?;
         if rest.is_empty() {
             return Some(Route::Overview);
@@ -55,7 +64,7 @@ impl Route {
 
     fn methods(self) -> &'static [Method] {
         match self {
-            Route::Job(_) => &[Method::GET, Method::POST],
+            Route::Job(_) | Route::MetaWebhook => &[Method::GET, Method::POST],
             Route::Redrive => &[Method::POST],
             Route::Overview | Route::Run(_) | Route::Runs(_) => &[Method::GET],
         }
@@ -73,6 +82,7 @@ impl Route {
             Route::Job(job) | Route::Run(job) | Route::Runs(job) => job.log_name(),
             Route::Redrive => JobType::WebhookRetry.log_name(),
             Route::Overview => "JobsOverview",
+            Route::MetaWebhook => "WebhookFrontDoor",
         }
     }
 }
@@ -108,11 +118,17 @@ async fn handle(req: IncomingRequest) -> Response {
     if !route.methods().contains(&incoming.method) {
         return method_not_allowed(route);
     }
-    let config = match authenticate(&incoming, route) {
-        Ok(config) => config,
-        Err(refused) => return refused,
+    // The front door answers Meta, whose signature is its authentication; every other route
+    // wants the secret first.
+    let config = match route {
+        Route::MetaWebhook => return front_door(&incoming, req).await,
+        _ => match authenticate(&incoming, route) {
+            Ok(config) => config,
+            Err(refused) => return refused,
+        },
     };
     match (route, &incoming.method) {
+        (Route::MetaWebhook, _) => unreachable!("answered above"),
         (Route::Overview, _) => jobs_overview(&config),
         (Route::Runs(job), _) => recent_runs(&config, job, &incoming.query),
         (Route::Redrive, _) => match req.into_body().await {
@@ -145,6 +161,54 @@ fn authenticate(req: &Incoming, route: Route) -> Result<Config, Response> {
         return Err(unauthorized());
     }
     Config::load().map_err(|e| config_error(route, e))
+}
+
+/// Meta's handshake and webhooks (see `front_door`).
+async fn front_door(incoming: &Incoming, req: IncomingRequest) -> Response {
+    let log = Logger::new(Route::MetaWebhook.log_name());
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(e) => return config_error(Route::MetaWebhook, e),
+    };
+    if incoming.method == Method::GET {
+        let query: Vec<(String, String)> = form_urlencoded::parse(incoming.query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        return match front_door::handshake(&config, &query) {
+            Some(challenge) => {
+                let mut resp = http::Response::new(challenge.to_owned());
+                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                resp
+            }
+            None => api::failure(StatusCode::FORBIDDEN, "Forbidden"),
+        };
+    }
+    let declared = auth::only_value(&incoming.values(CONTENT_LENGTH.as_str()))
+        .ok()
+        .flatten()
+        .and_then(|l| l.trim().parse::<usize>().ok());
+    if declared.is_some_and(|n| n > config.webhook_max_body_bytes) {
+        return api::failure(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large");
+    }
+    let body = match req.into_body().await {
+        Ok(body) => body,
+        Err(e) => return api::failure(StatusCode::BAD_REQUEST, &format!("reading the body: {e:?}")),
+    };
+    let signatures = incoming.values("x-hub-signature-256");
+    let signature = auth::only_value(&signatures).ok().flatten();
+    match front_door::receive(&config, &body, signature, &log).await {
+        Ok(_) => api::success(StatusCode::OK, api::Stored {}),
+        Err(e @ front_door::Refused::TooLarge) => api::failure(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string()),
+        Err(e @ front_door::Refused::BadSignature) => {
+            log.warn("webhook refused: missing or wrong signature", json!({}));
+            api::failure(StatusCode::UNAUTHORIZED, &e.to_string())
+        }
+        Err(e @ front_door::Refused::NotJson) => api::failure(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => {
+            log.error("webhook not stored", json!({ "error": e.to_string() }));
+            api::failure(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+        }
+    }
 }
 
 async fn run(config: &Config, job: JobType) -> Response {

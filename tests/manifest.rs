@@ -7,7 +7,13 @@ use common::*;
 #[test]
 fn triggers_and_schedules() {
     let m = manifest();
-    assert_eq!(m.http_routes, [("/api/v1/jobs/...".to_string(), "jobs-http".to_string())]);
+    assert_eq!(
+        m.http_routes,
+        [
+            ("/api/v1/jobs/...".to_string(), "jobs-http".to_string()),
+            ("/api/v1/whatsapp/webhook".to_string(), "jobs-http".to_string())
+        ]
+    );
     assert!(m.cron_triggers.contains(&("0 0 2 * * *".to_string(), "cron-health-check".to_string())));
     assert!(m.cron_triggers.contains(&("0 */5 * * * *".to_string(), "cron-webhook-retry".to_string())));
     for id in m.component_ids() {

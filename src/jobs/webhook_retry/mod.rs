@@ -75,7 +75,9 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
     let deadline = ctx.deadline;
     let mut deliveries = ctx.within_budget(claimed, DELIVERY_CONCURRENCY, |webhook| async move {
         let started = Instant::now();
-        let result = deliver(config, processor, &webhook, deadline).await;
+        let attempt = webhook.retry_count + 1;
+        let result =
+            deliver(config, &webhook.id, webhook.body.as_bytes(), attempt, DELIVERY_TIMEOUT, deadline).await;
         (webhook, result, started.elapsed())
     });
     let mut misconfigured = None;
@@ -134,22 +136,27 @@ fn sweep(queue: &Queue<'_>, summary: &mut Summary, alerts: &mut Vec<Alert>) -> R
     Ok(())
 }
 
-async fn deliver(
+/// POSTs a stored webhook to the processor as the receiver contract says (README): its exact
+/// bytes, signed when `meta_app_secret` is set, with its id and the attempt number (0 for the
+/// front door's immediate forward).
+pub async fn deliver(
     config: &Config,
-    url: &str,
-    webhook: &Claimed,
+    id: &str,
+    body: &[u8],
+    attempt: u32,
+    timeout: Duration,
     deadline: Deadline,
 ) -> Result<Response, OutboundError> {
-    let body = webhook.body.as_bytes();
+    let url = config.webhook_processor_url.as_deref().unwrap_or_default();
     let mut headers = vec![
         ("content-type", "application/json".to_owned()),
-        ("x-webhook-log-id", webhook.id.clone()),
-        ("x-webhook-retry-attempt", (webhook.retry_count + 1).to_string()),
+        ("x-webhook-log-id", id.to_owned()),
+        ("x-webhook-retry-attempt", attempt.to_string()),
     ];
     if let Some(secret) = &config.meta_app_secret {
         headers.push(("x-hub-signature-256", crypto::hub_signature(secret, body)));
     }
-    outbound::send(Request { method: "POST", url, headers, body }, DELIVERY_TIMEOUT, deadline).await
+    outbound::send(Request { method: "POST", url, headers, body }, timeout, deadline).await
 }
 
 /// Records one attempt; false when the database refused this row's data (logged), which must

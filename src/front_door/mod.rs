@@ -1,0 +1,146 @@
+//! The webhook front door: Meta's webhooks stored durably before anything else, so that the
+//! retry queue has every event to retry, byte for byte.
+//!
+//! 1. `GET`: Meta's subscription handshake (`hub.mode=subscribe`, `hub.verify_token`, answered
+//!    with `hub.challenge`).
+//! 2. `POST`: the body is refused above `webhook_max_body_bytes`, and without a valid
+//!    `X-Hub-Signature-256` (over the raw bytes, with `meta_app_secret`): nothing is stored.
+//! 3. A valid one is stored in one INSERT, raw bytes included, once however often Meta re-sends
+//!    it (a unique hash of the raw body) ([`store`]).
+//! 4. Then it is forwarded once to the processor, through the retry job's own delivery (attempt
+//!    0), within `webhook_forward_timeout_ms`: delivered, the row is processed; otherwise it stays
+//!    pending, and the retry job takes it at its first due time.
+//! 5. Meta gets 200 whenever the row is stored, whatever the processor did (Meta retries
+//!    anything else for days, and disables subscriptions that keep failing).
+
+pub mod store;
+
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::crypto;
+use crate::db::{Db, DbError};
+use crate::jobs::webhook_retry;
+use crate::log::Logger;
+use crate::time::Deadline;
+
+/// Why a POST was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("Payload too large")]
+    TooLarge,
+    #[error("Invalid signature")]
+    BadSignature,
+    #[error("Body is not JSON")]
+    NotJson,
+    #[error("meta_app_secret is not set: webhooks cannot be verified")]
+    NoAppSecret,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Meta's handshake: the challenge when the mode and the token are right.
+pub fn handshake<'q>(config: &Config, query: &'q [(String, String)]) -> Option<&'q str> {
+    let get = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let expected = config.meta_webhook_verify_token.as_deref()?;
+    let presented = get("hub.verify_token")?;
+    let token_ok = crate::auth::is_authorized(
+        &crate::auth::Presented { x_cron_secret: Some(presented), ..Default::default() },
+        &[expected],
+    );
+    (get("hub.mode") == Some("subscribe") && token_ok).then(|| get("hub.challenge")).flatten()
+}
+
+/// What became of a stored webhook.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received {
+    /// Stored now; `forwarded` when the processor took it at once.
+    Stored { id: String, forwarded: bool },
+    /// Meta sent these exact bytes before: already stored.
+    Duplicate,
+}
+
+pub async fn receive(
+    config: &Config,
+    body: &[u8],
+    signature: Option<&str>,
+    log: &Logger,
+) -> Result<Received, Refused> {
+    if body.len() > config.webhook_max_body_bytes {
+        return Err(Refused::TooLarge);
+    }
+    let secret = config.meta_app_secret.as_deref().ok_or(Refused::NoAppSecret)?;
+    if !signature.is_some_and(|s| crypto::hub_signature_matches(secret, body, s)) {
+        return Err(Refused::BadSignature);
+    }
+    let payload: Value = serde_json::from_slice(body).map_err(|_| Refused::NotJson)?;
+    let raw = std::str::from_utf8(body).map_err(|_| Refused::NotJson)?;
+    let db = Db::open(&config.database_url)?;
+    let Some(key) =
+        store::insert(&db, &payload, raw, event_type(&payload).as_deref(), waba_id(&payload).as_deref())?
+    else {
+        log.info("webhook already stored (re-sent by Meta)", json!({}));
+        return Ok(Received::Duplicate);
+    };
+    let id = key.text.clone();
+    let deadline = Deadline::after(config.webhook_forward_timeout);
+    let forwarded = match config.webhook_processor_url {
+        None => false,
+        Some(_) => {
+            let answer =
+                webhook_retry::deliver(config, &id, body, 0, config.webhook_forward_timeout, deadline).await;
+            match answer {
+                Ok(resp) if (200..300).contains(&resp.status) => {
+                    store::mark_processed(&db, &key)?;
+                    true
+                }
+                Ok(resp) => {
+                    log.warn(
+                        "webhook stored; forward refused, left to the retry job",
+                        json!({ "webhookLogId": id, "httpStatus": resp.status }),
+                    );
+                    false
+                }
+                Err(e) => {
+                    log.warn(
+                        "webhook stored; forward failed, left to the retry job",
+                        json!({ "webhookLogId": id, "reason": e.to_string() }),
+                    );
+                    false
+                }
+            }
+        }
+    };
+    log.info("webhook stored", json!({ "webhookLogId": id, "forwarded": forwarded }));
+    Ok(Received::Stored { id, forwarded })
+}
+
+/// WhaTrack's derivation: the first change's `field`; a `messages` change that carries only
+/// delivery statuses is `statuses`.
+pub fn event_type(payload: &Value) -> Option<String> {
+    let change = payload.get("entry")?.get(0)?.get("changes")?.get(0)?;
+    let field = change.get("field")?.as_str()?;
+    let value = change.get("value");
+    let only_statuses = value.is_some_and(|v| v.get("statuses").is_some() && v.get("messages").is_none());
+    Some(if field == "messages" && only_statuses { "statuses".into() } else { field.to_owned() })
+}
+
+/// The WABA the event is about (`entry[0].id`), to find its organization.
+fn waba_id(payload: &Value) -> Option<String> {
+    payload.get("entry")?.get(0)?.get("id")?.as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_types_as_whatrack_derives_them() {
+        let change = |field: &str, value: Value| json!({"entry":[{"id":"2001","changes":[{"field":field,"value":value}]}]});
+        assert_eq!(event_type(&change("messages", json!({"messages":[{}]}))).as_deref(), Some("messages"));
+        assert_eq!(event_type(&change("messages", json!({"statuses":[{}]}))).as_deref(), Some("statuses"));
+        assert_eq!(event_type(&change("account_update", json!({}))).as_deref(), Some("account_update"));
+        assert_eq!(event_type(&json!({"object":"x"})), None);
+        assert_eq!(waba_id(&change("messages", json!({}))).as_deref(), Some("2001"));
+    }
+}
