@@ -305,20 +305,10 @@ async fn a_host_killed_mid_write_leaves_no_half_written_row() {
     let mut first = Served::start(&vars).await;
     let run = first.post_in_background(HEALTH);
     // The audit rows are inserted, and the connection update is sleeping in its trigger.
+    const SLEEPING_UPDATE: &str =
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE whatsapp_connections%'";
     let started = Instant::now();
-    loop {
-        let waiting: i64 = env
-            .db
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE whatsapp_connections%'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            break;
-        }
+    while env.count(SLEEPING_UPDATE).await == 0 {
         assert!(started.elapsed() < Duration::from_secs(30), "the write never started");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -327,24 +317,11 @@ async fn a_host_killed_mid_write_leaves_no_half_written_row() {
     // The killed host's session ends; its open transaction goes with it.
     let started = Instant::now();
     loop {
-        let audit: i64 = env.db.query_one("SELECT count(*) FROM whatsapp_health", &[]).await.unwrap().get(0);
-        let updated: i64 = env
-            .db
-            .query_one("SELECT count(*) FROM whatsapp_connections WHERE \"healthStatus\" <> 'unknown'", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let audit = env.count("SELECT count(*) FROM whatsapp_health").await;
+        let updated =
+            env.count("SELECT count(*) FROM whatsapp_connections WHERE \"healthStatus\" <> 'unknown'").await;
         assert_eq!((audit, updated), (0, 0), "a half-written batch is visible");
-        let sessions: i64 = env
-            .db
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE whatsapp_connections%'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if sessions == 0 || started.elapsed() > Duration::from_secs(35) {
+        if env.count(SLEEPING_UPDATE).await == 0 || started.elapsed() > Duration::from_secs(35) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -123,6 +123,11 @@ impl Env {
         let _: () = redis::cmd("SET").arg(key).arg(value).query_async(&mut r).await.unwrap();
     }
 
+    /// The one number a `SELECT count(*) ...` answers.
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.db.query_one(sql, &[]).await.unwrap().get(0)
+    }
+
     pub async fn health_status(&self, connection: uuid::Uuid) -> String {
         self.db
             .query_one("SELECT \"healthStatus\" FROM whatsapp_connections WHERE id = $1", &[&connection])
