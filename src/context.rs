@@ -2,7 +2,10 @@
 //! runner builds it; it knows neither job.
 
 use std::future::Future;
+use std::pin::pin;
+use std::time::{Duration, Instant};
 
+use futures::future::{select, Either};
 use futures::stream::{self, Stream, StreamExt};
 use serde::Serialize;
 use serde_json::Value;
@@ -12,7 +15,7 @@ use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::lock::{Redis, RedisError};
 use crate::log::Logger;
-use crate::time::Deadline;
+use crate::time::{self, Deadline};
 
 pub struct JobContext<'a> {
     pub job_id: &'a str,
@@ -68,6 +71,34 @@ impl JobContext<'_> {
         )
         .await;
     }
+}
+
+/// Groups a stream's items into batches of at most `size`, each handed over at the latest `every`
+/// after its first item arrived (a timer, not the next arrival), so that a slow stream still
+/// writes down what it finished. Batching is what keeps a run's statements per item far below one.
+pub fn batches<S: Stream + Unpin>(items: S, size: usize, every: Duration) -> impl Stream<Item = Vec<S::Item>> {
+    stream::unfold(Some(items), move |items| async move {
+        let mut items = items?;
+        let mut batch = Vec::new();
+        let mut due: Option<Instant> = None;
+        loop {
+            let next = match due {
+                None => items.next().await,
+                Some(at) => match select(items.next(), pin!(time::sleep_until(at))).await {
+                    Either::Left((item, _)) => item,
+                    Either::Right(_) => return Some((batch, Some(items))),
+                },
+            };
+            let Some(item) = next else {
+                return (!batch.is_empty()).then_some((batch, None));
+            };
+            due.get_or_insert_with(|| Instant::now() + every);
+            batch.push(item);
+            if batch.len() >= size {
+                return Some((batch, Some(items)));
+            }
+        }
+    })
 }
 
 /// One item's fate in [`JobContext::within_budget`].

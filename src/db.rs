@@ -106,6 +106,85 @@ impl Db {
     }
 }
 
+/// Writes `rows` with `write` in one go; when the database refuses their data (a trigger or
+/// constraint of WhaTrack's), each row is tried alone, so that one bad row does not hold back the
+/// others. Says which rows were saved; `refused` hears of each that was not. Any other failure
+/// (the connection, the statement) fails the whole write.
+pub fn write_isolating<T>(
+    rows: &[T],
+    write: impl Fn(&[T]) -> DbResult<()>,
+    mut refused: impl FnMut(&T, &DbError),
+) -> DbResult<Vec<bool>> {
+    match write(rows) {
+        Ok(()) => return Ok(vec![true; rows.len()]),
+        Err(e) if e.is_about_the_data() && rows.len() > 1 => {}
+        Err(e) if e.is_about_the_data() => {
+            refused(&rows[0], &e);
+            return Ok(vec![false]);
+        }
+        Err(e) => return Err(e),
+    }
+    rows.iter()
+        .map(|row| match write(std::slice::from_ref(row)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_about_the_data() => {
+                refused(row, &e);
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        })
+        .collect()
+}
+
+/// Rows read a page at a time, when the consumer gets to them: a run holds one page in memory,
+/// however many rows the table has. `fetch` reads the next page (and keeps its own place);
+/// an empty page ends the rows, and so does an error, kept in `error` for the caller.
+pub struct Pages<T, F> {
+    fetch: F,
+    page: std::vec::IntoIter<T>,
+    done: bool,
+    pub error: Option<DbError>,
+}
+
+impl<T, F: FnMut() -> DbResult<Vec<T>>> Pages<T, F> {
+    pub fn new(fetch: F) -> Self {
+        Self { fetch, page: Vec::new().into_iter(), done: false, error: None }
+    }
+
+    /// What was read but not handed out.
+    pub fn unread(self) -> impl Iterator<Item = T> {
+        self.page
+    }
+}
+
+impl<T, F: FnMut() -> DbResult<Vec<T>>> Iterator for Pages<T, F> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        if let Some(row) = self.page.next() {
+            return Some(row);
+        }
+        if self.done {
+            return None;
+        }
+        match (self.fetch)() {
+            Ok(rows) if !rows.is_empty() => {
+                self.page = rows.into_iter();
+                self.page.next()
+            }
+            Ok(_) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                self.error = Some(e);
+                None
+            }
+        }
+    }
+}
+
 pub fn str(s: &str) -> ParameterValue {
     ParameterValue::Str(s.to_owned())
 }

@@ -3,6 +3,8 @@
 //! Callers pass only counts, ids and reasons built by this crate; tokens, keys and secrets never
 //! reach a log call (the integration tests grep the captured output to hold us to that).
 
+use std::io::Write;
+
 use serde_json::{json, Map, Value};
 
 use crate::urls;
@@ -23,15 +25,15 @@ impl Logger {
     }
 
     pub fn info(&self, msg: &str, fields: Value) {
-        println!("{}", self.line("info", msg, fields));
+        emit(&mut std::io::stdout(), self.line("info", msg, fields));
     }
 
     pub fn warn(&self, msg: &str, fields: Value) {
-        eprintln!("{}", self.line("warn", msg, fields));
+        emit(&mut std::io::stderr(), self.line("warn", msg, fields));
     }
 
     pub fn error(&self, msg: &str, fields: Value) {
-        eprintln!("{}", self.line("error", msg, fields));
+        emit(&mut std::io::stderr(), self.line("error", msg, fields));
     }
 
     fn line(&self, level: &str, msg: &str, fields: Value) -> String {
@@ -49,4 +51,11 @@ impl Logger {
         // Last line of defence: whatever an error quoted, no URL leaves with its password.
         urls::redact(&Value::Object(obj).to_string())
     }
+}
+
+/// A log line the host will not take (a closed or full pipe) is dropped: `println!` would panic
+/// and end the run over its log, mid-way through its work.
+fn emit(out: &mut impl Write, mut line: String) {
+    line.push('\n');
+    let _ = out.write_all(line.as_bytes());
 }

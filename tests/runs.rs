@@ -435,7 +435,8 @@ async fn a_row_the_database_refuses_does_not_hold_back_the_others() {
     assert_eq!(env.health_status(refused).await, "healthy");
 }
 
-/// A lock that expires before its run ends lets a second run start beside it.
+/// A lock that expires before its run ends lets a second run start beside it: each trigger's
+/// budget is checked against the TTL.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lock_ttl_shorter_than_a_run_is_refused() {
     let env = Env::new().await;
@@ -454,6 +455,13 @@ async fn a_lock_ttl_shorter_than_a_run_is_refused() {
         500,
         "a TTL above budget + 2 s is fine"
     );
+    // The cron trigger's runs have a budget of their own, held to the same rule.
+    let cron = common::app("cron-health-check", &vars).cron(0).await.unwrap();
+    let error = cron.expect_err("a cron budget of 1800 s outlives a 63 s lock");
+    assert!(error.contains("lock_ttl_seconds") && error.contains("cron_time_budget_seconds"), "{error}");
+    vars.insert("cron_time_budget_seconds".into(), "60".into());
+    let cron = common::app("cron-health-check", &vars).cron(0).await.unwrap();
+    assert_eq!(cron, Ok(()), "a cron budget under the TTL runs");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,7 +8,8 @@
 //!    error, never `Busy`. Taken: `"startedAt"` becomes now, so that a row's interval is the time
 //!    the run held the lock.
 //! 3. Mark `running` rows older than the lock TTL as failed (their run died unrecorded), then
-//!    run the job with a deadline of `job_time_budget_seconds`.
+//!    run the job with a deadline of `job_time_budget_seconds` (HTTP) or
+//!    `cron_time_budget_seconds` (cron).
 //! 4. Record the outcome (`succeeded`, `partial` when work remains, or `failed`).
 //! 5. Release the lock if it is still ours, on every path after step 2.
 //!
@@ -81,7 +82,9 @@ pub async fn run_job(job: JobType, trigger: Trigger, config: &Config) -> Result<
     // Tagged with the jobId once there is one, so that every line of a run can be joined to it
     // (and to the request's trace).
     let mut log = Logger::new(job.log_name());
-    let deadline = Deadline::after(config.job_time_budget);
+    // A request is cut at the platform's limit (about 30 s hosted); a cron tick is not, so the
+    // nightly run can get through a whole estate.
+    let deadline = Deadline::after(config.run_budget(trigger == Trigger::Cron)?);
     let finish = deadline.extended(FINISH_GRACE);
     let result = run_locked(job, trigger, config, deadline, &mut log).await;
     match &result {

@@ -17,6 +17,7 @@ mod redis_host;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Context, Result};
@@ -77,6 +78,7 @@ pub(crate) struct AppState {
 }
 
 pub struct State {
+    limits: PeakMemory,
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
@@ -93,6 +95,21 @@ impl WasiView for State {
 impl WasiHttpView for State {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
+
+/// Grants every memory growth (as Spin does, up to its limits) and remembers the largest linear
+/// memory an instance of the app reached.
+struct PeakMemory(Arc<AtomicUsize>);
+
+impl wasmtime::ResourceLimiter for PeakMemory {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        self.0.fetch_max(desired, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, _desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(true)
     }
 }
 
@@ -195,6 +212,7 @@ impl Runtime {
             }),
             output: Arc::new(Mutex::new(String::new())),
             engine: self.engine.clone(),
+            peak_memory: Arc::default(),
         })
     }
 }
@@ -205,9 +223,11 @@ pub struct App {
     state: Arc<AppState>,
     output: Arc<Mutex<String>>,
     engine: Engine,
+    peak_memory: Arc<AtomicUsize>,
 }
 
-const OUTPUT_CAPACITY: usize = 4 << 20;
+/// What one call may print; beyond it a write fails, as a full pipe would.
+const OUTPUT_CAPACITY: usize = 64 << 20;
 
 impl App {
     fn store(&self) -> (Store<State>, MemoryOutputPipe, MemoryOutputPipe) {
@@ -215,13 +235,16 @@ impl App {
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let wasi = WasiCtx::builder().stdout(stdout.clone()).stderr(stderr.clone()).build();
         let state = State {
+            limits: PeakMemory(self.peak_memory.clone()),
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: OutboundHooks { app: self.state.clone() },
             app: self.state.clone(),
         };
-        (Store::new(&self.engine, state), stdout, stderr)
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        (store, stdout, stderr)
     }
 
     fn keep_output(&self, stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) {
@@ -233,6 +256,11 @@ impl App {
             }
             out.push_str(&text);
         }
+    }
+
+    /// The largest linear memory (bytes) an instance reached since the last call, which resets it.
+    pub fn take_peak_memory(&self) -> usize {
+        self.peak_memory.swap(0, Ordering::Relaxed)
     }
 
     /// Everything the component has printed so far, stdout and stderr.

@@ -68,7 +68,7 @@ impl Script {
         self
     }
 
-    fn answer(&self, req: &Recorded) -> Canned {
+    pub fn answer(&self, req: &Recorded) -> Canned {
         let path = req.target.split('?').next().unwrap_or_default();
         if path.ends_with("/debug_token") {
             let expected = self.app_token.lock().unwrap().clone();

@@ -4,38 +4,64 @@
 use spin_sdk::pg4::ParameterValue;
 
 use super::classify::{Health, TokenStatus};
-use crate::db::{int, now_utc, text, Db, DbError, DbResult};
+use crate::time::Deadline;
+use crate::db::{int, now_utc, str, text, write_isolating, Db, DbError, DbResult, Pages};
 
-/// Active connections not checked within `$1` hours, stalest first, each with its best token
-/// (SPEC 5.1: a non-NULL token, `connected` configs first, then the newest) and how many of its
-/// last two checks were `unknown`.
+/// Where a run draws the line, once at its start: connections checked before `$1` hours ago
+/// are due, and how many active ones were checked since. Fixed for the whole run, so that the
+/// connections it checks (now checked "since") never come round again, even with a recheck
+/// window of 0.
+const CUTOFF: &str = concat!(
+    "WITH t AS (SELECT ",
+    now_utc!(),
+    " - make_interval(hours => $1) AS cutoff) \
+     SELECT t.cutoff::text, (SELECT count(*) FROM whatsapp_connections \
+         WHERE status = 'active' AND \"lastHealthCheckAt\" >= t.cutoff) FROM t"
+);
+
+/// The stalest-first order of due connections, a key the keyset below can resume from.
+macro_rules! staleness {
+    () => {
+        "(COALESCE(c.\"lastHealthCheckAt\", '-infinity'), c.id::text COLLATE \"C\")"
+    };
+}
+
+/// A page of due connections (active, checked before the cutoff `$1` or never), stalest first,
+/// after the key (`$2` last check, `$3` id; `$2` NULL for the first page), at most `$4`: the keyset
+/// reads each page from where the last ended, not by an offset that rereads the table. Each
+/// comes with its best token (SPEC 5.1: a non-NULL token, `connected` configs first, then the
+/// newest), how many of its last two checks were `unknown`, and its key.
 const DUE: &str = concat!(
-    "SELECT c.id::text, c.\"organizationId\"::text, c.\"healthStatus\"::text, c.\"wabaId\", c.\"phoneNumberId\", \
+    "WITH page AS ( \
+        SELECT c.id, c.\"organizationId\", c.\"healthStatus\", c.\"wabaId\", c.\"phoneNumberId\", \
+               COALESCE(c.\"lastHealthCheckAt\", '-infinity') AS checked, c.id::text COLLATE \"C\" AS key \
+        FROM whatsapp_connections c \
+        WHERE c.status = 'active' \
+          AND (c.\"lastHealthCheckAt\" IS NULL OR c.\"lastHealthCheckAt\" < $1::text::timestamp) \
+          AND ($2::text IS NULL OR ",
+    staleness!(),
+    " > ($2::text::timestamp, $3::text COLLATE \"C\")) \
+        ORDER BY ",
+    staleness!(),
+    " LIMIT $4) \
+     SELECT c.id::text, c.\"organizationId\"::text, c.\"healthStatus\"::text, c.\"wabaId\", c.\"phoneNumberId\", \
             cfg.\"accessToken\", cfg.\"phoneId\", cfg.\"wabaId\", cfg.id::text, \
             (SELECT count(*) FROM (SELECT h.status FROM whatsapp_health h \
                 WHERE h.\"connectionId\" = c.id ORDER BY h.\"lastCheck\" DESC LIMIT 2) recent \
-             WHERE recent.status = 'unknown') \
-     FROM whatsapp_connections c \
+             WHERE recent.status = 'unknown'), \
+            c.checked::text \
+     FROM page c \
      LEFT JOIN LATERAL ( \
         SELECT w.id, w.\"accessToken\", w.\"phoneId\", w.\"wabaId\" FROM whatsapp_configs w \
         WHERE w.\"connectionId\" = c.id AND w.\"accessToken\" IS NOT NULL \
         ORDER BY (w.status = 'connected') DESC NULLS LAST, w.\"updatedAt\" DESC NULLS LAST LIMIT 1 \
      ) cfg ON true \
-     WHERE c.status = 'active' \
-       AND (c.\"lastHealthCheckAt\" IS NULL \
-            OR c.\"lastHealthCheckAt\" < ",
-    now_utc!(),
-    " - make_interval(hours => $1)) \
-     ORDER BY c.\"lastHealthCheckAt\" ASC NULLS FIRST, c.id"
+     ORDER BY c.checked, c.key"
 );
 
-/// Active connections left alone because they were checked within `$1` hours.
-const COUNT_RECENT: &str = concat!(
-    "SELECT count(*) FROM whatsapp_connections WHERE status = 'active' \
-     AND \"lastHealthCheckAt\" >= ",
-    now_utc!(),
-    " - make_interval(hours => $1)"
-);
+/// Active connections due under the cutoff `$1`.
+const COUNT_STILL_DUE: &str = "SELECT count(*) FROM whatsapp_connections WHERE status = 'active' \
+     AND (\"lastHealthCheckAt\" IS NULL OR \"lastHealthCheckAt\" < $1::text::timestamp)";
 
 /// The audit rows: `$1` connection id, `$2` status, `$3` tokenValid, `$4` tokenExpired,
 /// `$5` reason, `$6` ms. The organization comes from the connection itself.
@@ -107,61 +133,81 @@ pub struct CheckResult {
     pub token_expires_at: Option<i64>,
 }
 
-pub fn due(db: &Db, recheck_after_hours: u32) -> DbResult<Vec<DueConnection>> {
-    const CTX: &str = "select due connections";
-    let rows = db.query(CTX, DUE, &[ParameterValue::Int32(recheck_after_hours as i32)])?;
-    rows.rows
-        .iter()
-        .map(|r| {
-            Ok(DueConnection {
-                id: text(&r[0]).ok_or_else(|| DbError::decode(CTX, "id"))?,
-                organization_id: text(&r[1]),
-                health_status: text(&r[2]),
-                waba_id: text(&r[3]),
-                phone_number_id: text(&r[4]),
-                access_token: text(&r[5]),
-                config_phone_id: text(&r[6]),
-                config_waba_id: text(&r[7]),
-                config_id: text(&r[8]),
-                recent_unknowns: int(&r[9]).unwrap_or(0) as usize,
+/// Where this run draws the line between due and recently checked.
+pub struct Cutoff {
+    at: String,
+    pub recently_checked: u64,
+}
+
+pub fn cutoff(db: &Db, recheck_after_hours: u32) -> DbResult<Cutoff> {
+    const CTX: &str = "health check cutoff";
+    let rows = db.query(CTX, CUTOFF, &[ParameterValue::Int32(recheck_after_hours as i32)])?;
+    let row = rows.rows.first().ok_or_else(|| DbError::decode(CTX, "cutoff"))?;
+    Ok(Cutoff {
+        at: text(&row[0]).ok_or_else(|| DbError::decode(CTX, "cutoff"))?,
+        recently_checked: int(&row[1]).unwrap_or(0) as u64,
+    })
+}
+
+/// The due connections, stalest first, read `page` at a time as the run gets to them.
+/// Nothing is read once `deadline` has passed: the run could not start those checks anyway.
+pub fn due<'a>(
+    db: &'a Db,
+    cutoff: &'a Cutoff,
+    page: u32,
+    deadline: Deadline,
+) -> Pages<DueConnection, impl FnMut() -> DbResult<Vec<DueConnection>> + 'a> {
+    let mut after: Option<(String, String)> = None;
+    Pages::new(move || {
+        const CTX: &str = "select due connections";
+        if deadline.passed() {
+            return Ok(Vec::new());
+        }
+        let (checked, id) = after.clone().unzip();
+        let params = [
+            str(&cutoff.at),
+            checked.map(|c| str(&c)).into(),
+            id.map(|i| str(&i)).into(),
+            ParameterValue::Int64(i64::from(page)),
+        ];
+        let rows = db.query(CTX, DUE, &params)?;
+        let due = rows
+            .rows
+            .iter()
+            .map(|r| {
+                Ok(DueConnection {
+                    id: text(&r[0]).ok_or_else(|| DbError::decode(CTX, "id"))?,
+                    organization_id: text(&r[1]),
+                    health_status: text(&r[2]),
+                    waba_id: text(&r[3]),
+                    phone_number_id: text(&r[4]),
+                    access_token: text(&r[5]),
+                    config_phone_id: text(&r[6]),
+                    config_waba_id: text(&r[7]),
+                    config_id: text(&r[8]),
+                    recent_unknowns: int(&r[9]).unwrap_or(0) as usize,
+                })
             })
-        })
-        .collect()
+            .collect::<DbResult<Vec<_>>>()?;
+        if let (Some(last), Some(row)) = (due.last(), rows.rows.last()) {
+            after = Some((text(&row[10]).ok_or_else(|| DbError::decode(CTX, "key"))?, last.id.clone()));
+        }
+        Ok(due)
+    })
 }
 
-pub fn count_recently_checked(db: &Db, recheck_after_hours: u32) -> DbResult<u64> {
-    db.count("count recent checks", COUNT_RECENT, &[ParameterValue::Int32(recheck_after_hours as i32)])
+pub fn count_still_due(db: &Db, cutoff: &Cutoff) -> DbResult<u64> {
+    db.count("count due connections", COUNT_STILL_DUE, &[str(&cutoff.at)])
 }
 
-/// Writes a batch of results, one transaction per batch; when the database refuses the batch's
-/// data (a trigger or constraint of WhaTrack's), each row is tried alone so that one bad row
-/// does not hold back the others. Says which rows were saved; `refused` hears of each that was
-/// not. Any other failure (the connection, the statement) fails the whole write.
+/// Writes a batch of results, one transaction per batch, isolating rows the database refuses
+/// (see [`write_isolating`]).
 pub fn save_isolating(
     db: &Db,
     results: &[CheckResult],
-    mut refused: impl FnMut(&CheckResult, &DbError),
+    refused: impl FnMut(&CheckResult, &DbError),
 ) -> DbResult<Vec<bool>> {
-    match save(db, results) {
-        Ok(()) => return Ok(vec![true; results.len()]),
-        Err(e) if e.is_about_the_data() && results.len() > 1 => {}
-        Err(e) if e.is_about_the_data() => {
-            refused(&results[0], &e);
-            return Ok(vec![false]);
-        }
-        Err(e) => return Err(e),
-    }
-    results
-        .iter()
-        .map(|result| match save(db, std::slice::from_ref(result)) {
-            Ok(()) => Ok(true),
-            Err(e) if e.is_about_the_data() => {
-                refused(result, &e);
-                Ok(false)
-            }
-            Err(e) => Err(e),
-        })
-        .collect()
+    write_isolating(results, |rows| save(db, rows), refused)
 }
 
 /// Writes a batch of results in one transaction: all of it lands, or none.

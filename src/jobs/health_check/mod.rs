@@ -14,25 +14,25 @@ pub mod classify;
 pub mod connections;
 pub mod retention;
 
-use std::time::{Duration, Instant};
-
 use std::pin::pin;
+use std::time::Duration;
 
-use futures::future::{select, Either};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 
 use crate::alerts::Alert;
-use crate::context::{JobContext, JobError, JobOutcome, Turn};
+use crate::context::{self, JobContext, JobError, JobOutcome, Turn};
 use crate::graph::{self, CutShort, Node};
-use crate::time;
 use classify::{Health, Inputs, Verdict};
 use connections::{CheckResult, DueConnection};
 
+/// Due connections read per statement: enough to keep the checks busy between reads, few
+/// enough that a run's memory does not grow with the estate.
+const PAGE: u32 = 200;
 /// Results written per transaction, at the most...
-const WRITE_BATCH: usize = 50;
-/// ...and at the latest this long after the last of them finished.
+const WRITE_BATCH: usize = 200;
+/// ...and at the latest this long after the first of them finished.
 const WRITE_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
@@ -65,17 +65,17 @@ impl Summary {
 }
 
 /// One finished check: the row to write, and why Meta refused the app, if it did.
-struct Checked<'c> {
-    conn: &'c DueConnection,
+struct Checked {
+    conn: DueConnection,
     result: CheckResult,
     app_refused: Option<String>,
 }
 
 pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
     let hours = ctx.config.health_recheck_after_hours;
-    let due = connections::due(ctx.db, hours)?;
-    let skipped = connections::count_recently_checked(ctx.db, hours)?;
-    ctx.log.info("health check started", json!({ "due": due.len(), "skipped": skipped }));
+    let cutoff = connections::cutoff(ctx.db, hours)?;
+    let skipped = cutoff.recently_checked;
+    ctx.log.info("health check started", json!({ "skipped": skipped }));
 
     let client = &graph::Client {
         base_url: &ctx.config.meta_graph_url,
@@ -83,45 +83,39 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
         app: ctx.config.meta_app(),
         deadline: ctx.deadline,
     };
-    let mut turns = ctx.within_budget(due.iter(), ctx.config.health_check_concurrency, |conn| async move {
-        check(ctx, client, conn).await.ok()
-    });
-
+    let mut due = connections::due(ctx.db, &cutoff, PAGE, ctx.deadline);
     let mut run = RunState { summary: Summary { skipped, ..Default::default() }, alerts: Vec::new() };
-    let mut pending: Vec<Checked> = Vec::new();
-    // When the oldest pending result finished: results wait at most WRITE_EVERY for company,
-    // even when no other check finishes.
-    let mut oldest = Instant::now();
     let mut app_refused = None;
-    loop {
-        let write_at = oldest + WRITE_EVERY;
-        let turn = if pending.is_empty() {
-            turns.next().await
-        } else {
-            match select(turns.next(), pin!(time::sleep_until(write_at))).await {
-                Either::Left((turn, _)) => turn,
-                Either::Right(_) => {
-                    run.write(ctx, std::mem::take(&mut pending))?;
-                    continue;
+    {
+        let turns = pin!(ctx.within_budget(&mut due, ctx.config.health_check_concurrency, |conn| async move {
+            check(ctx, client, conn).await.ok()
+        }));
+        let mut batches = pin!(context::batches(turns, WRITE_BATCH, WRITE_EVERY));
+        while let Some(batch) = batches.next().await {
+            let mut finished = Vec::with_capacity(batch.len());
+            for turn in batch {
+                match turn {
+                    Turn::Done(Some(checked)) => {
+                        app_refused = app_refused.or_else(|| checked.app_refused.clone());
+                        finished.push(checked);
+                    }
+                    // Not started, or cut short by the budget: first in line next run.
+                    _ => run.summary.remaining += 1,
                 }
             }
-        };
-        let Some(turn) = turn else { break };
-        let Turn::Done(Some(checked)) = turn else {
-            run.summary.remaining += 1;
-            continue;
-        };
-        app_refused = app_refused.or_else(|| checked.app_refused.clone());
-        if pending.is_empty() {
-            oldest = Instant::now();
-        }
-        pending.push(checked);
-        if pending.len() >= WRITE_BATCH {
-            run.write(ctx, std::mem::take(&mut pending))?;
+            run.write(ctx, finished)?;
         }
     }
-    drop(turns);
-    run.write(ctx, pending)?;
+    if let Some(e) = due.error {
+        return Err(e.into());
+    }
+    if ctx.deadline.passed() {
+        // The budget ended the reading too: what is still due, less what this run checked and
+        // left due (unknown, or refused by the database), is what it did not get to.
+        let still_due = connections::count_still_due(ctx.db, &cutoff)?;
+        let checked_but_due = run.summary.unknown + run.summary.not_saved;
+        run.summary.remaining = still_due.saturating_sub(checked_but_due);
+    }
 
     if let Some(why) = app_refused {
         ctx.log.error("Meta refused the app credentials for debug_token", json!({ "reason": why }));
@@ -142,7 +136,7 @@ struct RunState {
 
 impl RunState {
     /// Writes a batch; a row the database refuses is logged and counted, and the others land.
-    fn write(&mut self, ctx: &JobContext<'_>, batch: Vec<Checked<'_>>) -> Result<(), JobError> {
+    fn write(&mut self, ctx: &JobContext<'_>, batch: Vec<Checked>) -> Result<(), JobError> {
         let results: Vec<CheckResult> = batch.iter().map(|c| c.result.clone()).collect();
         let saved = connections::save_isolating(ctx.db, &results, |result, e| {
             ctx.log.error(
@@ -155,7 +149,7 @@ impl RunState {
                 self.summary.not_saved += 1;
                 continue;
             }
-            let (conn, result) = (checked.conn, &checked.result);
+            let (conn, result) = (&checked.conn, &checked.result);
             self.summary.count(result.health);
             if result.health == Health::Error && conn.health_status.as_deref() != Some(Health::Error.as_str())
             {
@@ -172,11 +166,7 @@ impl RunState {
 
 /// Checks one connection. Every problem is a verdict about the connection, except a check the
 /// run's budget cut short.
-async fn check<'c>(
-    ctx: &JobContext<'_>,
-    client: &graph::Client<'_>,
-    conn: &'c DueConnection,
-) -> Result<Checked<'c>, CutShort> {
+async fn check(ctx: &JobContext<'_>, client: &graph::Client<'_>, conn: DueConnection) -> Result<Checked, CutShort> {
     let (verdict, response_ms, token) = match conn.access_token.as_deref() {
         None => (classify::unchecked("No token in database"), 0, None),
         Some(stored) => match ctx.config.keys.decrypt(stored) {
@@ -188,7 +178,7 @@ async fn check<'c>(
                 (classify::unchecked("Token decryption failed"), 0, None)
             }
             Ok(token) => {
-                let (verdict, ms) = check_token(ctx, client, conn, &token).await?;
+                let (verdict, ms) = check_token(ctx, client, &conn, &token).await?;
                 (verdict, ms, Some(token))
             }
         },

@@ -1,11 +1,11 @@
 //! The webhook retry job (SPEC section 6): a dead-letter queue over `whatsapp_webhook_logs`.
 //!
 //! A run dead-letters what must not be re-delivered any more (expired or exhausted rows), claims
-//! up to `webhook_retry_batch_size` due rows ([`queue`] says why two runs can never deliver the
-//! same row), re-delivers them concurrently to `webhook_processor_url`, and records each outcome
-//! as it comes, as [`policy`] decides it. Rows the time budget left unstarted or cut short are
-//! released, due again with no attempt charged, and counted in `remaining`. Each webhook
-//! dead-lettered raises an alert.
+//! due rows a page at a time as the deliveries need them, up to `webhook_retry_batch_size` in all
+//! ([`queue`] says why two runs can never deliver the same row), re-delivers them concurrently to
+//! `webhook_processor_url`, and records the outcomes, as [`policy`] decides them, a batch per
+//! statement. Rows the time budget left unstarted or cut short are released, due again with no
+//! attempt charged, and counted in `remaining`. Each webhook dead-lettered raises an alert.
 //!
 //! Two failures are not the webhook's fault and charge no row: a destination the host refuses
 //! (missing from `allowed_outbound_hosts`) fails the run, and a row the database refuses to
@@ -14,7 +14,8 @@
 pub mod policy;
 pub mod queue;
 
-use std::collections::HashSet;
+use std::cell::Cell;
+use std::pin::pin;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
@@ -23,7 +24,8 @@ use serde_json::json;
 
 use crate::alerts::Alert;
 use crate::config::Config;
-use crate::context::{JobContext, JobError, JobOutcome, Turn};
+use crate::context::{self, JobContext, JobError, JobOutcome, Turn};
+use crate::db::{write_isolating, Pages};
 use crate::crypto;
 use crate::outbound::{self, OutboundError, Request, Response};
 use crate::time::Deadline;
@@ -31,8 +33,14 @@ use policy::{Decision, Fate, Rules};
 use queue::{AttemptRecord, Claimed, Queue};
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Deliveries in flight at once.
-const DELIVERY_CONCURRENCY: usize = 16;
+/// Due rows claimed per statement: enough to keep the deliveries busy between claims, few enough
+/// that a run's memory does not grow with the queue.
+const CLAIM_PAGE: u32 = 200;
+/// Attempts recorded per statement, at the most...
+const RECORD_BATCH: usize = 200;
+/// ...and at the latest this long after the first of them finished: a run killed in between
+/// re-delivers those once its lease ends (the receiver contract's at-least-once).
+const RECORD_EVERY: Duration = Duration::from_secs(1);
 /// A claim outlives the run that made it (budget plus the last deliveries' timeout), so a run
 /// that dies mid-way only delays its rows until the lease ends.
 const LEASE_MARGIN: Duration = Duration::from_secs(60);
@@ -62,58 +70,77 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
     let mut alerts = Vec::new();
 
     sweep(&queue, &mut summary, &mut alerts)?;
-
-    let lease = config.job_time_budget + DELIVERY_TIMEOUT + LEASE_MARGIN;
-    let claimed = queue.claim(config.webhook_retry_batch_size, lease.as_secs())?;
     ctx.log.info(
         "webhook retry started",
-        json!({ "claimed": claimed.len(), "expired": summary.expired, "exhausted": summary.exhausted }),
+        json!({ "expired": summary.expired, "exhausted": summary.exhausted }),
     );
-    // Claimed but not (yet) attempted: released at the end, due again, charged nothing.
-    let mut unrecorded: HashSet<String> = claimed.iter().map(|w| w.id.clone()).collect();
 
-    let deadline = ctx.deadline;
-    let mut deliveries = ctx.within_budget(claimed, DELIVERY_CONCURRENCY, |webhook| async move {
-        let started = Instant::now();
-        let attempt = webhook.retry_count + 1;
-        let result =
-            deliver(config, &webhook.id, webhook.body.as_bytes(), attempt, DELIVERY_TIMEOUT, deadline).await;
-        (webhook, result, started.elapsed())
-    });
-    let mut misconfigured = None;
-    while let Some(turn) = deliveries.next().await {
-        let Turn::Done((webhook, result, elapsed)) = turn else { continue };
-        match &result {
-            // Cut short by the budget: not attempted, as far as anyone is charged.
-            Err(OutboundError::OutOfTime) => continue,
-            Err(e @ (OutboundError::Denied(_) | OutboundError::InvalidUrl(_))) => {
-                misconfigured = Some(e.to_string());
-                break;
-            }
-            _ => {}
+    // A claim outlives the run that made it, so a run that dies mid-way only delays its rows.
+    let lease = (ctx.deadline.remaining() + DELIVERY_TIMEOUT + LEASE_MARGIN).as_secs();
+    // Set when a delivery shows the destination is refused: nothing more is claimed.
+    let stop = Cell::new(false);
+    let mut left = config.webhook_retry_batch_size;
+    let mut claims = Pages::new(|| {
+        if left == 0 || stop.get() || ctx.deadline.passed() {
+            return Ok(Vec::new());
         }
-        summary.attempted += 1;
-        let decision = policy::decide(&result, webhook.retry_count + 1, &rules, SystemTime::now(), jitter());
-        let recorded = record(ctx, &queue, &webhook, &decision, elapsed)?;
-        // Attempted: not released. A row the database refused stays claimed until its lease ends.
-        unrecorded.remove(&webhook.id);
-        match decision.fate {
-            _ if !recorded => summary.failed += 1,
-            Fate::Delivered => summary.delivered += 1,
-            Fate::RetryIn(_) => summary.failed += 1,
-            Fate::Dead => {
-                summary.dead_lettered += 1;
-                alerts.push(Alert::webhook_dead(&webhook.id, decision.brief.as_deref().unwrap_or_default()));
+        let page = queue.claim(left.min(CLAIM_PAGE), lease)?;
+        left -= page.len() as u32;
+        Ok(page)
+    });
+    // Claimed but not attempted: released at the end, due again, charged nothing.
+    let mut unattempted: Vec<String> = Vec::new();
+    let mut misconfigured = None;
+    {
+        let deadline = ctx.deadline;
+        let deliveries = pin!(ctx.within_budget(&mut claims, config.webhook_retry_concurrency, |webhook| async move {
+            let started = Instant::now();
+            let attempt = webhook.retry_count + 1;
+            let result =
+                deliver(config, &webhook.id, webhook.body.as_bytes(), attempt, DELIVERY_TIMEOUT, deadline).await;
+            (webhook, result, started.elapsed())
+        }));
+        let mut batches = pin!(context::batches(deliveries, RECORD_BATCH, RECORD_EVERY));
+        while let Some(batch) = batches.next().await {
+            let mut attempts = Vec::with_capacity(batch.len());
+            for turn in batch {
+                let (webhook, result, elapsed) = match turn {
+                    Turn::Done(done) => done,
+                    Turn::NotStarted(webhook) => {
+                        unattempted.push(webhook.id);
+                        continue;
+                    }
+                };
+                match &result {
+                    // Cut short by the budget: not attempted, as far as anyone is charged.
+                    Err(OutboundError::OutOfTime) => unattempted.push(webhook.id),
+                    Err(e @ (OutboundError::Denied(_) | OutboundError::InvalidUrl(_))) => {
+                        misconfigured.get_or_insert_with(|| e.to_string());
+                        stop.set(true);
+                        unattempted.push(webhook.id);
+                    }
+                    _ => {
+                        let attempt = webhook.retry_count + 1;
+                        let decision = policy::decide(&result, attempt, &rules, SystemTime::now(), jitter());
+                        attempts.push(Attempt { webhook, decision, elapsed });
+                    }
+                }
             }
+            record(ctx, &queue, &attempts, &mut summary, &mut alerts)?;
         }
     }
-    drop(deliveries);
-    queue.release(&unrecorded.iter().cloned().collect::<Vec<_>>())?;
+    if let Some(e) = claims.error.take() {
+        unattempted.extend(claims.unread().map(|w| w.id));
+        queue.release(&unattempted)?;
+        return Err(e.into());
+    }
+    unattempted.extend(claims.unread().map(|w| w.id));
+    queue.release(&unattempted)?;
     if let Some(why) = misconfigured {
         return Err(JobError::Misconfigured(format!(
             "the webhook processor {processor} cannot be reached as configured ({why}): check webhook_processor_url \
              and that webhook_processor_host allows it; {} claimed webhooks were released, none charged an attempt",
-            unrecorded.len()
+            unattempted.len()
         )));
     }
     ctx.send_alerts(alerts).await;
@@ -159,42 +186,57 @@ pub async fn deliver(
     outbound::send(Request { method: "POST", url, headers, body }, timeout, deadline).await
 }
 
-/// Records one attempt; false when the database refused this row's data (logged), which must
-/// not stop the others.
+/// One delivery, and what the policy made of it.
+struct Attempt {
+    webhook: Claimed,
+    decision: Decision,
+    elapsed: Duration,
+}
+
+/// Records a batch of attempts and counts them. A row the database refuses is logged and
+/// counted as failed, and stays claimed until its lease ends; it does not stop the others.
 fn record(
     ctx: &JobContext<'_>,
     queue: &Queue<'_>,
-    webhook: &Claimed,
-    decision: &Decision,
-    elapsed: Duration,
-) -> Result<bool, JobError> {
-    let attempt = webhook.retry_count + 1;
-    let duration_ms = elapsed.as_millis() as u64;
-    ctx.log.info(
-        "webhook re-delivered",
-        json!({ "webhookLogId": webhook.id, "attempt": attempt, "httpStatus": decision.http_status,
-                "outcome": decision.fate.name(), "reason": decision.brief, "durationMs": duration_ms }),
-    );
-    let written = queue.record(&AttemptRecord {
-        id: &webhook.id,
-        attempt,
-        http_status: decision.http_status,
-        error: decision.error.as_deref(),
-        duration_ms,
-        job_id: ctx.job_id,
-        fate: decision.fate,
-    });
-    match written {
-        Ok(()) => Ok(true),
-        Err(e) if e.is_about_the_data() => {
-            ctx.log.error(
-                "webhook attempt not recorded: the database refused it",
-                json!({ "webhookLogId": webhook.id, "error": e.to_string() }),
-            );
-            Ok(false)
+    attempts: &[Attempt],
+    summary: &mut Summary,
+    alerts: &mut Vec<Alert>,
+) -> Result<(), JobError> {
+    let rows: Vec<AttemptRecord> = attempts
+        .iter()
+        .map(|a| AttemptRecord {
+            id: &a.webhook.id,
+            attempt: a.webhook.retry_count + 1,
+            http_status: a.decision.http_status,
+            error: a.decision.error.as_deref(),
+            duration_ms: a.elapsed.as_millis() as u64,
+            fate: a.decision.fate,
+        })
+        .collect();
+    let saved = write_isolating(&rows, |batch| queue.record(batch, ctx.job_id), |row, e| {
+        ctx.log.error(
+            "webhook attempt not recorded: the database refused it",
+            json!({ "webhookLogId": row.id, "error": e.to_string() }),
+        );
+    })?;
+    for ((a, row), saved) in attempts.iter().zip(&rows).zip(saved) {
+        ctx.log.info(
+            "webhook re-delivered",
+            json!({ "webhookLogId": row.id, "attempt": row.attempt, "httpStatus": row.http_status,
+                    "outcome": a.decision.fate.name(), "reason": a.decision.brief, "durationMs": row.duration_ms }),
+        );
+        summary.attempted += 1;
+        match a.decision.fate {
+            _ if !saved => summary.failed += 1,
+            Fate::Delivered => summary.delivered += 1,
+            Fate::RetryIn(_) => summary.failed += 1,
+            Fate::Dead => {
+                summary.dead_lettered += 1;
+                alerts.push(Alert::webhook_dead(row.id, a.decision.brief.as_deref().unwrap_or_default()));
+            }
         }
-        Err(e) => Err(e.into()),
     }
+    Ok(())
 }
 
 /// A uniform number in [0, 1) for the backoff jitter, from the host's random source.

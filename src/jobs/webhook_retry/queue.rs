@@ -63,34 +63,45 @@ macro_rules! release {
     };
 }
 
-/// One attempt's outcome and its `webhook_retry_attempts` row, in one statement.
-/// `$1` id, `$2` attempt, `$3` HTTP status, `$4` ms, `$5` jobId, `$6` error (NULL when
-/// delivered), `$7` seconds until the next attempt (NULL unless one is planned), `$8` delivered,
-/// `$9` dead-lettered now. `$1` is bound as the key's own type.
-const RECORD: &str = concat!(
-            "WITH done AS ( \
-                UPDATE whatsapp_webhook_logs SET \
-                    processed = processed OR $8, \
-                    \"processedAt\" = CASE WHEN $8 THEN ",
+/// A batch of attempts: each one's outcome on its row and its `webhook_retry_attempts` row, all
+/// in one statement (one transaction). Arrays, one element per attempt: `$1` ids, `$2` attempt,
+/// `$3` HTTP status, `$4` ms, `$6` error (NULL when delivered), `$7` ms until the next
+/// attempt (NULL unless one is planned), `$8` delivered, `$9` dead-lettered now; `$5` the
+/// jobId. The ids are cast to the key's own type, so each row is found by its index.
+macro_rules! record {
+    ($id:literal) => {
+        concat!(
+            "WITH u AS ( \
+                SELECT * FROM unnest($1::text[]::",
+            $id,
+            "[], $2::int[], $3::int[], $4::int[], $6::text[], $7::bigint[], $8::text[], $9::text[]) \
+                    AS u(id, attempt, status, ms, error, retry_in_ms, delivered, dead)), \
+             done AS ( \
+                UPDATE whatsapp_webhook_logs w SET \
+                    processed = w.processed OR u.delivered::boolean, \
+                    \"processedAt\" = CASE WHEN u.delivered::boolean THEN ",
             now_utc!(),
-            " ELSE \"processedAt\" END, \
-                    \"processingError\" = $6, \
-                    \"retryCount\" = \"retryCount\" + CASE WHEN $8 THEN 0 ELSE 1 END, \
-                    \"lastRetryAt\" = CASE WHEN $8 THEN \"lastRetryAt\" ELSE ",
+            " ELSE w.\"processedAt\" END, \
+                    \"processingError\" = u.error, \
+                    \"retryCount\" = w.\"retryCount\" + CASE WHEN u.delivered::boolean THEN 0 ELSE 1 END, \
+                    \"lastRetryAt\" = CASE WHEN u.delivered::boolean THEN w.\"lastRetryAt\" ELSE ",
             now_utc!(),
             " END, \
                     \"nextRetryAt\" = ",
             now_utc!(),
-            " + make_interval(secs => $7::float8), \
-                    \"deadAt\" = CASE WHEN $9 THEN ",
+            " + u.retry_in_ms * interval '1 millisecond', \
+                    \"deadAt\" = CASE WHEN u.dead::boolean THEN ",
             now_utc!(),
             " ELSE NULL END \
-                WHERE id = $1 RETURNING id) \
+                FROM u WHERE w.id = u.id \
+                RETURNING w.id, u.attempt, u.status, u.error, u.ms) \
              INSERT INTO webhook_retry_attempts (id, \"webhookLogId\", attempt, \"attemptedAt\", \"httpStatus\", error, \"durationMs\", \"jobId\") \
-             SELECT gen_random_uuid(), done.id::text, $2, ",
+             SELECT gen_random_uuid(), done.id::text, done.attempt, ",
             now_utc!(),
-            ", $3, $6, $4, $5 FROM done"
-);
+            ", done.status, done.error, done.ms, $5 FROM done"
+        )
+    };
+}
 
 /// Puts dead-lettered rows back in the queue: all of them (`$1` NULL), or those of `$1`.
 macro_rules! redrive {
@@ -110,16 +121,11 @@ macro_rules! redrive {
 struct ById {
     release: &'static str,
     redrive: &'static str,
-    /// One id as a parameter of the key's type.
-    key: fn(&str) -> ParameterValue,
+    record: &'static str,
 }
 
-const BY_UUID: ById = ById {
-    release: release!("uuid"),
-    redrive: redrive!("uuid"),
-    key: |id| ParameterValue::Uuid(id.to_owned()),
-};
-const BY_TEXT: ById = ById { release: release!("text"), redrive: redrive!("text"), key: str };
+const BY_UUID: ById = ById { release: release!("uuid"), redrive: redrive!("uuid"), record: record!("uuid") };
+const BY_TEXT: ById = ById { release: release!("text"), redrive: redrive!("text"), record: record!("text") };
 
 /// Whether the log's primary key is a uuid (WhaTrack's is) or text.
 const ID_TYPE: &str = "SELECT data_type FROM information_schema.columns \
@@ -168,14 +174,13 @@ pub struct Claimed {
     pub body: String,
 }
 
-/// One attempt, as [`record`] writes it.
+/// One attempt, as [`Queue::record`] writes it.
 pub struct AttemptRecord<'a> {
     pub id: &'a str,
     pub attempt: u32,
     pub http_status: Option<u16>,
     pub error: Option<&'a str>,
     pub duration_ms: u64,
-    pub job_id: &'a str,
     pub fate: Fate,
 }
 
@@ -290,25 +295,34 @@ impl<'a> Queue<'a> {
         Ok(())
     }
 
-    pub fn record(&self, a: &AttemptRecord<'_>) -> DbResult<()> {
-        let (retry_in, delivered, dead) = match a.fate {
+    /// Records a batch of attempts in one statement.
+    pub fn record(&self, attempts: &[AttemptRecord<'_>], job_id: &str) -> DbResult<()> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let texts = |f: &dyn Fn(&AttemptRecord) -> Option<String>| {
+            ParameterValue::ArrayStr(attempts.iter().map(f).collect())
+        };
+        let ints =
+            |f: &dyn Fn(&AttemptRecord) -> Option<i32>| ParameterValue::ArrayInt32(attempts.iter().map(f).collect());
+        let fate = |a: &AttemptRecord| match a.fate {
             Fate::Delivered => (None, true, false),
-            Fate::RetryIn(delay) => (Some(delay.as_secs_f64()), false, false),
+            Fate::RetryIn(delay) => (Some(delay.as_millis().min(i64::MAX as u128) as i64), false, false),
             Fate::Dead => (None, false, true),
         };
         self.db.execute(
-            "record webhook attempt",
-            RECORD,
+            "record webhook attempts",
+            self.by_id.record,
             &[
-                (self.by_id.key)(a.id),
-                ParameterValue::Int32(a.attempt as i32),
-                a.http_status.map(|s| ParameterValue::Int32(i32::from(s))).into(),
-                ParameterValue::Int32(a.duration_ms.min(i32::MAX as u64) as i32),
-                str(a.job_id),
-                a.error.map(str).into(),
-                retry_in.map(ParameterValue::Floating64).into(),
-                ParameterValue::Boolean(delivered),
-                ParameterValue::Boolean(dead),
+                texts(&|a| Some(a.id.to_owned())),
+                ints(&|a| Some(a.attempt as i32)),
+                ints(&|a| a.http_status.map(i32::from)),
+                ints(&|a| Some(a.duration_ms.min(i32::MAX as u64) as i32)),
+                str(job_id),
+                texts(&|a| a.error.map(str::to_owned)),
+                ParameterValue::ArrayInt64(attempts.iter().map(|a| fate(a).0).collect()),
+                texts(&|a| Some(fate(a).1.to_string())),
+                texts(&|a| Some(fate(a).2.to_string())),
             ],
         )?;
         Ok(())

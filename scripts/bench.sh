@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The benchmark (docs/BENCHMARKS.md): both jobs at 1,000 and 20,000 items against stand-ins for
+# the Graph API and the processor that answer after a fixed latency, the status route against a
+# minimal component, and the component's size. Prints Markdown tables; about 15 minutes here.
+#
+#   BENCH_SEQUENTIAL_UP_TO=20000 scripts/bench.sh   # also the one-at-a-time runs at 20,000 (over an hour)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+eval "$(scripts/services.sh)"
+scripts/wasm-target.sh
+cargo build --target wasm32-wasip2 --release
+cargo build --manifest-path bench/minimal-status/Cargo.toml --target-dir target --target wasm32-wasip2 --release
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GB", $2/1e6}' /proc/meminfo), $(uname -sr)"
+cargo test --test bench table -- --ignored --nocapture --test-threads 1 2>&1 \
+  | grep -E '^(\||status route /|component:|machine|test result)|panicked'
