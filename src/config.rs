@@ -158,7 +158,8 @@ impl Config {
         host_of(src, "alert_webhook_host", "alert_webhook_url", alert_webhook_url.as_deref())?;
 
         let job_time_budget = Duration::from_secs(number(src, "job_time_budget_seconds", 25, 1..=3600)?);
-        let cron_time_budget = Duration::from_secs(number(src, "cron_time_budget_seconds", 1800, 1..=86_400)?);
+        let cron_time_budget =
+            Duration::from_secs(number(src, "cron_time_budget_seconds", 1800, 1..=86_400)?);
         let lock_ttl = Duration::from_secs(number(src, "lock_ttl_seconds", 3600, 10..=86_400)?);
         Ok(Self {
             database_url,

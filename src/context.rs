@@ -76,7 +76,11 @@ impl JobContext<'_> {
 /// Groups a stream's items into batches of at most `size`, each handed over at the latest `every`
 /// after its first item arrived (a timer, not the next arrival), so that a slow stream still
 /// writes down what it finished. Batching is what keeps a run's statements per item far below one.
-pub fn batches<S: Stream + Unpin>(items: S, size: usize, every: Duration) -> impl Stream<Item = Vec<S::Item>> {
+pub fn batches<S: Stream + Unpin>(
+    items: S,
+    size: usize,
+    every: Duration,
+) -> impl Stream<Item = Vec<S::Item>> {
     stream::unfold(Some(items), move |items| async move {
         let mut items = items?;
         let mut batch = Vec::new();

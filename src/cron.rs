@@ -2,7 +2,6 @@
 //! variable, through the same runner as the HTTP route. The trigger only logs what this returns,
 //! so a failure is a message with its context, not a type to match on.
 
-use anyhow::{anyhow, Context};
 use serde_json::json;
 
 use crate::config::Config;
@@ -19,22 +18,23 @@ struct Cron;
 
 impl Guest for Cron {
     fn handle_cron_event(_metadata: Metadata) -> Result<(), Error> {
-        spin_executor::run(run()).map_err(|e| Error::Other(format!("{e:#}")))
+        spin_executor::run(run()).map_err(Error::Other)
     }
 }
 
 export!(Cron);
 
-async fn run() -> anyhow::Result<()> {
-    let name = spin_sdk::variables::get("job").context("variable job")?;
-    let job = JobType::parse(&name).ok_or_else(|| anyhow!("variable job names no job: {name:?}"))?;
-    let config = Config::load().inspect_err(|e| {
-        Logger::new(job.log_name()).error("configuration error", json!({ "error": e.to_string() }))
+async fn run() -> Result<(), String> {
+    let name = spin_sdk::variables::get("job").map_err(|e| format!("variable job: {e}"))?;
+    let job = JobType::parse(&name).ok_or_else(|| format!("variable job names no job: {name:?}"))?;
+    let config = Config::load().map_err(|e| {
+        Logger::new(job.log_name()).error("configuration error", json!({ "error": e.to_string() }));
+        e.to_string()
     })?;
     match runner::run_job(job, Trigger::Cron, &config).await {
         Ok(_) => Ok(()),
         // Another run (HTTP, another replica) has it: this tick has nothing to do.
         Err(e) if e.is_contention() => Ok(()),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e.to_string()),
     }
 }

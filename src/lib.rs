@@ -30,7 +30,8 @@
 //!
 //! Errors: each edge has its own error type that says which system failed and why (`thiserror`,
 //! since callers match on them); the runner folds them into [`runner::RunError`], and only the
-//! router turns that into status codes. The cron door only reports, so it uses `anyhow`.
+//! router turns that into status codes. The cron door only reports, so its errors are
+//! messages.
 
 pub mod alerts;
 pub mod auth;

@@ -1,13 +1,11 @@
 //! The HTTP entry point (SPEC section 3): a route table, the secret check, then one small
 //! function per route. Errors become status codes here and nowhere else.
 
-use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
-use http::{Method, StatusCode};
 use serde_json::json;
-use spin_sdk::http::{Fields, IncomingRequest};
+use spin_sdk::http::{Fields, IncomingRequest, Method, ResponseOutparam};
 use spin_sdk::http_component;
 
-use crate::api::{self, Response};
+use crate::api::{self, Response, StatusCode};
 use crate::auth::{self, Presented};
 use crate::config::{Config, ConfigError, Secrets, SpinVariables};
 use crate::db::Db;
@@ -64,16 +62,16 @@ impl Route {
 
     fn methods(self) -> &'static [Method] {
         match self {
-            Route::Job(_) | Route::MetaWebhook => &[Method::GET, Method::POST],
-            Route::Redrive => &[Method::POST],
-            Route::Overview | Route::Run(_) | Route::Runs(_) => &[Method::GET],
+            Route::Job(_) | Route::MetaWebhook => &[Method::Get, Method::Post],
+            Route::Redrive => &[Method::Post],
+            Route::Overview | Route::Run(_) | Route::Runs(_) => &[Method::Get],
         }
     }
 
     /// Whether `?secret=` counts: on the status and run GETs only, for monitors and schedulers
     /// that cannot send a header. A query string ends up in proxy logs, so nowhere else.
     fn takes_query_secret(self, method: &Method) -> bool {
-        matches!(self, Route::Job(_) | Route::Run(_)) && *method == Method::GET
+        matches!(self, Route::Job(_) | Route::Run(_)) && *method == Method::Get
     }
 
     /// The log tag of what this route does.
@@ -103,11 +101,15 @@ impl Incoming {
 }
 
 #[http_component]
-async fn handle(req: IncomingRequest) -> Response {
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    answer(req).await.send(out).await
+}
+
+async fn answer(req: IncomingRequest) -> Response {
     let path_with_query = req.path_with_query().unwrap_or_default();
     let (path, query) = path_with_query.split_once('?').unwrap_or((&path_with_query, ""));
     let incoming = Incoming {
-        method: Method::from(req.method()),
+        method: req.method(),
         path: path.to_owned(),
         query: query.to_owned(),
         headers: req.headers(),
@@ -135,7 +137,7 @@ async fn handle(req: IncomingRequest) -> Response {
             Ok(body) => redrive(&config, &body),
             Err(e) => api::failure(StatusCode::BAD_REQUEST, &format!("reading the body: {e:?}")),
         },
-        (Route::Job(job), &Method::GET) => status(&config, job),
+        (Route::Job(job), &Method::Get) => status(&config, job),
         (Route::Job(job) | Route::Run(job), _) => run(&config, job).await,
     }
 }
@@ -150,7 +152,7 @@ fn authenticate(req: &Incoming, route: Route) -> Result<Config, Response> {
     } else {
         Vec::new()
     };
-    let (x_cron_secret, authorization) = (req.values("x-cron-secret"), req.values(AUTHORIZATION.as_str()));
+    let (x_cron_secret, authorization) = (req.values("x-cron-secret"), req.values("authorization"));
     let (Ok(x_cron_secret), Ok(authorization), Ok(query_secret)) =
         (auth::only_value(&x_cron_secret), auth::only_value(&authorization), auth::only_value(&queried))
     else {
@@ -170,20 +172,16 @@ async fn front_door(incoming: &Incoming, req: IncomingRequest) -> Response {
         Ok(config) => config,
         Err(e) => return config_error(Route::MetaWebhook, e),
     };
-    if incoming.method == Method::GET {
+    if incoming.method == Method::Get {
         let query: Vec<(String, String)> = form_urlencoded::parse(incoming.query.as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
         return match front_door::handshake(&config, &query) {
-            Some(challenge) => {
-                let mut resp = http::Response::new(challenge.to_owned());
-                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-                resp
-            }
+            Some(challenge) => Response::new(StatusCode::OK, "text/plain", challenge.to_owned()),
             None => api::failure(StatusCode::FORBIDDEN, "Forbidden"),
         };
     }
-    let declared = auth::only_value(&incoming.values(CONTENT_LENGTH.as_str()))
+    let declared = auth::only_value(&incoming.values("content-length"))
         .ok()
         .flatten()
         .and_then(|l| l.trim().parse::<usize>().ok());
@@ -294,12 +292,8 @@ fn query_param(query: &str, name: &str) -> Option<String> {
 }
 
 fn method_not_allowed(route: Route) -> Response {
-    let mut resp = api::failure(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
-    let allow = route.methods().iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
-    if let Ok(allow) = HeaderValue::from_str(&allow) {
-        resp.headers_mut().insert(ALLOW, allow);
-    }
-    resp
+    let allow = route.methods().iter().map(Method::to_string).collect::<Vec<_>>().join(", ");
+    api::failure(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed").with_header("allow", allow)
 }
 
 fn run_error(e: RunError) -> Response {

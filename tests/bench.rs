@@ -38,8 +38,13 @@ const FULL: Sizes = Sizes {
     status_requests: 4_000,
 };
 
-const SMOKE: Sizes =
-    Sizes { connections: &[40], latencies_ms: &[5], concurrencies: &[1, 8], sequential_up_to: 40, status_requests: 100 };
+const SMOKE: Sizes = Sizes {
+    connections: &[40],
+    latencies_ms: &[5],
+    concurrencies: &[1, 8],
+    sequential_up_to: 40,
+    status_requests: 100,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "benchmark: scripts/bench.sh"]
@@ -83,7 +88,8 @@ struct Bench {
 
 impl Bench {
     async fn start() -> Bench {
-        let pg = OwnPostgres::start("-c shared_preload_libraries=pg_stat_statements -c max_connections=100").await;
+        let pg =
+            OwnPostgres::start("-c shared_preload_libraries=pg_stat_statements -c max_connections=100").await;
         let db = connect(&pg.url("jobs")).await;
         db.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.unwrap();
         let env = Env::new().await;
@@ -162,7 +168,11 @@ impl Bench {
 
     /// Runs one job through its cron component, as the cron trigger does: statements counted,
     /// peak memory of the instance, wall time, and the run's own summary.
-    async fn run(&self, component: &str, vars: &HashMap<String, String>) -> (Duration, u64, usize, serde_json::Value) {
+    async fn run(
+        &self,
+        component: &str,
+        vars: &HashMap<String, String>,
+    ) -> (Duration, u64, usize, serde_json::Value) {
         let app = app(component, vars);
         self.db.batch_execute("ANALYZE").await.unwrap();
         self.db.query("SELECT pg_stat_statements_reset()", &[]).await.unwrap();
@@ -230,7 +240,9 @@ fn mb(bytes: usize) -> String {
 async fn measure(sizes: &Sizes) -> Vec<Row> {
     let bench = Bench::start().await;
     let mut rows = Vec::new();
-    println!("\n| job | N | L | C | wall | per s | ideal | ideal/wall | stand-in alone | SQL/item | peak memory |");
+    println!(
+        "\n| job | N | L | C | wall | per s | ideal | ideal/wall | stand-in alone | SQL/item | peak memory |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &latency_ms in sizes.latencies_ms {
         let latency = Duration::from_millis(latency_ms);
@@ -241,7 +253,8 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
         for &c in sizes.concurrencies {
             let alone_requests = if c == 1 { 200 } else { 100 * c };
             let alone = stand_in_alone(&graph.url, "/v25.0/100001", alone_requests, c).await;
-            let alone_ratio = (alone_requests as u32 * latency / c as u32).as_secs_f64() / alone.as_secs_f64();
+            let alone_ratio =
+                (alone_requests as u32 * latency / c as u32).as_secs_f64() / alone.as_secs_f64();
             for &n in sizes.connections {
                 if c == 1 && n > sizes.sequential_up_to {
                     continue;
@@ -257,9 +270,13 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
                         ("cron-webhook-retry", processor.requests().len())
                     };
                     let (took, statements, peak, summary) = bench.run(component, &vars).await;
-                    let calls = if job == "health check" { graph.requests().len() } else { processor.requests().len() }
-                        - calls_before;
-                    let done = if job == "health check" { &summary["checked"] } else { &summary["delivered"] };
+                    let calls = if job == "health check" {
+                        graph.requests().len()
+                    } else {
+                        processor.requests().len()
+                    } - calls_before;
+                    let done =
+                        if job == "health check" { &summary["checked"] } else { &summary["delivered"] };
                     assert_eq!(done.as_u64(), Some(n as u64), "{job}: {summary}");
                     let ideal = calls as u32 * latency / c as u32;
                     println!(
@@ -284,7 +301,8 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
         }
     }
     rows.push(status_route(&bench, sizes.status_requests).await);
-    let size = std::fs::metadata(root().join("target/wasm32-wasip2/release/whatrack_jobs.wasm")).unwrap().len();
+    let size =
+        std::fs::metadata(root().join("target/wasm32-wasip2/release/whatrack_jobs.wasm")).unwrap().len();
     println!("\ncomponent: {size} bytes ({:.1} KB; target 512 KB)", size as f64 / 1024.0);
     rows
 }
@@ -295,7 +313,8 @@ async fn status_route(bench: &Bench, requests: usize) -> Row {
     let vars = bench.variables("http://127.0.0.1:9", "http://127.0.0.1:9", 1, 1);
     let ours = Arc::new(app("jobs-http", &vars));
     let minimal_wasm = root().join("target/wasm32-wasip2/release/minimal_status.wasm");
-    let minimal_runtime = Runtime::load(&minimal_wasm).expect("bench/minimal-status (scripts/bench.sh builds it)");
+    let minimal_runtime =
+        Runtime::load(&minimal_wasm).expect("bench/minimal-status (scripts/bench.sh builds it)");
     let minimal_manifest = Manifest::load(root().join("bench/minimal-status/spin.toml")).unwrap();
     let minimal_vars = HashMap::from([
         ("redis_url".to_owned(), vars["redis_url"].clone()),
@@ -316,7 +335,11 @@ async fn status_route(bench: &Bench, requests: usize) -> Row {
     println!("\n| route | requests/s | p50 | p99 |\n|---|---:|---:|---:|");
     for name in ["minimal component", "status route"] {
         let (rate, p50, p99) = best[name];
-        println!("| {name} | {rate:.0} | {:.2} ms | {:.2} ms |", p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3);
+        println!(
+            "| {name} | {rate:.0} | {:.2} ms | {:.2} ms |",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
     }
     println!("status route / minimal: {:.0}%", 100.0 * best["status route"].0 / best["minimal component"].0);
     Row { name: "status route".into(), items: 0, remaining: 0, statements: 0, peak_memory: 0 }

@@ -103,12 +103,22 @@ impl WasiHttpView for State {
 struct PeakMemory(Arc<AtomicUsize>);
 
 impl wasmtime::ResourceLimiter for PeakMemory {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         self.0.fetch_max(desired, Ordering::Relaxed);
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, _desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(true)
     }
 }

@@ -4,8 +4,8 @@
 use spin_sdk::pg4::ParameterValue;
 
 use super::classify::{Health, TokenStatus};
-use crate::time::Deadline;
 use crate::db::{int, now_utc, str, text, write_isolating, Db, DbError, DbResult, Pages};
+use crate::time::Deadline;
 
 /// Where a run draws the line, once at its start: connections checked before `$1` hours ago
 /// are due, and how many active ones were checked since. Fixed for the whole run, so that the

@@ -87,9 +87,10 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
     let mut run = RunState { summary: Summary { skipped, ..Default::default() }, alerts: Vec::new() };
     let mut app_refused = None;
     {
-        let turns = pin!(ctx.within_budget(&mut due, ctx.config.health_check_concurrency, |conn| async move {
-            check(ctx, client, conn).await.ok()
-        }));
+        let turns =
+            pin!(ctx.within_budget(&mut due, ctx.config.health_check_concurrency, |conn| async move {
+                check(ctx, client, conn).await.ok()
+            }));
         let mut batches = pin!(context::batches(turns, WRITE_BATCH, WRITE_EVERY));
         while let Some(batch) = batches.next().await {
             let mut finished = Vec::with_capacity(batch.len());
@@ -166,7 +167,11 @@ impl RunState {
 
 /// Checks one connection. Every problem is a verdict about the connection, except a check the
 /// run's budget cut short.
-async fn check(ctx: &JobContext<'_>, client: &graph::Client<'_>, conn: DueConnection) -> Result<Checked, CutShort> {
+async fn check(
+    ctx: &JobContext<'_>,
+    client: &graph::Client<'_>,
+    conn: DueConnection,
+) -> Result<Checked, CutShort> {
     let (verdict, response_ms, token) = match conn.access_token.as_deref() {
         None => (classify::unchecked("No token in database"), 0, None),
         Some(stored) => match ctx.config.keys.decrypt(stored) {

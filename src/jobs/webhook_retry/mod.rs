@@ -25,8 +25,8 @@ use serde_json::json;
 use crate::alerts::Alert;
 use crate::config::Config;
 use crate::context::{self, JobContext, JobError, JobOutcome, Turn};
-use crate::db::{write_isolating, Pages};
 use crate::crypto;
+use crate::db::{write_isolating, Pages};
 use crate::outbound::{self, OutboundError, Request, Response};
 use crate::time::Deadline;
 use policy::{Decision, Fate, Rules};
@@ -70,10 +70,8 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
     let mut alerts = Vec::new();
 
     sweep(&queue, &mut summary, &mut alerts)?;
-    ctx.log.info(
-        "webhook retry started",
-        json!({ "expired": summary.expired, "exhausted": summary.exhausted }),
-    );
+    ctx.log
+        .info("webhook retry started", json!({ "expired": summary.expired, "exhausted": summary.exhausted }));
 
     // A claim outlives the run that made it, so a run that dies mid-way only delays its rows.
     let lease = (ctx.deadline.remaining() + DELIVERY_TIMEOUT + LEASE_MARGIN).as_secs();
@@ -93,13 +91,21 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
     let mut misconfigured = None;
     {
         let deadline = ctx.deadline;
-        let deliveries = pin!(ctx.within_budget(&mut claims, config.webhook_retry_concurrency, |webhook| async move {
-            let started = Instant::now();
-            let attempt = webhook.retry_count + 1;
-            let result =
-                deliver(config, &webhook.id, webhook.body.as_bytes(), attempt, DELIVERY_TIMEOUT, deadline).await;
-            (webhook, result, started.elapsed())
-        }));
+        let deliveries =
+            pin!(ctx.within_budget(&mut claims, config.webhook_retry_concurrency, |webhook| async move {
+                let started = Instant::now();
+                let attempt = webhook.retry_count + 1;
+                let result = deliver(
+                    config,
+                    &webhook.id,
+                    webhook.body.as_bytes(),
+                    attempt,
+                    DELIVERY_TIMEOUT,
+                    deadline,
+                )
+                .await;
+                (webhook, result, started.elapsed())
+            }));
         let mut batches = pin!(context::batches(deliveries, RECORD_BATCH, RECORD_EVERY));
         while let Some(batch) = batches.next().await {
             let mut attempts = Vec::with_capacity(batch.len());
@@ -213,12 +219,16 @@ fn record(
             fate: a.decision.fate,
         })
         .collect();
-    let saved = write_isolating(&rows, |batch| queue.record(batch, ctx.job_id), |row, e| {
-        ctx.log.error(
-            "webhook attempt not recorded: the database refused it",
-            json!({ "webhookLogId": row.id, "error": e.to_string() }),
-        );
-    })?;
+    let saved = write_isolating(
+        &rows,
+        |batch| queue.record(batch, ctx.job_id),
+        |row, e| {
+            ctx.log.error(
+                "webhook attempt not recorded: the database refused it",
+                json!({ "webhookLogId": row.id, "error": e.to_string() }),
+            );
+        },
+    )?;
     for ((a, row), saved) in attempts.iter().zip(&rows).zip(saved) {
         ctx.log.info(
             "webhook re-delivered",

@@ -303,8 +303,9 @@ impl<'a> Queue<'a> {
         let texts = |f: &dyn Fn(&AttemptRecord) -> Option<String>| {
             ParameterValue::ArrayStr(attempts.iter().map(f).collect())
         };
-        let ints =
-            |f: &dyn Fn(&AttemptRecord) -> Option<i32>| ParameterValue::ArrayInt32(attempts.iter().map(f).collect());
+        let ints = |f: &dyn Fn(&AttemptRecord) -> Option<i32>| {
+            ParameterValue::ArrayInt32(attempts.iter().map(f).collect())
+        };
         let fate = |a: &AttemptRecord| match a.fate {
             Fate::Delivered => (None, true, false),
             Fate::RetryIn(delay) => (Some(delay.as_millis().min(i64::MAX as u128) as i64), false, false),
