@@ -131,18 +131,8 @@ impl Config {
     }
 
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
-        let database_url = required(src, "database_url")?;
-        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://"))
-            || urls::split(&database_url).is_none()
-        {
-            return Err(invalid("database_url", "must be postgres://user:password@host:port/database"));
-        }
-        let redis_url = required(src, "redis_url")?;
-        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://"))
-            || urls::split(&redis_url).is_none()
-        {
-            return Err(invalid("redis_url", "must be redis://host:port (or rediss://)"));
-        }
+        let database_url = database_url(src)?;
+        let redis_url = redis_url(src)?;
         let webhook_processor_url = http_url(src, "webhook_processor_url")?;
         let alert_webhook_url = http_url(src, "alert_webhook_url")?;
         let meta_graph_url = match src.get("meta_graph_url")? {
@@ -176,7 +166,7 @@ impl Config {
             health_check_concurrency: number(src, "health_check_concurrency", 16, 1..=256)?,
             token_expiry_warning_days: number(src, "token_expiry_warning_days", 7, 0..=365)?,
             webhook_processor_url,
-            webhook_retry_max_attempts: number(src, "webhook_retry_max_attempts", 3, 1..=100)?,
+            webhook_retry_max_attempts: max_attempts(src)?,
             webhook_retry_base: Duration::from_secs(number(
                 src,
                 "webhook_retry_base_seconds",
@@ -229,6 +219,45 @@ impl Config {
     pub fn meta_app(&self) -> Option<MetaApp<'_>> {
         Some(MetaApp { id: self.meta_app_id.as_deref()?, secret: self.meta_app_secret.as_deref()? })
     }
+}
+
+/// What a job's status read needs, and no more: the status route is the one monitors poll, and
+/// each variable read is a call into the host (the whole [`Config`] reads some 30).
+pub struct StatusConfig {
+    pub redis_url: String,
+    /// For the webhook retry's queue counts: the database, and when a webhook counts as pending.
+    pub queue: Option<(String, u32)>,
+}
+
+impl StatusConfig {
+    pub fn load(with_queue: bool) -> Result<Self, ConfigError> {
+        Self::from_source(&SpinVariables, with_queue)
+    }
+
+    pub fn from_source(src: &impl Source, with_queue: bool) -> Result<Self, ConfigError> {
+        let queue = if with_queue { Some((database_url(src)?, max_attempts(src)?)) } else { None };
+        Ok(Self { redis_url: redis_url(src)?, queue })
+    }
+}
+
+fn database_url(src: &impl Source) -> Result<String, ConfigError> {
+    let url = required(src, "database_url")?;
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) || urls::split(&url).is_none() {
+        return Err(invalid("database_url", "must be postgres://user:password@host:port/database"));
+    }
+    Ok(url)
+}
+
+fn redis_url(src: &impl Source) -> Result<String, ConfigError> {
+    let url = required(src, "redis_url")?;
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) || urls::split(&url).is_none() {
+        return Err(invalid("redis_url", "must be redis://host:port (or rediss://)"));
+    }
+    Ok(url)
+}
+
+fn max_attempts(src: &impl Source) -> Result<u32, ConfigError> {
+    number(src, "webhook_retry_max_attempts", 3, 1..=100)
 }
 
 /// An http(s) URL with a host, or not set.
@@ -366,6 +395,37 @@ mod tests {
             ("redis_url", "redis://localhost:6379"),
             ("token_encryption_key", KEY),
         ])
+    }
+
+    /// Remembers which variables were read.
+    struct Recording(Map, std::cell::RefCell<Vec<&'static str>>);
+
+    impl Source for Recording {
+        fn get(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+            self.1.borrow_mut().push(name);
+            self.0.get(name)
+        }
+    }
+
+    #[test]
+    fn a_status_read_reads_only_what_it_shows() {
+        let src = Recording(Map(base()), Default::default());
+        let health = StatusConfig::from_source(&src, false).unwrap();
+        assert_eq!((health.redis_url.as_str(), health.queue), ("redis://localhost:6379", None));
+        assert_eq!(*src.1.borrow(), ["redis_url"]);
+
+        src.1.borrow_mut().clear();
+        let retry = StatusConfig::from_source(&src, true).unwrap();
+        assert_eq!(retry.queue, Some(("postgres://u:p@localhost:5432/db".to_owned(), 3)));
+        assert_eq!(*src.1.borrow(), ["database_url", "webhook_retry_max_attempts", "redis_url"]);
+
+        src.1.borrow_mut().clear();
+        Config::from_source(&src).unwrap();
+        assert!(
+            src.1.borrow().len() > 25,
+            "the whole configuration reads {} variables",
+            src.1.borrow().len()
+        );
     }
 
     #[test]

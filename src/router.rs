@@ -7,7 +7,7 @@ use spin_sdk::http_component;
 
 use crate::api::{self, Response, StatusCode};
 use crate::auth::{self, Presented};
-use crate::config::{Config, ConfigError, Secrets, SpinVariables};
+use crate::config::{Config, ConfigError, Secrets, SpinVariables, StatusConfig};
 use crate::db::Db;
 use crate::front_door;
 use crate::jobs::webhook_retry::policy::Rules;
@@ -122,29 +122,37 @@ async fn answer(req: IncomingRequest) -> Response {
     }
     // The front door answers Meta, whose signature is its authentication; every other route
     // wants the secret first.
-    let config = match route {
-        Route::MetaWebhook => return front_door(&incoming, req).await,
-        _ => match authenticate(&incoming, route) {
-            Ok(config) => config,
-            Err(refused) => return refused,
-        },
+    if let Route::MetaWebhook = route {
+        return front_door(&incoming, req).await;
+    }
+    if let Err(refused) = authenticate(&incoming, route) {
+        return refused;
+    }
+    // Monitors poll the status; it reads only the variables it needs.
+    if let (Route::Job(job), &Method::Get) = (route, &incoming.method) {
+        return match StatusConfig::load(job.has_queue()) {
+            Ok(config) => status(&config, job),
+            Err(e) => config_error(route, e),
+        };
+    }
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(e) => return config_error(route, e),
     };
-    match (route, &incoming.method) {
-        (Route::MetaWebhook, _) => unreachable!("answered above"),
-        (Route::Overview, _) => jobs_overview(&config),
-        (Route::Runs(job), _) => recent_runs(&config, job, &incoming.query),
-        (Route::Redrive, _) => match req.into_body().await {
+    match route {
+        Route::Overview => jobs_overview(&config),
+        Route::Runs(job) => recent_runs(&config, job, &incoming.query),
+        Route::Redrive => match req.into_body().await {
             Ok(body) => redrive(&config, &body),
             Err(e) => api::failure(StatusCode::BAD_REQUEST, &format!("reading the body: {e:?}")),
         },
-        (Route::Job(job), &Method::Get) => status(&config, job),
-        (Route::Job(job) | Route::Run(job), _) => run(&config, job).await,
+        Route::Job(job) | Route::Run(job) => run(&config, job).await,
+        Route::MetaWebhook => unreachable!("answered before authentication"),
     }
 }
 
-/// Checks the secret before anything else is read, so a stranger only ever sees 401; then loads
-/// the configuration once for the route.
-fn authenticate(req: &Incoming, route: Route) -> Result<Config, Response> {
+/// Checks the secret before anything else is read, so a stranger only ever sees 401.
+fn authenticate(req: &Incoming, route: Route) -> Result<(), Response> {
     let secrets = Secrets::from_source(&SpinVariables).map_err(|e| config_error(route, e))?;
     let unauthorized = || api::failure(StatusCode::UNAUTHORIZED, "Unauthorized");
     let queried: Vec<Vec<u8>> = if route.takes_query_secret(&req.method) {
@@ -162,7 +170,7 @@ fn authenticate(req: &Incoming, route: Route) -> Result<Config, Response> {
     if !auth::is_authorized(&presented, &secrets.accepted()) {
         return Err(unauthorized());
     }
-    Config::load().map_err(|e| config_error(route, e))
+    Ok(())
 }
 
 /// Meta's handshake and webhooks (see `front_door`).
@@ -219,7 +227,7 @@ async fn run(config: &Config, job: JobType) -> Response {
     }
 }
 
-fn status(config: &Config, job: JobType) -> Response {
+fn status(config: &StatusConfig, job: JobType) -> Response {
     match job.status(config) {
         Ok(status) => api::success(StatusCode::OK, status),
         Err(e) => run_error(e.into()),

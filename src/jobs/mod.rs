@@ -9,7 +9,7 @@ pub mod webhook_retry;
 
 use serde::Serialize;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, StatusConfig};
 use crate::context::{JobContext, JobError, JobOutcome};
 use crate::db::Db;
 use crate::lock::Redis;
@@ -69,16 +69,20 @@ impl JobType {
 
     /// What the status route shows: whether a run holds the lock, and the queue's counts for
     /// the webhook retry.
-    pub fn status(self, config: &Config) -> Result<Status, JobError> {
+    pub fn status(self, config: &StatusConfig) -> Result<Status, JobError> {
         let is_running = Redis::open(&config.redis_url)?.is_locked(self.as_str())?;
-        let queue = match self {
-            JobType::HealthCheck => None,
-            JobType::WebhookRetry => {
-                let db = Db::open(&config.database_url)?;
-                Some(webhook_retry::queue::counts(&db, &webhook_retry::policy::Rules::of(config))?)
+        let queue = match &config.queue {
+            Some((database_url, max_attempts)) => {
+                Some(webhook_retry::queue::counts(&Db::open(database_url)?, *max_attempts)?)
             }
+            None => None,
         };
         Ok(Status { is_running, job_type: self.as_str(), queue })
+    }
+
+    /// Whether the status route shows this job's queue.
+    pub fn has_queue(self) -> bool {
+        self == JobType::WebhookRetry
     }
 }
 

@@ -343,8 +343,9 @@ impl<'a> Queue<'a> {
 }
 
 /// The status route's counts: one statement, no need to know the key's type.
-pub fn counts(db: &Db, rules: &Rules) -> DbResult<Counts> {
-    let rows = db.query("count webhook queue", COUNTS, &[max_attempts(rules)])?;
+/// `max_attempts`: `webhook_retry_max_attempts`, below which a webhook still counts as pending.
+pub fn counts(db: &Db, max_attempts: u32) -> DbResult<Counts> {
+    let rows = db.query("count webhook queue", COUNTS, &[ParameterValue::Int32(max_attempts as i32)])?;
     let row = rows.rows.first();
     let n = |i: usize| row.and_then(|r| int(&r[i])).unwrap_or(0) as u64;
     Ok(Counts { pending_webhooks: n(0), dead_webhooks: n(1) })
