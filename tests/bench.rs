@@ -301,8 +301,7 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
         }
     }
     rows.push(status_route(&bench, sizes.status_requests).await);
-    let size =
-        std::fs::metadata(root().join("target/wasm32-wasip2/release/whatrack_jobs.wasm")).unwrap().len();
+    let size = std::fs::metadata(built_wasm("whatrack_jobs.wasm")).unwrap().len();
     println!("\ncomponent: {size} bytes ({:.1} KB; target 512 KB)", size as f64 / 1024.0);
     rows
 }
@@ -312,7 +311,7 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
 async fn status_route(bench: &Bench, requests: usize) -> Row {
     let vars = bench.variables("http://127.0.0.1:9", "http://127.0.0.1:9", 1, 1);
     let ours = Arc::new(app("jobs-http", &vars));
-    let minimal_wasm = root().join("target/wasm32-wasip2/release/minimal_status.wasm");
+    let minimal_wasm = built_wasm("minimal_status.wasm");
     let minimal_runtime =
         Runtime::load(&minimal_wasm).expect("bench/minimal-status (scripts/bench.sh builds it)");
     let minimal_manifest = Manifest::load(root().join("bench/minimal-status/spin.toml")).unwrap();

@@ -30,9 +30,16 @@ pub fn runtime() -> &'static Runtime {
     RUNTIME.get_or_init(|| {
         let wasm = std::env::var("WHATRACK_WASM")
             .map(PathBuf::from)
-            .unwrap_or_else(|_| root().join("target/wasm32-wasip2/release/whatrack_jobs.wasm"));
+            .unwrap_or_else(|_| built_wasm("whatrack_jobs.wasm"));
         Runtime::load(wasm).expect("load the component (scripts/test.sh builds it)")
     })
+}
+
+/// A component the scripts built, in cargo's target directory (`CARGO_TARGET_DIR` when set).
+pub fn built_wasm(file: &str) -> PathBuf {
+    let target =
+        std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("target"));
+    target.join("wasm32-wasip2/release").join(file)
 }
 
 pub fn manifest() -> Manifest {
