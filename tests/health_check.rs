@@ -624,3 +624,73 @@ async fn a_connected_config_is_preferred_to_a_newer_one() {
 fn blocked_phone() -> Canned {
     Canned::json(200, json!({"status":"CONNECTED","health_status":{"can_send_message":"BLOCKED"}}))
 }
+
+/// More due connections than a page (200): each is checked once, stalest first across the pages,
+/// and a recheck window of 0 h does not bring the run's own checks round again (the cutoff is
+/// fixed when the run starts).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_estate_larger_than_a_page_is_checked_once_stalest_first() {
+    let env = Env::new().await;
+    let fake = graph::start(&Script::default()).await;
+    // Phone id n was last checked 100 + n hours ago: the highest n is the stalest.
+    env.db
+        .execute(
+            "INSERT INTO whatsapp_connections (\"organizationId\", \"wabaId\", \"phoneNumberId\", status, \
+                 \"healthStatus\", \"lastHealthCheckAt\", \"updatedAt\") \
+             SELECT gen_random_uuid(), '2001', n::text, 'active', 'healthy', \
+                 timezone('UTC', now()) - make_interval(hours => 100 + n), timezone('UTC', now()) \
+             FROM generate_series(1, 450) n",
+            &[],
+        )
+        .await
+        .unwrap();
+    env.db
+        .execute(
+            "INSERT INTO whatsapp_configs (\"organizationId\", \"connectionId\", \"wabaId\", \"accessToken\", status, \"updatedAt\") \
+             SELECT \"organizationId\", id, \"wabaId\", $1, 'connected', timezone('UTC', now()) FROM whatsapp_connections",
+            &[&seed::encrypt("EAAB-page-token")],
+        )
+        .await
+        .unwrap();
+    let mut vars = env.variables(&fake.url);
+    vars.insert("health_check_concurrency".into(), "1".into());
+    vars.insert("health_recheck_after_hours".into(), "0".into());
+    let r = post_health(&app("jobs-http", &vars)).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(
+        (r.json["summary"]["checked"].as_u64(), r.json["summary"]["remaining"].as_u64()),
+        (Some(450), Some(0))
+    );
+    let order: Vec<u32> = fake
+        .requests()
+        .iter()
+        .map(|r| r.target.split('?').next().unwrap().rsplit('/').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(order, (1..=450).rev().collect::<Vec<_>>(), "each once, stalest first");
+    let audit: i64 = env.count("SELECT count(*) FROM whatsapp_health").await;
+    assert_eq!(audit, 450);
+}
+
+/// A run the cron trigger starts has `cron_time_budget_seconds`: no request limit cuts it, so it
+/// gets through work that the HTTP budget would leave to later runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cron_run_has_a_budget_of_its_own() {
+    let env = Env::new().await;
+    let script = Script::default();
+    for id in ["1", "2", "3", "4", "5"] {
+        script.node(id, graph::healthy_phone().after(Duration::from_millis(700)));
+        seed::connection(&env.db, Connection { phone_number_id: Some(id), ..Default::default() }).await;
+    }
+    let fake = graph::start(&script).await;
+    let mut vars = env.variables(&fake.url);
+    vars.insert("job_time_budget_seconds".into(), "1".into());
+    vars.insert("cron_time_budget_seconds".into(), "60".into());
+    vars.insert("health_check_concurrency".into(), "1".into());
+    let result = app("cron-health-check", &vars).cron(0).await.unwrap();
+    assert_eq!(result, Ok(()));
+    let runs = env.job_runs().await;
+    let run = runs.last().unwrap();
+    assert_eq!((run.trigger.as_str(), run.status.as_str()), ("cron", "succeeded"), "{run:?}");
+    let summary = run.summary.as_ref().unwrap();
+    assert_eq!((summary["checked"].as_u64(), summary["remaining"].as_u64()), (Some(5), Some(0)), "{summary}");
+}

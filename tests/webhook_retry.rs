@@ -847,3 +847,46 @@ async fn a_run_answers_within_its_budget_whatever_its_peers_do() {
     assert_eq!(uncharged, 40 - dead, "the rest were released without an attempt");
     assert_eq!(r.json["summary"]["remaining"].as_i64(), Some(40 - dead));
 }
+
+/// More due rows than a claim page (200): one run claims page after page, up to
+/// `webhook_retry_batch_size`, delivers each row once, and records every attempt.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_claims_page_after_page_up_to_the_batch_size() {
+    let env = Env::new().await;
+    let fake = Processor::default().start().await;
+    let seed_rows = |from: i32, to: i32| {
+        let db = &env.db;
+        async move {
+            db.execute(
+                "INSERT INTO whatsapp_webhook_logs (payload, processed, \"signatureValid\", \"createdAt\") \
+                 SELECT jsonb_build_object('n', n), false, true, timezone('UTC', now()) - interval '1 hour' \
+                 FROM generate_series($1::int, $2::int) n",
+                &[&from, &to],
+            )
+            .await
+            .unwrap();
+        }
+    };
+    seed_rows(1, 450).await;
+    let mut v = vars(&env, &fake);
+    v.insert("webhook_retry_batch_size".into(), "1000".into());
+    let r = post(&app("jobs-http", &v)).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(
+        (r.json["summary"]["delivered"].as_u64(), r.json["summary"]["remaining"].as_u64()),
+        (Some(450), Some(0))
+    );
+    let sent: std::collections::HashSet<String> =
+        fake.requests().iter().map(|r| r.header("x-webhook-log-id").unwrap().to_owned()).collect();
+    assert_eq!((sent.len(), fake.requests().len()), (450, 450), "each row once");
+    assert_eq!(env.count("SELECT count(*) FROM webhook_retry_attempts").await, 450);
+
+    // The batch size still bounds a run.
+    seed_rows(451, 900).await;
+    v.insert("webhook_retry_batch_size".into(), "300".into());
+    let r = post(&app("jobs-http", &v)).await;
+    assert_eq!(
+        (r.json["summary"]["attempted"].as_u64(), r.json["summary"]["remaining"].as_u64()),
+        (Some(300), Some(150))
+    );
+}
