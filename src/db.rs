@@ -1,5 +1,5 @@
-//! Postgres, through Spin's interface: the connection, the transaction helper, the error type and
-//! the value conversions. The statements themselves live with the code that runs them
+//! Postgres, through Spin's interface: the connection, the error type, batched writes and paged
+//! reads, and the value conversions. The statements themselves live with the code that runs them
 //! (`jobs/*/` for each job's rows, `runner/` for `job_runs`).
 //!
 //! Rules every statement keeps: camelCase columns are quoted; values are bound parameters, never
@@ -87,22 +87,6 @@ impl Db {
     pub fn count(&self, context: &'static str, sql: &str, params: &[ParameterValue]) -> DbResult<u64> {
         let rows = self.query(context, sql, params)?;
         Ok(rows.rows.first().and_then(|r| int(&r[0])).unwrap_or(0) as u64)
-    }
-
-    /// Runs `body` inside BEGIN/COMMIT on this connection (Spin keeps one session per
-    /// connection), rolling back when it fails.
-    pub fn transaction<T>(&self, context: &'static str, body: impl FnOnce() -> DbResult<T>) -> DbResult<T> {
-        self.execute(context, "BEGIN", &[])?;
-        match body() {
-            Ok(v) => {
-                self.execute(context, "COMMIT", &[])?;
-                Ok(v)
-            }
-            Err(e) => {
-                let _ = self.execute(context, "ROLLBACK", &[]);
-                Err(e)
-            }
-        }
     }
 }
 

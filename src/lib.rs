@@ -19,8 +19,10 @@
 //!     count, redrive) in [`jobs::webhook_retry::queue`].
 //! - [`front_door`]: Meta's webhooks received, verified and stored before anything else, then
 //!   forwarded once through the webhook retry's delivery.
-//! - [`context`]: what a job gets to work with ([`context::JobContext`]) and hands back; it knows
-//!   no job, so jobs and runner never import each other in a circle.
+//! - [`context`]: what a job gets to work with ([`context::JobContext`], with the bounded,
+//!   budgeted concurrency of [`context::JobContext::within_budget`] and the write batching of
+//!   [`context::batches`]) and hands back; it knows no job, so jobs and runner never import each
+//!   other in a circle.
 //! - Edges, one outside system each: [`config`] (Spin variables), [`db`] (the Postgres
 //!   connection, transactions, value conversions), [`lock`] (Redis: the lock and the alert
 //!   throttle), [`graph`] (Meta's Graph API), [`outbound`] (HTTP with a timeout), [`alerts`]

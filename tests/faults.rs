@@ -276,9 +276,9 @@ async fn a_host_killed_mid_check_loses_nothing() {
     assert_eq!(healthy, 10);
 }
 
-/// The host dies while a batch of results is being written (a slow trigger holds the
-/// transaction open): Postgres rolls the batch back, so no audit row stands without its
-/// connection update, and the next run writes them all.
+/// The host dies while a batch of results is being written (a slow trigger holds the statement
+/// open): the batch is one statement, so it lands whole or not at all, never an audit row
+/// without its connection update; the next run checks whatever did not land.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_killed_mid_write_leaves_no_half_written_row() {
     let env = Env::new().await;
@@ -304,9 +304,9 @@ async fn a_host_killed_mid_write_leaves_no_half_written_row() {
     let vars = crash_vars(&env, &graph.url);
     let mut first = Served::start(&vars).await;
     let run = first.post_in_background(HEALTH);
-    // The audit rows are inserted, and the connection update is sleeping in its trigger.
-    const SLEEPING_UPDATE: &str =
-        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE whatsapp_connections%'";
+    // The batch's statement has inserted the audit rows and sleeps in the connections' trigger.
+    const SLEEPING_UPDATE: &str = "SELECT count(*) FROM pg_stat_activity \
+         WHERE wait_event = 'PgSleep' AND datname = current_database()";
     let started = Instant::now();
     while env.count(SLEEPING_UPDATE).await == 0 {
         assert!(started.elapsed() < Duration::from_secs(30), "the write never started");
@@ -320,7 +320,11 @@ async fn a_host_killed_mid_write_leaves_no_half_written_row() {
         let audit = env.count("SELECT count(*) FROM whatsapp_health").await;
         let updated =
             env.count("SELECT count(*) FROM whatsapp_connections WHERE \"healthStatus\" <> 'unknown'").await;
-        assert_eq!((audit, updated), (0, 0), "a half-written batch is visible");
+        // The statement dies with the session, or finishes whole before the server sees it go.
+        assert!(
+            matches!((audit, updated), (0, 0) | (5, 5)),
+            "a half-written batch is visible: {audit} audit rows, {updated} connections updated"
+        );
         if env.count(SLEEPING_UPDATE).await == 0 || started.elapsed() > Duration::from_secs(35) {
             break;
         }
@@ -331,9 +335,11 @@ async fn a_host_killed_mid_write_leaves_no_half_written_row() {
     wait_for_lock_to_expire(&env, "job-lock:whatsapp-health-check").await;
     let (status, body) = second.request("POST", HEALTH, &[("x-cron-secret", SECRET)]).await.unwrap();
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["summary"]["checked"], 5, "{body}");
+    let written_by_the_first = env.count("SELECT count(*) FROM whatsapp_health").await
+        - body["summary"]["checked"].as_i64().unwrap();
+    assert!(matches!(written_by_the_first, 0 | 5), "{body}");
     let audit: i64 = env.db.query_one("SELECT count(*) FROM whatsapp_health", &[]).await.unwrap().get(0);
-    assert_eq!(audit, 5);
+    assert_eq!(audit, 5, "each connection checked once in all");
 }
 
 /// Which broken behaviour a request gets, by a marker in its request line or headers.

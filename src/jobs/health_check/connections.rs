@@ -41,9 +41,7 @@ const DUE: &str = concat!(
           AND ($2::text IS NULL OR ",
     staleness!(),
     " > ($2::text::timestamp, $3::text COLLATE \"C\")) \
-        ORDER BY ",
-    staleness!(),
-    " LIMIT $4) \
+        ORDER BY COALESCE(c.\"lastHealthCheckAt\", '-infinity'), c.id::text COLLATE \"C\" LIMIT $4) \
      SELECT c.id::text, c.\"organizationId\"::text, c.\"healthStatus\"::text, c.\"wabaId\", c.\"phoneNumberId\", \
             cfg.\"accessToken\", cfg.\"phoneId\", cfg.\"wabaId\", cfg.id::text, \
             (SELECT count(*) FROM (SELECT h.status FROM whatsapp_health h \
@@ -63,43 +61,40 @@ const DUE: &str = concat!(
 const COUNT_STILL_DUE: &str = "SELECT count(*) FROM whatsapp_connections WHERE status = 'active' \
      AND (\"lastHealthCheckAt\" IS NULL OR \"lastHealthCheckAt\" < $1::text::timestamp)";
 
-/// The audit rows: `$1` connection id, `$2` status, `$3` tokenValid, `$4` tokenExpired,
-/// `$5` reason, `$6` ms. The organization comes from the connection itself.
-const INSERT_AUDIT: &str = concat!(
-    "INSERT INTO whatsapp_health (id, \"organizationId\", \"connectionId\", status, \"tokenValid\", \
-         \"tokenExpired\", \"apiResponse\", \"responseTime\", \"lastCheck\", \"createdAt\") \
-     SELECT gen_random_uuid(), c.\"organizationId\", c.id, u.status, u.valid::boolean, \
-            u.expired::boolean, u.reason, u.ms::int, ",
+/// A batch of results, in one statement (so one transaction): the audit rows, the connections'
+/// health and what `debug_token` said of each config's token. Arrays, one element per result:
+/// `$1` connection id, `$2` status, `$3` tokenValid, `$4` tokenExpired, `$5` reason, `$6` ms,
+/// `$7` config id, `$8` token status (NULL where `debug_token` did not answer), `$9` expiry.
+/// The audit row's organization comes from the connection itself. An `unknown` leaves the
+/// connection alone (SPEC 5: a transient failure keeps the last known status and stays first in
+/// line).
+const SAVE: &str = concat!(
+    "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+             $6::bigint[], $7::text[], $8::text[], $9::bigint[]) \
+         AS u(id, status, valid, expired, reason, ms, config_id, token_status, expires)), \
+     audit AS ( \
+         INSERT INTO whatsapp_health (id, \"organizationId\", \"connectionId\", status, \"tokenValid\", \
+             \"tokenExpired\", \"apiResponse\", \"responseTime\", \"lastCheck\", \"createdAt\") \
+         SELECT gen_random_uuid(), c.\"organizationId\", c.id, u.status, u.valid::boolean, \
+                u.expired::boolean, u.reason, u.ms::int, ",
     now_utc!(),
     ", ",
     now_utc!(),
-    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) \
-          AS u(id, status, valid, expired, reason, ms) \
-     JOIN whatsapp_connections c ON c.id::text = u.id"
-);
-
-/// The connections' health, except for `unknown` (SPEC 5: a transient failure keeps the last
-/// known status and stays first in line).
-const UPDATE_CONNECTIONS: &str = concat!(
-    "UPDATE whatsapp_connections c SET \"healthStatus\" = u.status, \"lastHealthCheckAt\" = ",
+    " FROM u JOIN whatsapp_connections c ON c.id::text = u.id), \
+     connections AS ( \
+         UPDATE whatsapp_connections c SET \"healthStatus\" = u.status, \"lastHealthCheckAt\" = ",
     now_utc!(),
     ", \"updatedAt\" = ",
     now_utc!(),
-    " FROM unnest($1::text[], $2::text[]) AS u(id, status) \
-     WHERE c.id::text = u.id AND u.status <> 'unknown'"
-);
-
-/// What `debug_token` said of each config's token (`$2` NULL where it did not answer).
-const UPDATE_TOKENS: &str = concat!(
-    "UPDATE whatsapp_configs w SET \"tokenStatus\" = u.token_status, \
+    " FROM u WHERE c.id::text = u.id AND u.status <> 'unknown') \
+     UPDATE whatsapp_configs w SET \"tokenStatus\" = u.token_status, \
          \"tokenExpiresAt\" = CASE WHEN u.expires IS NULL THEN NULL \
              ELSE timezone('UTC', to_timestamp(u.expires)) END, \
          \"tokenLastCheckedAt\" = ",
     now_utc!(),
     ", \"updatedAt\" = ",
     now_utc!(),
-    " FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(id, token_status, expires) \
-     WHERE w.id::text = u.id AND u.token_status IS NOT NULL"
+    " FROM u WHERE w.id::text = u.config_id AND u.token_status IS NOT NULL"
 );
 
 #[derive(Debug, Clone)]
@@ -210,7 +205,6 @@ pub fn save_isolating(
     write_isolating(results, |rows| save(db, rows), refused)
 }
 
-/// Writes a batch of results in one transaction: all of it lands, or none.
 fn save(db: &Db, results: &[CheckResult]) -> DbResult<()> {
     if results.is_empty() {
         return Ok(());
@@ -220,31 +214,20 @@ fn save(db: &Db, results: &[CheckResult]) -> DbResult<()> {
     };
     let ints =
         |f: &dyn Fn(&CheckResult) -> Option<i64>| ParameterValue::ArrayInt64(results.iter().map(f).collect());
-    let ids = || texts(&|r| Some(r.connection_id.clone()));
-    let health = || texts(&|r| Some(r.health.as_str().to_owned()));
-    db.transaction("save health results", || {
-        db.execute(
-            "insert whatsapp_health",
-            INSERT_AUDIT,
-            &[
-                ids(),
-                health(),
-                texts(&|r| Some(r.token_valid.to_string())),
-                texts(&|r| Some(r.token_expired.to_string())),
-                texts(&|r| Some(r.reason.clone())),
-                ints(&|r| Some(r.response_ms as i64)),
-            ],
-        )?;
-        db.execute("update whatsapp_connections", UPDATE_CONNECTIONS, &[ids(), health()])?;
-        db.execute(
-            "update whatsapp_configs",
-            UPDATE_TOKENS,
-            &[
-                texts(&|r| r.config_id.clone()),
-                texts(&|r| r.token_status.map(|t| t.as_str().to_owned())),
-                ints(&|r| r.token_expires_at),
-            ],
-        )?;
-        Ok(())
-    })
+    db.execute(
+        "save health results",
+        SAVE,
+        &[
+            texts(&|r| Some(r.connection_id.clone())),
+            texts(&|r| Some(r.health.as_str().to_owned())),
+            texts(&|r| Some(r.token_valid.to_string())),
+            texts(&|r| Some(r.token_expired.to_string())),
+            texts(&|r| Some(r.reason.clone())),
+            ints(&|r| Some(r.response_ms as i64)),
+            texts(&|r| r.config_id.clone()),
+            texts(&|r| r.token_status.map(|t| t.as_str().to_owned())),
+            ints(&|r| r.token_expires_at),
+        ],
+    )?;
+    Ok(())
 }

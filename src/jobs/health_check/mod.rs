@@ -32,8 +32,9 @@ use connections::{CheckResult, DueConnection};
 const PAGE: u32 = 200;
 /// Results written per transaction, at the most...
 const WRITE_BATCH: usize = 200;
-/// ...and at the latest this long after the first of them finished.
-const WRITE_EVERY: Duration = Duration::from_secs(2);
+/// ...and at the latest this long after the first of them finished: prompt enough to show a
+/// run's progress, rare enough that a slow run still writes many results to a statement.
+const WRITE_EVERY: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

@@ -40,7 +40,7 @@ const CLAIM_PAGE: u32 = 200;
 const RECORD_BATCH: usize = 200;
 /// ...and at the latest this long after the first of them finished: a run killed in between
 /// re-delivers those once its lease ends (the receiver contract's at-least-once).
-const RECORD_EVERY: Duration = Duration::from_secs(1);
+const RECORD_EVERY: Duration = Duration::from_secs(3);
 /// A claim outlives the run that made it (budget plus the last deliveries' timeout), so a run
 /// that dies mid-way only delays its rows until the lease ends.
 const LEASE_MARGIN: Duration = Duration::from_secs(60);
