@@ -34,6 +34,20 @@ pub struct RunDone<'a> {
     pub job_id: &'a str,
     pub message: &'static str,
     pub summary: &'a Value,
+    /// Only on a paused job's call, which ran nothing.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_since: Option<&'a str>,
+}
+
+/// A job paused or resumed (`POST /api/v1/jobs/<job>/pause`, `/resume`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PauseState<'a> {
+    pub job_type: &'static str,
+    pub paused: bool,
+    pub paused_since: Option<&'a str>,
 }
 
 /// A webhook the front door stored (or had stored before).

@@ -31,7 +31,7 @@ async fn run() -> Result<(), String> {
         Logger::new(job.log_name()).error("configuration error", json!({ "error": e.to_string() }));
         e.to_string()
     })?;
-    match runner::run_job(job, Trigger::Cron, &config).await {
+    match runner::run_job(job, Trigger::Cron, &config, false).await {
         Ok(_) => Ok(()),
         // Another run (HTTP, another replica) has it: this tick has nothing to do.
         Err(e) if e.is_contention() => Ok(()),

@@ -20,6 +20,14 @@ macro_rules! now_utc {
 }
 pub(crate) use now_utc;
 
+/// A `TIMESTAMP(3)` column (UTC) rendered as ISO 8601, the API's form, for `concat!`.
+macro_rules! iso {
+    ($column:literal) => {
+        concat!("to_char(", $column, ", 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
+    };
+}
+pub(crate) use iso;
+
 /// Which statement failed, and what Postgres (or Spin) said.
 #[derive(Debug, thiserror::Error)]
 #[error("Postgres error ({context}): {message}")]

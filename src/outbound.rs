@@ -233,6 +233,42 @@ fn map_error(e: ErrorCode, timed_out: OutboundError) -> OutboundError {
         }
         ErrorCode::DnsError(d) => OutboundError::Network(format!("DNS error: {:?}", d.rcode)),
         ErrorCode::ConnectionRefused => OutboundError::Network("connection refused".into()),
-        other => OutboundError::Network(format!("{other:?}")),
+        ErrorCode::InternalError(Some(why)) => OutboundError::Network(format!("host error: {why}")),
+        other => OutboundError::Network(describe(&other).into()),
+    }
+}
+
+/// The WIT name of the rest of the codes. Their derived `Debug` would say the same with the
+/// payload, at the cost of 6 KB of formatting code in the component.
+fn describe(e: &ErrorCode) -> &'static str {
+    use ErrorCode::*;
+    match e {
+        DnsTimeout => "DNS timeout",
+        DestinationNotFound => "destination not found",
+        DestinationUnavailable => "destination unavailable",
+        DestinationIpProhibited => "destination IP prohibited",
+        DestinationIpUnroutable => "destination IP unroutable",
+        ConnectionTerminated => "connection terminated",
+        ConnectionWriteTimeout => "connection write timeout",
+        ConnectionLimitReached => "connection limit reached",
+        TlsProtocolError => "TLS protocol error",
+        TlsCertificateError => "TLS certificate error",
+        TlsAlertReceived(_) => "TLS alert received",
+        HttpRequestLengthRequired => "HTTP request length required",
+        HttpRequestBodySize(_) => "HTTP request body size",
+        HttpRequestMethodInvalid => "HTTP request method invalid",
+        HttpRequestUriInvalid => "HTTP request URI invalid",
+        HttpRequestUriTooLong => "HTTP request URI too long",
+        HttpResponseIncomplete => "HTTP response incomplete",
+        HttpResponseBodySize(_) => "HTTP response body size",
+        HttpResponseTransferCoding(_) => "HTTP response transfer coding",
+        HttpResponseContentCoding(_) => "HTTP response content coding",
+        HttpUpgradeFailed => "HTTP upgrade failed",
+        HttpProtocolError => "HTTP protocol error",
+        LoopDetected => "loop detected",
+        ConfigurationError => "configuration error",
+        InternalError(None) => "host error",
+        // The header and trailer size limits; the other codes are told apart in `map_error`.
+        _ => "HTTP header or trailer size",
     }
 }

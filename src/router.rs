@@ -14,7 +14,7 @@ use crate::jobs::webhook_retry::policy::Rules;
 use crate::jobs::webhook_retry::queue::{Queue, Redrive};
 use crate::jobs::JobType;
 use crate::log::Logger;
-use crate::runner::{self, overview, RunError, Trigger};
+use crate::runner::{self, overview, pauses, RunError, Trigger};
 
 const JOBS: &str = "/api/v1/jobs";
 /// A redrive body: 64 KB hold about 1,500 ids.
@@ -37,6 +37,9 @@ enum Route {
     Runs(JobType),
     /// `POST /api/v1/jobs/webhook-retry/redrive`
     Redrive,
+    /// `POST /api/v1/jobs/<job>/pause` and `/resume`
+    Pause(JobType),
+    Resume(JobType),
 }
 
 impl Route {
@@ -56,6 +59,8 @@ impl Route {
             Some("run") => Some(Route::Run(job)),
             Some("runs") => Some(Route::Runs(job)),
             Some("redrive") if job == JobType::WebhookRetry => Some(Route::Redrive),
+            Some("pause") => Some(Route::Pause(job)),
+            Some("resume") => Some(Route::Resume(job)),
             Some(_) => None,
         }
     }
@@ -63,7 +68,7 @@ impl Route {
     fn methods(self) -> &'static [Method] {
         match self {
             Route::Job(_) | Route::MetaWebhook => &[Method::Get, Method::Post],
-            Route::Redrive => &[Method::Post],
+            Route::Redrive | Route::Pause(_) | Route::Resume(_) => &[Method::Post],
             Route::Overview | Route::Run(_) | Route::Runs(_) => &[Method::Get],
         }
     }
@@ -77,7 +82,9 @@ impl Route {
     /// The log tag of what this route does.
     fn log_name(self) -> &'static str {
         match self {
-            Route::Job(job) | Route::Run(job) | Route::Runs(job) => job.log_name(),
+            Route::Job(job) | Route::Run(job) | Route::Runs(job) | Route::Pause(job) | Route::Resume(job) => {
+                job.log_name()
+            }
             Route::Redrive => JobType::WebhookRetry.log_name(),
             Route::Overview => "JobsOverview",
             Route::MetaWebhook => "WebhookFrontDoor",
@@ -146,7 +153,13 @@ async fn answer(req: IncomingRequest) -> Response {
             Ok(body) => redrive(&config, &body),
             Err(e) => api::failure(StatusCode::BAD_REQUEST, &format!("reading the body: {e:?}")),
         },
-        Route::Job(job) | Route::Run(job) => run(&config, job).await,
+        Route::Pause(job) => pause(&config, job, true),
+        Route::Resume(job) => pause(&config, job, false),
+        // A paused job runs only when a POST insists.
+        Route::Job(job) => {
+            run(&config, job, query_param(&incoming.query, "force").as_deref() == Some("1")).await
+        }
+        Route::Run(job) => run(&config, job, false).await,
         Route::MetaWebhook => unreachable!("answered before authentication"),
     }
 }
@@ -217,13 +230,42 @@ async fn front_door(incoming: &Incoming, req: IncomingRequest) -> Response {
     }
 }
 
-async fn run(config: &Config, job: JobType) -> Response {
-    match runner::run_job(job, Trigger::Http, config).await {
+async fn run(config: &Config, job: JobType, force: bool) -> Response {
+    match runner::run_job(job, Trigger::Http, config, force).await {
+        // 200 all the same: a scheduler calling a paused job must not raise an alarm.
         Ok(done) => api::success(
             StatusCode::OK,
-            api::RunDone { job_id: &done.job_id, message: job.done_message(), summary: &done.summary },
+            api::RunDone {
+                job_id: &done.job_id,
+                message: if done.paused_since.is_some() { PAUSED_MESSAGE } else { job.done_message() },
+                summary: &done.summary,
+                paused: done.paused_since.is_some(),
+                paused_since: done.paused_since.as_deref(),
+            },
         ),
         Err(e) => run_error(e),
+    }
+}
+
+const PAUSED_MESSAGE: &str = "Job is paused: nothing ran (POST with ?force=1 runs it anyway)";
+
+/// Pauses (`paused`) or resumes the job.
+fn pause(config: &Config, job: JobType, paused: bool) -> Response {
+    let log = Logger::new(job.log_name());
+    let result = Db::open(&config.database_url).and_then(|db| match paused {
+        true => pauses::pause(&db, job.as_str()).map(Some),
+        false => pauses::resume(&db, job.as_str()).map(|_| None),
+    });
+    match result {
+        Ok(since) => {
+            log.info(if paused { "job paused" } else { "job resumed" }, json!({ "pausedSince": since }));
+            let state = api::PauseState { job_type: job.as_str(), paused, paused_since: since.as_deref() };
+            api::success(StatusCode::OK, state)
+        }
+        Err(e) => {
+            log.error("pause or resume failed", json!({ "error": e.to_string() }));
+            api::failure(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+        }
     }
 }
 
@@ -263,7 +305,7 @@ fn recent_runs(config: &Config, job: JobType, query: &str) -> Response {
     }
 }
 
-/// `{"ids":[...]}` or `{"dead":true}`.
+/// `{"ids":[...]}`, `{"dead":true}` or `{"deadSince":...}` (see [`Redrive`]).
 fn redrive(config: &Config, body: &[u8]) -> Response {
     if body.len() > MAX_REDRIVE_BODY {
         let error = format!("Body too large: at most {} KB", MAX_REDRIVE_BODY / 1024);
@@ -272,7 +314,8 @@ fn redrive(config: &Config, body: &[u8]) -> Response {
     let Some(which) = Redrive::from_json(body) else {
         return api::failure(
             StatusCode::BAD_REQUEST,
-            "Body must be {\"ids\":[\"<id>\", ...]} or {\"dead\":true}, not both",
+            "Body must be one of {\"ids\":[\"<id>\", ...]}, {\"dead\":true} or \
+             {\"deadSince\":\"<RFC 3339>\", \"deadUntil\":\"<RFC 3339, optional>\", \"limit\":<1-100000, optional>}",
         );
     };
     let log = Logger::new(JobType::WebhookRetry.log_name());

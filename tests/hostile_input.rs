@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use whatrack_jobs::crypto::{self, KeyRing};
 use whatrack_jobs::graph::{parse_debug_token, parse_phone_health, Answer};
 use whatrack_jobs::jobs::webhook_retry::policy::parse_retry_after;
-use whatrack_jobs::jobs::webhook_retry::queue::Redrive;
+use whatrack_jobs::jobs::webhook_retry::queue::{is_rfc3339, Redrive};
 
 const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
@@ -76,6 +76,7 @@ proptest! {
     fn redrive_bodies_of_any_shape_are_one_form_or_refused(body in prop_oneof![
         any::<Vec<u8>>(),
         "\\{\"(ids|dead)\":(true|false|null|\\[\"[a-z0-9-]{0,36}\"(,\"x\")?\\]|1)(,\"(ids|dead)\":(true|\\[\\]))?\\}".prop_map(String::into_bytes),
+        "\\{\"(deadSince|deadUntil|limit|dead)\":(\"20[0-9]{2}-[01][0-9]-[0-3][0-9][Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{0,3})?(Z|[+-][0-9]{2}:[0-9]{2}|)\"|-?[0-9]{1,7}|true)(,\"(deadSince|deadUntil|limit|ids)\":(\"now\"|\"2026-11-28T00:00:00Z\"|[0-9]{1,6}))?\\}".prop_map(String::into_bytes),
     ]) {
         match Redrive::from_json(&body) {
             None => {}
@@ -88,6 +89,14 @@ proptest! {
                 let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
                 prop_assert!(v.get("dead").is_none());
                 prop_assert_eq!(v["ids"].as_array().unwrap().len(), ids.len());
+            }
+            // Only RFC 3339 times reach Postgres, which would also take `now` or a bare date.
+            Some(Redrive::Window { since, until, limit }) => {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                prop_assert!(v.get("dead").is_none() && v.get("ids").is_none());
+                prop_assert!(is_rfc3339(&since) && until.iter().all(|u| is_rfc3339(u)));
+                prop_assert!(limit.is_none_or(|n| (1..=100_000).contains(&n)));
+                prop_assert!(since.len() >= 20 && since.as_bytes()[10].eq_ignore_ascii_case(&b't'));
             }
         }
     }

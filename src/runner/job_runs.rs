@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 use spin_sdk::pg4::{DbValue, ParameterValue};
 
-use crate::db::{int, json_text, now_utc, str, text, Db, DbError, DbResult};
+use crate::db::{int, iso, json_text, now_utc, str, text, Db, DbError, DbResult};
 use crate::urls;
 
 /// A run's status as stored in `job_runs.status`.
@@ -67,9 +67,13 @@ impl RunRecord {
 /// The columns of a [`RunRecord`], timestamps rendered as ISO 8601.
 macro_rules! record_columns {
     () => {
-        "id, \"jobType\", trigger, status, \
-         to_char(\"startedAt\", 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
-         to_char(\"finishedAt\", 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), summary::text, error"
+        concat!(
+            "id, \"jobType\", trigger, status, ",
+            iso!("\"startedAt\""),
+            ", ",
+            iso!("\"finishedAt\""),
+            ", summary::text, error"
+        )
     };
 }
 

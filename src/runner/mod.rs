@@ -2,6 +2,8 @@
 //!
 //! 1. Reserve a jobId (`<jobType>-<unix ms>`) by inserting a `running` row into `job_runs`; two
 //!    runs in the same millisecond take the next free millisecond instead (one statement).
+//!    A paused job (see [`pauses`]) stops here: the row becomes `skipped` ("paused"), unless
+//!    the run is forced.
 //! 2. Take the Redis lock `job-lock:<jobType>` with that jobId. Held by another run: the row
 //!    becomes `skipped` (its `"startedAt"` the moment it tried) and the caller gets
 //!    [`RunError::Busy`]. Redis failing: the row becomes `failed` and the caller gets a Redis
@@ -18,6 +20,7 @@
 
 pub mod job_runs;
 pub mod overview;
+pub mod pauses;
 
 use serde_json::{json, Value};
 
@@ -73,12 +76,20 @@ impl RunError {
 pub struct Completed {
     pub job_id: String,
     pub summary: Value,
+    /// Set when the job is paused: the run was recorded `skipped` and did nothing.
+    pub paused_since: Option<String>,
 }
 
 /// Attempts per run to reserve a jobId, each losing only to a run that reserved the same one.
 const JOB_ID_ATTEMPTS: u32 = 10;
 
-pub async fn run_job(job: JobType, trigger: Trigger, config: &Config) -> Result<Completed, RunError> {
+/// `force`: run even if the job is paused.
+pub async fn run_job(
+    job: JobType,
+    trigger: Trigger,
+    config: &Config,
+    force: bool,
+) -> Result<Completed, RunError> {
     // Tagged with the jobId once there is one, so that every line of a run can be joined to it
     // (and to the request's trace).
     let mut log = Logger::new(job.log_name());
@@ -86,7 +97,7 @@ pub async fn run_job(job: JobType, trigger: Trigger, config: &Config) -> Result<
     // nightly run can get through a whole estate.
     let deadline = Deadline::after(config.run_budget(trigger == Trigger::Cron)?);
     let finish = deadline.extended(FINISH_GRACE);
-    let result = run_locked(job, trigger, config, deadline, &mut log).await;
+    let result = run_locked(job, trigger, config, deadline, force, &mut log).await;
     match &result {
         Ok(_) => {}
         Err(RunError::Busy { .. }) => log.info("lock held by another run, skipping", json!({})),
@@ -109,6 +120,7 @@ async fn run_locked(
     trigger: Trigger,
     config: &Config,
     deadline: Deadline,
+    force: bool,
     log: &mut Logger,
 ) -> Result<Completed, RunError> {
     job.check_config(config)?;
@@ -116,6 +128,20 @@ async fn run_locked(
     let job_id = reserve_job_id(&db, job, trigger)?;
     *log = log.with_job_id(&job_id);
     let log = &*log;
+
+    let paused_since = if force { Ok(None) } else { pauses::paused_since(&db, job.as_str()) };
+    match paused_since {
+        Ok(None) => {}
+        Ok(Some(since)) => {
+            log.info("job paused, skipping", json!({ "pausedSince": since }));
+            job_runs::finish(&db, &job_id, RunStatus::Skipped, None, Some("paused"))?;
+            return Ok(Completed { job_id, summary: Value::Null, paused_since: Some(since) });
+        }
+        Err(e) => {
+            record_failure(&db, &job_id, &e.to_string(), log);
+            return Err(e.into());
+        }
+    }
 
     let redis = match Redis::open(&config.redis_url)
         .and_then(|r| r.try_lock(job.as_str(), &job_id, config.lock_ttl).map(|got| (r, got)))
@@ -175,7 +201,7 @@ async fn run_locked(
 
     let outcome = result?;
     recorded?;
-    Ok(Completed { job_id, summary: outcome.summary })
+    Ok(Completed { job_id, summary: outcome.summary, paused_since: None })
 }
 
 fn reserve_job_id(db: &Db, job: JobType, trigger: Trigger) -> Result<String, RunError> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::job_runs::{self, RunRecord};
+use super::pauses;
 use super::RunError;
 use crate::config::Config;
 use crate::db::Db;
@@ -29,6 +30,10 @@ pub struct JobState {
     pub last_success: Option<RunRecord>,
     pub overdue: bool,
     pub overdue_after_minutes: u64,
+    /// Paused by an operator, and since when. A pause is no excuse for the overdue check: a
+    /// pause forgotten past the schedule turns the overview 503 like a stopped scheduler.
+    pub paused: bool,
+    pub paused_since: Option<String>,
 }
 
 pub fn overview(config: &Config) -> Result<Vec<JobState>, RunError> {
@@ -39,6 +44,7 @@ pub fn overview(config: &Config) -> Result<Vec<JobState>, RunError> {
         .map(|job| {
             let allowed = overdue_after(job, config);
             let history = job_runs::history(&db, job.as_str())?;
+            let paused_since = pauses::paused_since(&db, job.as_str())?;
             Ok(JobState {
                 job_type: job.as_str(),
                 is_running: redis.is_locked(job.as_str())?,
@@ -46,6 +52,8 @@ pub fn overview(config: &Config) -> Result<Vec<JobState>, RunError> {
                 last_success: history.last_success,
                 overdue: is_overdue(history.success_age, allowed),
                 overdue_after_minutes: allowed.as_secs() / 60,
+                paused: paused_since.is_some(),
+                paused_since,
             })
         })
         .collect()

@@ -116,6 +116,18 @@ macro_rules! redrive {
     };
 }
 
+/// Puts back the rows dead-lettered from `$1` until `$2` (now when NULL), oldest first, at most
+/// `$3` (all when NULL); the times are RFC 3339, any offset.
+const REDRIVE_WINDOW: &str = concat!(
+    "UPDATE whatsapp_webhook_logs SET \"deadAt\" = NULL, \"retryCount\" = 0, \"nextRetryAt\" = ",
+    now_utc!(),
+    " WHERE id IN (SELECT id FROM whatsapp_webhook_logs \
+         WHERE \"deadAt\" IS NOT NULL AND processed = false \
+           AND \"deadAt\" >= ($1::text::timestamptz AT TIME ZONE 'UTC') \
+           AND ($2::text IS NULL OR \"deadAt\" < ($2::text::timestamptz AT TIME ZONE 'UTC')) \
+         ORDER BY \"deadAt\" LIMIT $3)"
+);
+
 /// The statements that find rows by a list of ids, for one type of primary key (Spin's Postgres
 /// interface has no uuid arrays, so the list goes as `text[]` and is cast).
 struct ById {
@@ -197,22 +209,84 @@ pub struct Counts {
 pub enum Redrive {
     All,
     Ids(Vec<String>),
+    /// Dead-lettered from `since` (inclusive) until `until` (exclusive; now when absent), RFC
+    /// 3339 timestamps, oldest first, at most `limit`: "recover what failed since the outage".
+    Window {
+        since: String,
+        until: Option<String>,
+        limit: Option<u32>,
+    },
 }
 
 impl Redrive {
-    /// `{"dead":true}` or `{"ids":["<id>", ...]}`, not both; `None` for anything else.
+    /// `{"dead":true}`, `{"ids":["<id>", ...]}` or `{"deadSince":"<RFC 3339>"}` with an optional
+    /// `"deadUntil"` and `"limit"` (1-100,000), one of the three; `None` for anything else.
     pub fn from_json(body: &[u8]) -> Option<Self> {
         let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-        match (v.get("dead"), v.get("ids")) {
-            (Some(serde_json::Value::Bool(true)), None) => Some(Redrive::All),
-            (None, Some(ids)) => ids
+        let v = v.as_object()?;
+        let timestamp = |key: &str| match v.get(key) {
+            None => Some(None),
+            Some(t) => t.as_str().filter(|t| is_rfc3339(t)).map(|t| Some(t.to_owned())),
+        };
+        let keys: Vec<&str> = v.keys().map(String::as_str).collect();
+        match keys.as_slice() {
+            ["dead"] => (v["dead"] == serde_json::Value::Bool(true)).then_some(Redrive::All),
+            ["ids"] => v["ids"]
                 .as_array()?
                 .iter()
                 .map(|id| id.as_str().map(str::to_owned))
                 .collect::<Option<Vec<_>>>()
                 .map(Redrive::Ids),
+            _ if v.contains_key("deadSince")
+                && keys.iter().all(|k| ["deadSince", "deadUntil", "limit"].contains(k)) =>
+            {
+                let limit = match v.get("limit") {
+                    None => None,
+                    Some(n) => Some(n.as_u64().filter(|n| (1..=100_000).contains(n))? as u32),
+                };
+                Some(Redrive::Window {
+                    since: timestamp("deadSince")??,
+                    until: timestamp("deadUntil")?,
+                    limit,
+                })
+            }
             _ => None,
         }
+    }
+}
+
+/// `2026-11-28T09:00:00Z`, `2026-11-28T09:00:00.5+01:00`: an RFC 3339 date-time, and nothing
+/// else Postgres would also read as a time (`now`, `yesterday`, a bare date).
+pub fn is_rfc3339(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let shape = b.len() >= 20
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && matches!(b[10], b'T' | b't')
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19);
+    if !shape {
+        return false;
+    }
+    let mut rest = &s[19..];
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let n = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return false;
+        }
+        rest = &fraction[n..];
+    }
+    match rest.as_bytes() {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|d| d.is_ascii_digit()),
+        _ => false,
     }
 }
 
@@ -337,6 +411,14 @@ impl<'a> Queue<'a> {
         let ids = match which {
             Redrive::All => ParameterValue::DbNull,
             Redrive::Ids(ids) => str_array(ids),
+            Redrive::Window { since, until, limit } => {
+                let params = [
+                    str(since),
+                    until.as_deref().map(str).into(),
+                    limit.map(|n| ParameterValue::Int64(i64::from(n))).into(),
+                ];
+                return self.db.execute("redrive webhooks dead in a window", REDRIVE_WINDOW, &params);
+            }
         };
         self.db.execute("redrive webhooks", self.by_id.redrive, &[ids])
     }
@@ -349,4 +431,61 @@ pub fn counts(db: &Db, max_attempts: u32) -> DbResult<Counts> {
     let row = rows.rows.first();
     let n = |i: usize| row.and_then(|r| int(&r[i])).unwrap_or(0) as u64;
     Ok(Counts { pending_webhooks: n(0), dead_webhooks: n(1) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_times_and_nothing_else() {
+        for good in ["2026-11-28T09:00:00Z", "2026-11-28t09:00:00.123456+01:00", "2026-11-28T09:00:00-05:30"]
+        {
+            assert!(is_rfc3339(good), "{good}");
+        }
+        for bad in [
+            "now",
+            "yesterday",
+            "2026-11-28",
+            "2026-11-28 09:00:00Z",
+            "2026-11-28T09:00:00",
+            "2026-11-28T09:00:00.Z",
+            "2026-11-28T09:00:00+0100",
+            "2026-11-28T09:00:00Z ",
+            "2026-11-28T09:00:00ZZ",
+            "２026-11-28T09:00:00Z",
+        ] {
+            assert!(!is_rfc3339(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_redrive_body_is_one_form() {
+        let window = |body: &str| Redrive::from_json(body.as_bytes());
+        assert_eq!(
+            window(r#"{"deadSince":"2026-11-28T09:00:00Z","deadUntil":"2026-11-28T10:00:00Z","limit":50}"#),
+            Some(Redrive::Window {
+                since: "2026-11-28T09:00:00Z".into(),
+                until: Some("2026-11-28T10:00:00Z".into()),
+                limit: Some(50)
+            })
+        );
+        assert_eq!(
+            window(r#"{"deadSince":"2026-11-28T09:00:00Z"}"#),
+            Some(Redrive::Window { since: "2026-11-28T09:00:00Z".into(), until: None, limit: None })
+        );
+        for refused in [
+            r#"{"deadUntil":"2026-11-28T09:00:00Z"}"#,
+            r#"{"deadSince":"yesterday"}"#,
+            r#"{"deadSince":"2026-11-28T09:00:00Z","limit":0}"#,
+            r#"{"deadSince":"2026-11-28T09:00:00Z","limit":100001}"#,
+            r#"{"deadSince":"2026-11-28T09:00:00Z","dead":true}"#,
+            r#"{"deadSince":"2026-11-28T09:00:00Z","since":"x"}"#,
+            r#"{"dead":true,"ids":[]}"#,
+            r#"{"dead":false}"#,
+        ] {
+            assert_eq!(window(refused), None, "{refused}");
+        }
+        assert_eq!(window(r#"{"dead":true}"#), Some(Redrive::All));
+    }
 }
