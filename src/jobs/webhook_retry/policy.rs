@@ -38,7 +38,7 @@
 //!
 //! Everything here is pure: the answer (or the error) of one attempt in, the webhook's fate out.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::outbound::{OutboundError, Response};
@@ -187,8 +187,56 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at = httpdate::parse_http_date(value).ok()?;
+    let at = UNIX_EPOCH + Duration::from_secs(http_date(value)?);
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// An HTTP date as seconds since 1970, in RFC 9110's three forms: `Sun, 06 Nov 1994 08:49:37 GMT`,
+/// `Sunday, 06-Nov-94 08:49:37 GMT` (a two-digit year is 19xx from 70, else 20xx) and
+/// `Sun Nov  6 08:49:37 1994`. The weekday is not checked. (Hand-written: a crate for this cost
+/// the component 6 KB.)
+fn http_date(value: &str) -> Option<u64> {
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let parts: Vec<&str> = value.split([' ', ',', '-']).filter(|p| !p.is_empty()).collect();
+    let (day, month, year, time) = match parts.as_slice() {
+        [_, day, month, year, time, "GMT"] => (day, month, year, time),
+        [_, month, day, time, year] => (day, month, year, time),
+        _ => return None,
+    };
+    let number = |s: &str, digits: std::ops::RangeInclusive<usize>| {
+        (digits.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    let month = MONTHS.iter().position(|m| m == month)? as u64 + 1;
+    let day = number(day, 1..=2).filter(|d| (1..=31).contains(d))?;
+    let year = match year.len() {
+        2 => number(year, 2..=2).map(|y| if y >= 70 { 1900 + y } else { 2000 + y })?,
+        _ => number(year, 4..=4).filter(|y| *y >= 1970)?,
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if day > month_days {
+        return None;
+    }
+    let mut hms = time.split(':').map(|t| number(t, 2..=2));
+    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    if hms.next().is_some() || h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    // Days from 1970-01-01 to the date (Howard Hinnant's days_from_civil).
+    let (y, mp) = if month > 2 { (year, month - 3) } else { (year - 1, month + 9) };
+    let (era, yoe) = (y / 400, y % 400);
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
 
 /// The wait before the next attempt, after the `retry_count`-th failure. A `Retry-After` is
@@ -376,6 +424,21 @@ mod tests {
         assert_eq!(parse_retry_after("soon", at_unix(0)), None);
         assert_eq!(parse_retry_after("-5", at_unix(0)), None);
         assert_eq!(parse_retry_after("Sun, 06 Nov 1994 99:49:37 GMT", at_unix(0)), None, "hour 99");
+        for bad in [
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 CET",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "Wed, 31 Nov 1994 08:49:37 GMT",
+            "Fri, 29 Feb 2019 00:00:00 GMT",
+        ] {
+            assert_eq!(parse_retry_after(bad, at_unix(0)), None, "{bad}");
+        }
+        // The epoch, a leap day, and the two-digit years on each side of 1970.
+        assert_eq!(http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(http_date("Thu, 29 Feb 2024 12:00:00 GMT"), Some(1_709_208_000));
+        assert_eq!(http_date("Thursday, 01-Jan-70 00:00:00 GMT"), Some(0));
+        assert_eq!(http_date("Sunday, 28-Nov-26 00:00:00 GMT"), Some(1_795_824_000));
+        assert_eq!(http_date("Wed, 31 Dec 1969 23:59:59 GMT"), None);
     }
 
     #[test]
