@@ -329,19 +329,27 @@ fn invalid(name: &'static str, reason: &str) -> ConfigError {
     ConfigError::Invalid { name, reason: reason.to_owned() }
 }
 
-fn number<T>(
+/// A whole number setting, of whatever width its field has (the range keeps it in that width).
+fn number<T: TryFrom<u64>>(
     src: &impl Source,
     name: &'static str,
-    default: T,
-    range: std::ops::RangeInclusive<T>,
-) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
-{
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<T, ConfigError> {
+    let value = whole_number(src, name, default, range)?;
+    T::try_from(value).map_err(|_| invalid(name, "is too large"))
+}
+
+fn whole_number(
+    src: &impl Source,
+    name: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
     let Some(raw) = src.value(name)? else {
         return Ok(default);
     };
-    let value: T = raw
+    let value: u64 = raw
         .parse()
         .map_err(|_| ConfigError::Invalid { name, reason: format!("is not a whole number: {raw:?}") })?;
     if !range.contains(&value) {
