@@ -10,9 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 eval "$(scripts/services.sh)"
-scripts/wasm-target.sh
-cargo build --target wasm32-wasip2 --release
-cargo build --manifest-path bench/minimal-status/Cargo.toml --target-dir "${CARGO_TARGET_DIR:-target}" --target wasm32-wasip2 --release
+scripts/build-components.sh
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GB", $2/1e6}' /proc/meminfo), $(uname -sr)"
 cargo test --profile bench-host --test bench table -- --ignored --nocapture --test-threads 1 2>&1 \
   | grep -E '^(\||status route /|component:|machine|test result)|panicked'

@@ -7,10 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 eval "$(scripts/services.sh)"
-scripts/wasm-target.sh
-cargo build --target wasm32-wasip2 --release
-# The benchmark's floor (tests/bench.rs runs its smallest size as a smoke test).
-cargo build --manifest-path bench/minimal-status/Cargo.toml --target-dir "${CARGO_TARGET_DIR:-target}" --target wasm32-wasip2 --release
+scripts/build-components.sh
 
 # Each test makes its own database; drop those that earlier runs left behind.
 psql "$TEST_PG_ADMIN_URL" -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'wt\_%'" \

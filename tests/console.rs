@@ -99,28 +99,15 @@ async fn dead_webhooks_are_redriven_by_time_window() {
         .unwrap();
     let vars = env.variables("http://127.0.0.1:9");
     let app = app("jobs-http", &vars);
-    let redrive = |body: &'static str| {
-        let app = &app;
-        async move {
-            call_with_body(
-                app,
-                "POST",
-                "/api/v1/jobs/webhook-retry/redrive",
-                &[("x-cron-secret", SECRET)],
-                body,
-            )
-            .await
-        }
-    };
     let back = || {
         env.count(
             "SELECT count(*) FROM whatsapp_webhook_logs WHERE \"deadAt\" IS NULL AND \"retryCount\" = 0",
         )
     };
 
-    let r = redrive(r#"{"deadSince":"2026-11-20T09:30:00Z","deadUntil":"2026-11-20T11:00:00Z"}"#).await;
+    let r = redrive(&app, r#"{"deadSince":"2026-11-20T09:30:00Z","deadUntil":"2026-11-20T11:00:00Z"}"#).await;
     assert_eq!((r.status, r.json["redriven"].as_u64()), (200, Some(1)), "{}", r.json);
-    let r = redrive(r#"{"deadSince":"2026-11-20T08:00:00+00:00","limit":1}"#).await;
+    let r = redrive(&app, r#"{"deadSince":"2026-11-20T08:00:00+00:00","limit":1}"#).await;
     assert_eq!(r.json["redriven"], 1, "the oldest of the two left: {}", r.json);
     let hours: Vec<i64> = env
         .db
@@ -132,7 +119,7 @@ async fn dead_webhooks_are_redriven_by_time_window() {
         .collect();
     assert_eq!(hours, [9, 10]);
     // 12:00 at +01:00 is 11:00 UTC, the last one.
-    let r = redrive(r#"{"deadSince":"2026-11-20T12:00:00+01:00"}"#).await;
+    let r = redrive(&app, r#"{"deadSince":"2026-11-20T12:00:00+01:00"}"#).await;
     assert_eq!(r.json["redriven"], 1, "{}", r.json);
     assert_eq!(back().await, 3);
 
@@ -141,7 +128,7 @@ async fn dead_webhooks_are_redriven_by_time_window() {
         r#"{"deadSince":"2026-11-20"}"#,
         r#"{"deadUntil":"2026-11-20T12:00:00Z"}"#,
     ] {
-        let r = redrive(refused).await;
+        let r = redrive(&app, refused).await;
         assert_eq!(r.status, 400, "{refused}: {}", r.json);
         assert!(r.json["error"].as_str().unwrap().contains("deadSince"), "{}", r.json);
     }

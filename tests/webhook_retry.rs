@@ -783,25 +783,12 @@ async fn redrive_bodies_are_bounded_and_unambiguous() {
     let env = Env::new().await;
     let fake = Processor::default().start().await;
     let app = app("jobs-http", &vars(&env, &fake));
-    let redrive = |body: String| {
-        let app = &app;
-        async move {
-            call_with_body(
-                app,
-                "POST",
-                "/api/v1/jobs/webhook-retry/redrive",
-                &[("x-cron-secret", SECRET)],
-                &body,
-            )
-            .await
-        }
-    };
     let big = json!({ "ids": vec![Uuid::nil().to_string(); 2000] }).to_string();
     assert!(big.len() > 64 * 1024);
-    assert_eq!(redrive(big).await.status, 413);
-    assert_eq!(redrive(r#"{"dead":true,"ids":[]}"#.into()).await.status, 400);
-    assert_eq!(redrive(r#"{"ids":["not-a-uuid"]}"#.into()).await.status, 400);
-    assert_eq!(redrive(r#"{"dead":true}"#.into()).await.json["redriven"], 0);
+    assert_eq!(common::redrive(&app, &big).await.status, 413);
+    assert_eq!(common::redrive(&app, r#"{"dead":true,"ids":[]}"#).await.status, 400);
+    assert_eq!(common::redrive(&app, r#"{"ids":["not-a-uuid"]}"#).await.status, 400);
+    assert_eq!(common::redrive(&app, r#"{"dead":true}"#).await.json["redriven"], 0);
 }
 
 /// The budget bounds the whole run whatever the processor and the alert receiver do: with a

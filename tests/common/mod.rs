@@ -250,6 +250,12 @@ pub async fn call_with_body(
     AppReply { status, headers, json }
 }
 
+/// `POST /api/v1/jobs/webhook-retry/redrive` with `body`, authenticated.
+pub async fn redrive(app: &App, body: &str) -> AppReply {
+    call_with_body(app, "POST", "/api/v1/jobs/webhook-retry/redrive", &[("x-cron-secret", SECRET)], body)
+        .await
+}
+
 pub async fn post_health(app: &App) -> AppReply {
     call(app, "POST", "/api/v1/jobs/whatsapp-health-check", &[("x-cron-secret", SECRET)]).await
 }
