@@ -4,6 +4,6 @@
 # `spin cloud deploy`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --target wasm32-wasip2 --release
+scripts/build.sh
 scripts/cloud-manifest.sh > spin.cloud.toml
 spin cloud deploy --from spin.cloud.toml "$@"

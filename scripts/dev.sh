@@ -46,5 +46,5 @@ this component is built for (README, "The cron trigger plugin"):
   curl -fsSL https://spinframework.dev/downloads/install.sh | bash && sudo mv spin /usr/local/bin/
   spin plugins update && spin plugins install trigger-cron --version 0.4.2 --yes
 MSG
-cargo build --target wasm32-wasip2 --release
+scripts/build.sh
 exec cargo run -q -p spin-test-host --bin serve -- --listen 127.0.0.1:3000 "${variables[@]}" "$@"

@@ -17,15 +17,7 @@ pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 missing=()
 [ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/postgres" ] || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" != 0 ]; then
-    log "please install: ${missing[*]} (sudo apt-get install ${missing[*]})"
-    exit 1
-  fi
-  log "installing ${missing[*]} from Debian packages"
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
-fi
+"$(dirname "$0")/install-debian.sh" ${missing[@]+"${missing[@]}"}
 PG_BIN=$(pg_bin)
 mkdir -p "$STATE"
 

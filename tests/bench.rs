@@ -319,7 +319,7 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
         }
     }
     rows.push(status_route(&bench, sizes.status_requests).await);
-    let size = std::fs::metadata(built_wasm("whatrack_jobs.wasm")).unwrap().len();
+    let size = std::fs::metadata(built_wasm("whatrack_jobs.opt.wasm")).unwrap().len();
     println!("\ncomponent: {size} bytes ({:.1} KB; target 512 KB)", size as f64 / 1024.0);
     rows
 }

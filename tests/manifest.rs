@@ -18,7 +18,7 @@ fn triggers_and_schedules() {
     assert!(m.cron_triggers.contains(&("0 */5 * * * *".to_string(), "cron-webhook-retry".to_string())));
     for id in m.component_ids() {
         assert!(
-            m.component_source(id).unwrap().ends_with("target/wasm32-wasip2/release/whatrack_jobs.wasm"),
+            m.component_source(id).unwrap().ends_with("target/wasm32-wasip2/release/whatrack_jobs.opt.wasm"),
             "{id}"
         );
     }
