@@ -17,6 +17,9 @@
 //!   - [`jobs::webhook_retry`]: the dead-letter queue; what happens to a webhook after each
 //!     attempt in [`jobs::webhook_retry::policy`], the queue's verbs (claim, release, record,
 //!     count, redrive) in [`jobs::webhook_retry::queue`].
+//! - [`console`]: what operators look at: the dashboard page, the figures it reads beyond the
+//!   overview (the queue, connections by health, expiring tokens) and the same for Prometheus.
+//!   The statements stay with their jobs ([`jobs::health_check::estate`], the queue's gauges).
 //! - [`front_door`]: Meta's webhooks received, verified and stored before anything else, then
 //!   forwarded once through the webhook retry's delivery.
 //! - [`context`]: what a job gets to work with ([`context::JobContext`], with the bounded,
@@ -38,6 +41,7 @@
 pub mod alerts;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod context;
 pub mod crypto;
 pub mod db;

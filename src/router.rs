@@ -8,6 +8,7 @@ use spin_sdk::http_component;
 use crate::api::{self, Response, StatusCode};
 use crate::auth::{self, Presented};
 use crate::config::{Config, ConfigError, Secrets, SpinVariables, StatusConfig};
+use crate::console::{self, metrics, page::Asset};
 use crate::db::Db;
 use crate::front_door;
 use crate::jobs::webhook_retry::policy::Rules;
@@ -21,6 +22,7 @@ const JOBS: &str = "/api/v1/jobs";
 const MAX_REDRIVE_BODY: usize = 64 * 1024;
 
 const META_WEBHOOK: &str = "/api/v1/whatsapp/webhook";
+const METRICS: &str = "/api/v1/metrics";
 
 #[derive(Clone, Copy)]
 enum Route {
@@ -37,6 +39,13 @@ enum Route {
     Runs(JobType),
     /// `POST /api/v1/jobs/webhook-retry/redrive`
     Redrive,
+    /// `GET /api/v1/metrics`: Prometheus' scrape (Bearer, as Prometheus sends it)
+    Metrics,
+    /// `GET /api/v1/jobs/ui` and its script and style: the dashboard, which holds no data, so
+    /// served without the secret
+    Page(Asset),
+    /// `GET /api/v1/jobs/console`: the figures the dashboard shows beyond the overview and runs
+    Console,
     /// `POST /api/v1/jobs/<job>/pause` and `/resume`
     Pause(JobType),
     Resume(JobType),
@@ -44,8 +53,10 @@ enum Route {
 
 impl Route {
     fn parse(path: &str) -> Option<Self> {
-        if path.trim_end_matches('/') == META_WEBHOOK {
-            return Some(Route::MetaWebhook);
+        match path.trim_end_matches('/') {
+            META_WEBHOOK => return Some(Route::MetaWebhook),
+            METRICS => return Some(Route::Metrics),
+            _ => {}
         }
         let rest = path.trim_end_matches('/').strip_prefix(JOBS)?;
         if rest.is_empty() {
@@ -53,6 +64,11 @@ impl Route {
         }
         let rest = rest.strip_prefix('/')?;
         let (job, tail) = rest.split_once('/').map_or((rest, None), |(j, t)| (j, Some(t)));
+        match job {
+            "ui" => return Asset::parse(tail).map(Route::Page),
+            "console" if tail.is_none() => return Some(Route::Console),
+            _ => {}
+        }
         let job = JobType::parse(job)?;
         match tail {
             None => Some(Route::Job(job)),
@@ -69,7 +85,12 @@ impl Route {
         match self {
             Route::Job(_) | Route::MetaWebhook => &[Method::Get, Method::Post],
             Route::Redrive | Route::Pause(_) | Route::Resume(_) => &[Method::Post],
-            Route::Overview | Route::Run(_) | Route::Runs(_) => &[Method::Get],
+            Route::Overview
+            | Route::Run(_)
+            | Route::Runs(_)
+            | Route::Metrics
+            | Route::Page(_)
+            | Route::Console => &[Method::Get],
         }
     }
 
@@ -86,7 +107,7 @@ impl Route {
                 job.log_name()
             }
             Route::Redrive => JobType::WebhookRetry.log_name(),
-            Route::Overview => "JobsOverview",
+            Route::Overview | Route::Metrics | Route::Page(_) | Route::Console => "JobsOverview",
             Route::MetaWebhook => "WebhookFrontDoor",
         }
     }
@@ -129,8 +150,10 @@ async fn answer(req: IncomingRequest) -> Response {
     }
     // The front door answers Meta, whose signature is its authentication; every other route
     // wants the secret first.
-    if let Route::MetaWebhook = route {
-        return front_door(&incoming, req).await;
+    match route {
+        Route::MetaWebhook => return front_door(&incoming, req).await,
+        Route::Page(asset) => return asset.response(),
+        _ => {}
     }
     if let Err(refused) = authenticate(&incoming, route) {
         return refused;
@@ -148,6 +171,19 @@ async fn answer(req: IncomingRequest) -> Response {
     };
     match route {
         Route::Overview => jobs_overview(&config),
+        Route::Metrics => match metrics::render(&config) {
+            Ok(text) => Response::new(StatusCode::OK, metrics::CONTENT_TYPE, text),
+            Err(e) => run_error(e),
+        },
+        Route::Console => {
+            match Db::open(&config.database_url)
+                .map_err(RunError::from)
+                .and_then(|db| console::estate(&db, &config))
+            {
+                Ok(estate) => api::success(StatusCode::OK, estate),
+                Err(e) => run_error(e),
+            }
+        }
         Route::Runs(job) => recent_runs(&config, job, &incoming.query),
         Route::Redrive => match req.into_body().await {
             Ok(body) => redrive(&config, &body),
@@ -160,7 +196,7 @@ async fn answer(req: IncomingRequest) -> Response {
             run(&config, job, query_param(&incoming.query, "force").as_deref() == Some("1")).await
         }
         Route::Run(job) => run(&config, job, false).await,
-        Route::MetaWebhook => unreachable!("answered before authentication"),
+        Route::MetaWebhook | Route::Page(_) => unreachable!("answered before authentication"),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The operator's controls: pausing and resuming a job.
+//! The operator console: pausing and resuming a job, redriving by time window, the figures the
+//! dashboard and Prometheus read, and the page itself (in headless Chromium, `browser`).
 
 mod common;
 
@@ -132,4 +133,274 @@ async fn dead_webhooks_are_redriven_by_time_window() {
         assert_eq!(r.status, 400, "{refused}: {}", r.json);
         assert!(r.json["error"].as_str().unwrap().contains("deadSince"), "{}", r.json);
     }
+}
+
+/// Untrusted text as Meta or a processor might send it: the page must show it, inert.
+const HOSTILE: &str = "(#190) <img src=x onerror=\"document.title='pwned'\"> token invalid";
+const HOSTILE_RUN_ERROR: &str = "processor said <script>document.title='pwned'</script>";
+
+/// What [`seed_estate`] put in the database, as the console must count it.
+mod seeded {
+    /// Active connections by health (an inactive `error` one is left out).
+    pub const BY_HEALTH: [(&str, u64); 4] = [("error", 2), ("healthy", 3), ("unknown", 1), ("warning", 1)];
+    /// Tokens of active connections expiring within 7 days, soonest first (phone ids).
+    pub const EXPIRING: [&str; 2] = ["1001", "1002"];
+    pub const PENDING: u64 = 3;
+    pub const DUE: u64 = 2;
+    pub const DEAD: u64 = 3;
+    /// The oldest due webhook was created 20 minutes ago and became due after 5 (base 300 s).
+    pub const OLDEST_DUE_SECS: u64 = 15 * 60;
+    /// The unhealthy connections, the latest checked first, with their latest check's reason.
+    pub const UNHEALTHY: [(&str, &str, &str); 3] = [
+        ("1004", "warning", "rate limited (#80007)"),
+        ("1005", "error", super::HOSTILE),
+        ("1006", "error", "banned"),
+    ];
+}
+
+/// A small estate: connections in every health, reasons (one hostile), expiring tokens, a queue
+/// with pending, due and dead webhooks, and runs of both jobs; the retry never succeeded, so it is
+/// overdue and the overview answers 503.
+async fn seed_estate(env: &Env) {
+    let connections = [
+        ("1001", "healthy", 1),
+        ("1002", "healthy", 1),
+        ("1003", "healthy", 1),
+        ("1004", "warning", 2),
+        ("1005", "error", 3),
+        ("1006", "error", 4),
+        ("1007", "unknown", 5),
+    ];
+    for (phone, health, hours) in connections {
+        let c = seed::Connection {
+            phone_number_id: Some(phone),
+            health_status: health,
+            checked_hours_ago: Some(hours),
+            ..Default::default()
+        };
+        seed::connection(&env.db, c).await;
+    }
+    let inactive = seed::Connection {
+        status: "inactive",
+        phone_number_id: Some("1099"),
+        health_status: "error",
+        ..Default::default()
+    };
+    seed::connection(&env.db, inactive).await;
+    for (phone, _, reason) in seeded::UNHEALTHY {
+        env.db
+            .execute(
+                "INSERT INTO whatsapp_health (\"organizationId\", \"connectionId\", status, \"apiResponse\", \"lastCheck\") \
+                 SELECT \"organizationId\", id, \"healthStatus\", r.reason, \"lastHealthCheckAt\" - r.back \
+                 FROM whatsapp_connections, (VALUES ('an older reason', interval '1 day'), ($2, interval '0')) r(reason, back) \
+                 WHERE \"phoneNumberId\" = $1",
+                &[&phone, &reason],
+            )
+            .await
+            .unwrap();
+    }
+    env.db
+        .batch_execute(
+            "UPDATE whatsapp_configs w SET \"tokenExpiresAt\" = timezone('UTC', now()) + e.due \
+             FROM whatsapp_connections c, (VALUES ('1001', interval '2 days'), ('1002', interval '6 days'), \
+                 ('1003', interval '30 days'), ('1004', interval '-1 day'), ('1099', interval '1 day')) e(phone, due) \
+             WHERE w.\"connectionId\" = c.id AND c.\"phoneNumberId\" = e.phone",
+        )
+        .await
+        .unwrap();
+    for (created_minutes_ago, dead, processed) in [
+        (20, false, false),
+        (10, false, false),
+        (1, false, false),
+        (60, true, false),
+        (61, true, false),
+        (62, true, false),
+        (30, false, true),
+    ] {
+        let retry_count = if dead { 3 } else { 0 };
+        seed::webhook(
+            &env.db,
+            Webhook { created_minutes_ago, dead, processed, retry_count, ..Default::default() },
+        )
+        .await;
+    }
+    env.db
+        .execute(
+            "INSERT INTO job_runs (id, \"jobType\", trigger, status, \"startedAt\", \"finishedAt\", summary, error) \
+             SELECT r.job || '-' || r.n, r.job, 'cron', r.status, timezone('UTC', now()) - r.ago, \
+                    timezone('UTC', now()) - r.ago + r.took, r.summary::jsonb, r.error \
+             FROM (VALUES \
+                 (1, 'whatsapp-health-check', 'succeeded', interval '1 hour', interval '42 seconds', '{\"checked\":7}', NULL), \
+                 (2, 'whatsapp-health-check', 'failed', interval '3 hours', interval '2 seconds', NULL, 'Postgres error'), \
+                 (3, 'whatsapp-health-check', 'succeeded', interval '30 hours', interval '40 seconds', '{\"checked\":7}', NULL), \
+                 (4, 'webhook-retry', 'failed', interval '5 minutes', interval '3 seconds', NULL, $1)) \
+                 r(n, job, status, ago, took, summary, error)",
+            &[&HOSTILE_RUN_ERROR],
+        )
+        .await
+        .unwrap();
+}
+
+fn estate_app(env: &Env) -> spin_test_host::App {
+    app("jobs-http", &env.variables("http://127.0.0.1:9"))
+}
+
+/// The dashboard's figures beyond the overview (`GET /api/v1/jobs/console`).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_route_counts_the_estate() {
+    let env = Env::new().await;
+    seed_estate(&env).await;
+    let app = estate_app(&env);
+    assert_eq!(call(&app, "GET", "/api/v1/jobs/console", &[]).await.status, 401);
+    let r = call(&app, "GET", "/api/v1/jobs/console", &[("x-cron-secret", SECRET)]).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+
+    let q = &r.json["webhooks"];
+    assert_eq!(
+        (q["pending"].as_u64(), q["due"].as_u64(), q["dead"].as_u64()),
+        (Some(seeded::PENDING), Some(seeded::DUE), Some(seeded::DEAD))
+    );
+    let oldest = q["oldestDueAgeSeconds"].as_u64().unwrap();
+    assert!((seeded::OLDEST_DUE_SECS..seeded::OLDEST_DUE_SECS + 60).contains(&oldest), "{oldest}");
+    let by_health: Vec<(&str, u64)> = r.json["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["health"].as_str().unwrap(), c["count"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(by_health, seeded::BY_HEALTH);
+    let unhealthy: Vec<(&str, &str, &str)> = r.json["unhealthy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["phoneNumberId"].as_str().unwrap(),
+                c["health"].as_str().unwrap(),
+                c["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(unhealthy, seeded::UNHEALTHY, "the latest reason of each, the latest checked first");
+    let tokens = &r.json["expiringTokens"];
+    assert_eq!((tokens["count"].as_u64(), tokens["withinDays"].as_u64()), (Some(2), Some(7)));
+    let soonest: Vec<&str> =
+        tokens["soonest"].as_array().unwrap().iter().map(|t| t["phoneNumberId"].as_str().unwrap()).collect();
+    assert_eq!(soonest, seeded::EXPIRING);
+}
+
+/// Prometheus' scrape, read back with a parser of the text format, figure by figure against
+/// what was seeded and what the database says.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_metrics_are_the_estate_in_prometheus_text() {
+    let env = Env::new().await;
+    seed_estate(&env).await;
+    let app = estate_app(&env);
+    assert_eq!(call(&app, "GET", "/api/v1/metrics", &[]).await.status, 401);
+    let bearer = format!("Bearer {SECRET}");
+    let r = call(&app, "GET", "/api/v1/metrics", &[("authorization", &bearer)]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let scrape = openmetrics_parser::prometheus::parse_prometheus(&r.text).expect("valid Prometheus text");
+    let value = |name: &str, labels: &[(&str, &str)]| -> Option<f64> {
+        let family = scrape.families.get(name).unwrap_or_else(|| panic!("no {name} in\n{}", r.text));
+        assert!(!family.help.is_empty(), "{name} has its HELP");
+        let found: Vec<f64> = family
+            .iter_samples()
+            .filter(|s| {
+                let set = s.get_labelset().unwrap();
+                labels.iter().all(|(k, v)| set.get_label_value(k) == Some(*v))
+            })
+            .map(|s| match &s.value {
+                openmetrics_parser::PrometheusValue::Gauge(v) => v.as_f64(),
+                other => panic!("{name} is not a gauge: {other:?}"),
+            })
+            .collect();
+        assert!(found.len() <= 1, "{name} {labels:?} twice");
+        found.first().copied()
+    };
+
+    let health = [("job", "whatsapp-health-check")];
+    let retry = [("job", "webhook-retry")];
+    assert_eq!(value("whatrack_job_running", &health), Some(0.0));
+    assert_eq!(value("whatrack_job_overdue", &health), Some(0.0));
+    assert_eq!(value("whatrack_job_overdue", &retry), Some(1.0), "the retry never succeeded");
+    assert_eq!(value("whatrack_job_paused", &retry), Some(0.0));
+    let runs = |job: &str, status: &str| value("whatrack_job_runs_24h", &[("job", job), ("status", status)]);
+    assert_eq!(runs("whatsapp-health-check", "succeeded"), Some(1.0), "the run 30 hours ago is out");
+    assert_eq!(runs("whatsapp-health-check", "failed"), Some(1.0));
+    assert_eq!(runs("webhook-retry", "failed"), Some(1.0));
+    let last_success: f64 = env
+        .db
+        .query_one(
+            "SELECT EXTRACT(EPOCH FROM max(\"finishedAt\"))::float8 FROM job_runs \
+             WHERE \"jobType\" = 'whatsapp-health-check' AND status = 'succeeded'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(value("whatrack_job_last_success_timestamp_seconds", &health), Some(last_success.trunc()));
+    assert_eq!(value("whatrack_job_last_success_timestamp_seconds", &retry), None, "never succeeded");
+    assert_eq!(value("whatrack_job_last_duration_milliseconds", &health), Some(42_000.0));
+    assert_eq!(value("whatrack_job_last_duration_milliseconds", &retry), Some(3_000.0));
+
+    let webhooks = |state: &str| value("whatrack_webhooks", &[("state", state)]);
+    assert_eq!(
+        (webhooks("pending"), webhooks("due"), webhooks("dead")),
+        (Some(seeded::PENDING as f64), Some(seeded::DUE as f64), Some(seeded::DEAD as f64))
+    );
+    let oldest = value("whatrack_webhooks_oldest_due_age_seconds", &[]).unwrap();
+    assert!(
+        (seeded::OLDEST_DUE_SECS as f64..seeded::OLDEST_DUE_SECS as f64 + 60.0).contains(&oldest),
+        "{oldest}"
+    );
+    for (health, n) in seeded::BY_HEALTH {
+        assert_eq!(value("whatrack_connections", &[("health", health)]), Some(n as f64), "{health}");
+    }
+    assert_eq!(value("whatrack_tokens_expiring", &[]), Some(seeded::EXPIRING.len() as f64));
+
+    // A label value is escaped as the format asks, whatever WhaTrack wrote in the column.
+    env.db
+        .batch_execute("UPDATE whatsapp_connections SET \"healthStatus\" = 'odd \"quoted\" \\ one' WHERE \"phoneNumberId\" = '1007'")
+        .await
+        .unwrap();
+    let r = call(&app, "GET", "/api/v1/metrics", &[("authorization", &bearer)]).await;
+    assert!(
+        r.text.contains("whatrack_connections{health=\"odd \\\"quoted\\\" \\\\ one\"} 1\n"),
+        "{}",
+        r.text
+    );
+    openmetrics_parser::prometheus::parse_prometheus(&r.text).expect("still valid Prometheus text");
+}
+
+/// The page and its files are served without the secret (they hold no data), under a policy
+/// that allows no inline or remote script.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_is_served_without_the_secret_under_a_strict_policy() {
+    let env = Env::new().await;
+    let app = estate_app(&env);
+    for (path, content_type) in [
+        ("/api/v1/jobs/ui", "text/html"),
+        ("/api/v1/jobs/ui/app.js", "text/javascript"),
+        ("/api/v1/jobs/ui/app.css", "text/css"),
+    ] {
+        let r = call(&app, "GET", path, &[]).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert!(r.headers["content-type"].to_str().unwrap().starts_with(content_type), "{path}");
+        let csp = r.headers["content-security-policy"].to_str().unwrap();
+        for directive in ["default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'"]
+        {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("http"), "{csp}");
+        assert_eq!(r.headers["x-content-type-options"], "nosniff");
+    }
+    let page = call(&app, "GET", "/api/v1/jobs/ui", &[]).await.text;
+    assert!(!page.contains("<script>") && !page.contains("style="), "nothing inline for the policy to block");
+    assert!(!page.contains("http://") && !page.contains("https://"), "nothing remote");
+    assert_eq!(call(&app, "GET", "/api/v1/jobs/ui/other.js", &[]).await.status, 404);
+    assert_eq!(call(&app, "POST", "/api/v1/jobs/ui", &[]).await.status, 405);
+    let script = call(&app, "GET", "/api/v1/jobs/ui/app.js", &[]).await.text;
+    assert!(!script.contains("innerHTML") && !script.contains("insertAdjacentHTML"), "text only");
 }

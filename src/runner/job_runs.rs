@@ -133,6 +133,24 @@ const HISTORY: &str = concat!(
     " ORDER BY \"startedAt\" DESC LIMIT 1)) runs"
 );
 
+/// Runs of each job over the last 24 hours, by status.
+const RUNS_24H: &str = concat!(
+    "SELECT \"jobType\", status, count(*) FROM job_runs WHERE \"startedAt\" > ",
+    now_utc!(),
+    " - interval '24 hours' GROUP BY 1, 2 ORDER BY 1, 2"
+);
+
+/// When `$1` last succeeded (unix seconds) and how long its last finished run took (ms).
+const LAST_TIMES: &str = concat!(
+    "SELECT EXTRACT(EPOCH FROM max(\"finishedAt\") FILTER (WHERE ",
+    success!(),
+    "))::bigint, \
+        (SELECT (EXTRACT(EPOCH FROM \"finishedAt\" - \"startedAt\") * 1000)::bigint FROM job_runs \
+         WHERE \"jobType\" = $1 AND \"finishedAt\" IS NOT NULL AND status <> 'skipped' \
+         ORDER BY \"startedAt\" DESC LIMIT 1) \
+     FROM job_runs WHERE \"jobType\" = $1"
+);
+
 /// The latest `$2` runs of `$1`, newest first.
 const RECENT: &str = concat!(
     "SELECT ",
@@ -205,6 +223,18 @@ pub fn recent(db: &Db, job_type: &str, limit: u32) -> DbResult<Vec<RunRecord>> {
     const CTX: &str = "recent runs";
     let rows = db.query(CTX, RECENT, &[str(job_type), ParameterValue::Int64(i64::from(limit))])?;
     rows.rows.iter().map(|r| RunRecord::from_row(CTX, r, 0)).collect()
+}
+
+/// `(job, status, runs)` over the last 24 hours.
+pub fn runs_24h(db: &Db) -> DbResult<Vec<(String, String, u64)>> {
+    let rows = db.query("runs in 24 hours", RUNS_24H, &[])?;
+    Ok(rows.rows.iter().filter_map(|r| Some((text(&r[0])?, text(&r[1])?, int(&r[2])? as u64))).collect())
+}
+
+/// The job's last success (unix seconds) and its last finished run's duration (ms).
+pub fn last_times(db: &Db, job_type: &str) -> DbResult<(Option<i64>, Option<i64>)> {
+    let rows = db.query("last run times", LAST_TIMES, &[str(job_type)])?;
+    Ok(rows.rows.first().map_or((None, None), |r| (int(&r[0]), int(&r[1]))))
 }
 
 #[cfg(test)]

@@ -225,6 +225,8 @@ pub struct AppReply {
     pub status: u16,
     pub headers: http::HeaderMap,
     pub json: Value,
+    /// The body as text, for the routes that do not answer JSON.
+    pub text: String,
 }
 
 pub async fn call(app: &App, method: &str, path: &str, headers: &[(&str, &str)]) -> AppReply {
@@ -247,7 +249,8 @@ pub async fn call_with_body(
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let json = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
-    AppReply { status, headers, json }
+    let text = String::from_utf8_lossy(resp.body()).into_owned();
+    AppReply { status, headers, json, text }
 }
 
 /// `POST /api/v1/jobs/webhook-retry/redrive` with `body`, authenticated.

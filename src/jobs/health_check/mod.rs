@@ -12,6 +12,7 @@
 
 pub mod classify;
 pub mod connections;
+pub mod estate;
 pub mod retention;
 
 use std::pin::pin;

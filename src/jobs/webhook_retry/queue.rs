@@ -178,6 +178,23 @@ const COUNTS: &str = concat!(
      FROM whatsapp_webhook_logs WHERE processed = false"
 );
 
+/// The console's view of the queue: waiting (due now, among them), dead-lettered, and how long
+/// the oldest due webhook has waited, in seconds (0 when none is due).
+const GAUGES: &str = concat!(
+    "WITH q AS (SELECT ",
+    pending!(),
+    " AS pending, \"deadAt\" IS NOT NULL AS dead, ",
+    due_at!(),
+    " AS due_at FROM whatsapp_webhook_logs WHERE processed = false) \
+     SELECT count(*) FILTER (WHERE pending), count(*) FILTER (WHERE pending AND due_at <= ",
+    now_utc!(),
+    "), count(*) FILTER (WHERE dead), COALESCE(EXTRACT(EPOCH FROM ",
+    now_utc!(),
+    " - min(due_at) FILTER (WHERE pending AND due_at <= ",
+    now_utc!(),
+    "))::bigint, 0) FROM q"
+);
+
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub id: String,
@@ -202,6 +219,15 @@ pub struct AttemptRecord<'a> {
 pub struct Counts {
     pub pending_webhooks: u64,
     pub dead_webhooks: u64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Gauges {
+    pub pending: u64,
+    pub due: u64,
+    pub dead: u64,
+    pub oldest_due_age_seconds: u64,
 }
 
 /// Which dead-lettered webhooks to put back in the queue.
@@ -431,6 +457,13 @@ pub fn counts(db: &Db, max_attempts: u32) -> DbResult<Counts> {
     let row = rows.rows.first();
     let n = |i: usize| row.and_then(|r| int(&r[i])).unwrap_or(0) as u64;
     Ok(Counts { pending_webhooks: n(0), dead_webhooks: n(1) })
+}
+
+pub fn gauges(db: &Db, rules: &Rules) -> DbResult<Gauges> {
+    let rows = db.query("webhook queue gauges", GAUGES, &[max_attempts(rules), base_secs(rules)])?;
+    let row = rows.rows.first();
+    let n = |i: usize| row.and_then(|r| int(&r[i])).unwrap_or(0).max(0) as u64;
+    Ok(Gauges { pending: n(0), due: n(1), dead: n(2), oldest_due_age_seconds: n(3) })
 }
 
 #[cfg(test)]

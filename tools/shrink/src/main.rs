@@ -27,8 +27,10 @@ fn main() {
         fail("usage: shrink <component.wasm> <out.wasm>");
     };
     let component = std::fs::read(input).unwrap_or_else(|e| fail(&format!("reading {input}: {e}")));
-    let sections = split(&component).unwrap_or_else(|| fail(&format!("{input} is not a WebAssembly component")));
-    let Some(main) = (0..sections.len()).filter(|&i| sections[i].0 == CORE_MODULE).max_by_key(|&i| sections[i].1.len())
+    let sections =
+        split(&component).unwrap_or_else(|| fail(&format!("{input} is not a WebAssembly component")));
+    let Some(main) =
+        (0..sections.len()).filter(|&i| sections[i].0 == CORE_MODULE).max_by_key(|&i| sections[i].1.len())
     else {
         fail(&format!("{input} holds no core module"));
     };
@@ -41,11 +43,14 @@ fn main() {
         .args(FEATURES)
         .args([&module_in, "-o", &module_out])
         .status()
-        .unwrap_or_else(|e| fail(&format!("running wasm-opt (binaryen): {e}; install it with `apt-get install binaryen`")));
+        .unwrap_or_else(|e| {
+            fail(&format!("running wasm-opt (binaryen): {e}; install it with `apt-get install binaryen`"))
+        });
     if !status.success() {
         fail(&format!("wasm-opt failed on {module_in} ({status})"));
     }
-    let optimised = std::fs::read(&module_out).unwrap_or_else(|e| fail(&format!("reading {module_out}: {e}")));
+    let optimised =
+        std::fs::read(&module_out).unwrap_or_else(|e| fail(&format!("reading {module_out}: {e}")));
     let _ = std::fs::remove_file(&module_in);
     let _ = std::fs::remove_file(&module_out);
 

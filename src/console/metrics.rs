@@ -1,0 +1,95 @@
+//! What Prometheus scrapes (`GET /api/v1/metrics`, Bearer auth): the jobs' state and the
+//! [`Estate`](super::Estate), in the Prometheus text format (version 0.0.4). Every figure is a
+//! gauge, read afresh at each scrape.
+
+use std::fmt::Write;
+
+use super::Estate;
+use crate::config::Config;
+use crate::db::Db;
+use crate::runner::{job_runs, overview, RunError};
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A per-job gauge: name, help, and how to read it off the job's state.
+type JobGauge = (&'static str, &'static str, fn(&overview::JobState) -> bool);
+
+/// The text format, written as it goes: a metric's header, then its samples.
+struct Text(String);
+
+impl Text {
+    fn metric(&mut self, name: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} gauge");
+    }
+
+    /// `labels`: `(name, value)` pairs; values escaped as the format asks.
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: i64) {
+        self.0.push_str(name);
+        for (i, (label, v)) in labels.iter().enumerate() {
+            let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+            let _ = write!(self.0, "{}{label}=\"{v}\"", if i == 0 { '{' } else { ',' });
+        }
+        let _ = writeln!(self.0, "{} {value}", if labels.is_empty() { "" } else { "}" });
+    }
+}
+
+pub fn render(config: &Config) -> Result<String, RunError> {
+    let jobs = overview::overview(config)?;
+    let db = Db::open(&config.database_url)?;
+    let estate = super::estate(&db, config)?;
+    let mut out = Text(String::new());
+
+    let states: [JobGauge; 3] = [
+        ("whatrack_job_running", "1 while a run of the job holds its lock.", |j| j.is_running),
+        ("whatrack_job_overdue", "1 when the job's last success is older than its schedule allows.", |j| {
+            j.overdue
+        }),
+        ("whatrack_job_paused", "1 while an operator has paused the job.", |j| j.paused),
+    ];
+    for (name, help, value) in states {
+        out.metric(name, help);
+        for job in &jobs {
+            out.sample(name, &[("job", job.job_type)], value(job).into());
+        }
+    }
+
+    const RUNS: &str = "whatrack_job_runs_24h";
+    out.metric(RUNS, "Runs of the job started in the last 24 hours, by status.");
+    for (job, status, n) in job_runs::runs_24h(&db)? {
+        out.sample(RUNS, &[("job", &job), ("status", &status)], n as i64);
+    }
+    const SUCCESS: &str = "whatrack_job_last_success_timestamp_seconds";
+    const DURATION: &str = "whatrack_job_last_duration_milliseconds";
+    let times = jobs.iter().map(|j| job_runs::last_times(&db, j.job_type)).collect::<Result<Vec<_>, _>>()?;
+    for (name, help, pick) in [
+        (SUCCESS, "When the job's last successful run ended (unix time).", 0),
+        (DURATION, "How long the job's last finished run took.", 1),
+    ] {
+        out.metric(name, help);
+        for (job, &(success, ms)) in jobs.iter().zip(&times) {
+            if let Some(value) = [success, ms][pick] {
+                out.sample(name, &[("job", job.job_type)], value);
+            }
+        }
+    }
+
+    let Estate { webhooks, connections, expiring_tokens, .. } = estate;
+    const WEBHOOKS: &str = "whatrack_webhooks";
+    out.metric(WEBHOOKS, "Webhooks waiting for a retry (pending; due now, among them) and dead-lettered.");
+    for (state, n) in [("pending", webhooks.pending), ("due", webhooks.due), ("dead", webhooks.dead)] {
+        out.sample(WEBHOOKS, &[("state", state)], n as i64);
+    }
+    const OLDEST: &str = "whatrack_webhooks_oldest_due_age_seconds";
+    out.metric(OLDEST, "How long the oldest due webhook has waited for its retry (0 when none is due).");
+    out.sample(OLDEST, &[], webhooks.oldest_due_age_seconds as i64);
+
+    const CONNECTIONS: &str = "whatrack_connections";
+    out.metric(CONNECTIONS, "Active WhatsApp connections by health status.");
+    for c in &connections {
+        out.sample(CONNECTIONS, &[("health", &c.health)], c.count as i64);
+    }
+    const EXPIRING: &str = "whatrack_tokens_expiring";
+    out.metric(EXPIRING, "Tokens of active connections that expire within token_expiry_warning_days.");
+    out.sample(EXPIRING, &[], expiring_tokens.count as i64);
+    Ok(out.0)
+}

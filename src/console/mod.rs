@@ -1,0 +1,43 @@
+//! The operator console (README, "The operator console"): what people and Prometheus look at.
+//!
+//! - [`page`]: the dashboard page (`GET /api/v1/jobs/ui`), static files that hold no data and read
+//!   the JSON routes with the secret the operator types in.
+//! - [`Estate`] (`GET /api/v1/jobs/console`): what the page shows beyond the overview and the runs:
+//!   the dead-letter queue, connections by health with the latest reasons, expiring tokens.
+//! - [`metrics`] (`GET /api/v1/metrics`): the same figures, and the jobs', for Prometheus.
+//!
+//! Everything is read from Postgres and Redis when asked; nothing is counted up in the component,
+//! so every replica answers the same.
+
+pub mod metrics;
+// Answers with the router's response type, which only the wasm build has.
+#[cfg(target_arch = "wasm32")]
+pub mod page;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::jobs::health_check::estate::{self, ExpiringTokens, HealthCount, Unhealthy};
+use crate::jobs::webhook_retry::policy::Rules;
+use crate::jobs::webhook_retry::queue::{self, Gauges};
+use crate::runner::RunError;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Estate {
+    pub webhooks: Gauges,
+    pub connections: Vec<HealthCount>,
+    /// The latest unhealthy connections ([`estate::LISTED`] at most) and why.
+    pub unhealthy: Vec<Unhealthy>,
+    pub expiring_tokens: ExpiringTokens,
+}
+
+pub fn estate(db: &Db, config: &Config) -> Result<Estate, RunError> {
+    Ok(Estate {
+        webhooks: queue::gauges(db, &Rules::of(config))?,
+        connections: estate::by_health(db)?,
+        unhealthy: estate::latest_unhealthy(db)?,
+        expiring_tokens: estate::expiring_tokens(db, config.token_expiry_warning_days)?,
+    })
+}

@@ -1,0 +1,47 @@
+//! The dashboard page (`GET /api/v1/jobs/ui`, with `app.js` and `app.css` beside it): three static
+//! files compiled into the component (`src/console/page/`), plain HTML, CSS and JavaScript with
+//! no build step and nothing fetched from elsewhere. They hold no data: the script asks for the
+//! secret, keeps it in `sessionStorage` and reads the JSON routes with it, so serving the files
+//! needs no secret.
+//!
+//! What the page shows comes from untrusted sources (Meta's error messages, the processor's
+//! answers, stored in the database): the script inserts it as text only, and the
+//! Content-Security-Policy lets scripts, styles and requests come from this origin alone, so no
+//! inline or remote script runs even if some text were ever taken for markup.
+
+use crate::api::{Response, StatusCode};
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+     img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+#[derive(Clone, Copy)]
+pub enum Asset {
+    Html,
+    Script,
+    Style,
+}
+
+impl Asset {
+    /// The file named after `/api/v1/jobs/ui`: none for the page itself.
+    pub fn parse(name: Option<&str>) -> Option<Self> {
+        match name {
+            None => Some(Asset::Html),
+            Some("app.js") => Some(Asset::Script),
+            Some("app.css") => Some(Asset::Style),
+            _ => None,
+        }
+    }
+
+    pub fn response(self) -> Response {
+        let (content_type, body) = match self {
+            Asset::Html => ("text/html; charset=utf-8", include_str!("page/index.html")),
+            Asset::Script => ("text/javascript; charset=utf-8", include_str!("page/app.js")),
+            Asset::Style => ("text/css; charset=utf-8", include_str!("page/app.css")),
+        };
+        Response::new(StatusCode::OK, content_type, body.to_owned())
+            .with_header("content-security-policy", CSP.to_owned())
+            .with_header("x-content-type-options", "nosniff".to_owned())
+            .with_header("referrer-policy", "no-referrer".to_owned())
+            .with_header("cache-control", "no-cache".to_owned())
+    }
+}
