@@ -404,3 +404,127 @@ async fn the_page_is_served_without_the_secret_under_a_strict_policy() {
     let script = call(&app, "GET", "/api/v1/jobs/ui/app.js", &[]).await.text;
     assert!(!script.contains("innerHTML") && !script.contains("insertAdjacentHTML"), "text only");
 }
+
+/// The page as an operator sees it, in Debian's headless Chromium driven by playwright-core
+/// (`tests/browser/console.mjs`): a wrong secret, then the right one; each section's figures
+/// against the database; the hostile texts shown as text, with no element made and no script
+/// run; no policy violation logged; readable at a phone's width; the redrive through its
+/// confirm. The screenshot goes to `target/console.png` (`docs/console.png` is a copy).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_shows_the_estate_in_a_real_browser() {
+    let env = Env::new().await;
+    seed_estate(&env).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(spin_test_host::serve(std::sync::Arc::new(estate_app(&env)), listener));
+    let paused = post(&estate_app(&env), "/api/v1/jobs/whatsapp-health-check/pause").await;
+    assert_eq!(paused.status, 200, "{}", paused.json);
+    let screenshot = root().join("target/console.png");
+    let out = tokio::process::Command::new("node")
+        .arg(root().join("tests/browser/console.mjs"))
+        .args([url.as_str(), SECRET, screenshot.to_str().unwrap()])
+        .output()
+        .await
+        .expect("node (scripts/test.sh installs Node.js, Chromium and playwright-core)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array().unwrap().iter().map(|s| s.as_str().unwrap_or_default().to_owned()).collect()
+    };
+
+    assert!(seen["wrongSecret"]["error"].as_str().unwrap().contains("Wrong secret (401"), "{seen}");
+    assert_eq!((seen["wrongSecret"]["loginShown"].as_bool(), seen["wrongSecret"]["consoleShown"].as_bool()), (Some(true), Some(false)));
+    assert_eq!((seen["secretStored"].as_bool(), seen["loginShownAfter"].as_bool()), (Some(true), Some(false)));
+    assert!(seen["banner"].as_str().unwrap().contains("Overdue (the overview answers 503): webhook-retry"), "{seen}");
+    assert_eq!(seen["consoleErrors"], json!([]), "no script error, no policy violation");
+    let mut failed = strings(&seen["failedLoads"]);
+    failed.sort();
+    failed.dedup();
+    assert_eq!(failed, ["/api/v1/jobs 401", "/api/v1/jobs 503", "/favicon.ico 404"], "the wrong secret, the overdue job");
+    assert_eq!((seen["images"].as_u64(), seen["titleAfter"].as_str()), (Some(0), Some("WhaTrack jobs")), "inert");
+    assert_eq!(seen["scripts"], json!(["/api/v1/jobs/ui/app.js"]));
+    assert_eq!((seen["overflowsWidth"].as_bool(), seen["phoneOverflows"].as_bool()), (Some(false), Some(false)));
+
+    // Jobs: state, last success and the time by which the next run is expected.
+    let row = env
+        .db
+        .query_one(
+            "SELECT to_char(max(\"finishedAt\"), 'YYYY-MM-DD HH24:MI:SS') || ' UTC', \
+                    to_char(max(\"finishedAt\") + interval '1560 minutes', 'YYYY-MM-DD HH24:MI:SS') || ' UTC', \
+                    (SELECT to_char(\"pausedAt\", 'YYYY-MM-DD HH24:MI:SS') || ' UTC' FROM job_pauses) \
+             FROM job_runs WHERE \"jobType\" = 'whatsapp-health-check' AND status = 'succeeded'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (last_success, expected_by, paused_since): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    let jobs = seen["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2);
+    let (health, retry) = (&jobs[0], &jobs[1]);
+    assert_eq!((health["job"].as_str(), strings(&health["badges"])), (Some("whatsapp-health-check"), vec!["idle".to_owned(), "paused".to_owned()]));
+    assert_eq!(health["fields"]["paused-since"], paused_since.as_str());
+    assert_eq!(retry["fields"]["paused-since"], "not paused");
+    assert_eq!(health["fields"]["last-success"], last_success.as_str());
+    assert_eq!(health["fields"]["expected-by"], expected_by.as_str());
+    assert_eq!(strings(&retry["badges"]), ["idle", "overdue"]);
+    assert_eq!(retry["fields"]["last-success"], "never");
+    assert!(retry["fields"]["last-run"].as_str().unwrap().ends_with("(failed)"), "{retry}");
+
+    // Runs: one row and one bar per run, newest first, as job_runs holds them.
+    for (part, job) in seen["runs"].as_array().unwrap().iter().zip(["whatsapp-health-check", "webhook-retry"]) {
+        let statuses: Vec<String> = env
+            .db
+            .query("SELECT status FROM job_runs WHERE \"jobType\" = $1 ORDER BY \"startedAt\" DESC", &[&job])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let rows = part["rows"].as_array().unwrap();
+        assert_eq!((part["job"].as_str(), part["bars"].as_u64()), (Some(job), Some(statuses.len() as u64)));
+        assert_eq!(rows.iter().map(|r| r[2].as_str().unwrap().to_owned()).collect::<Vec<_>>(), statuses);
+    }
+    let health_rows = &seen["runs"][0]["rows"];
+    assert_eq!((health_rows[0][3].as_str(), health_rows[0][4].as_str()), (Some("42.0 s"), Some("checked: 7")));
+    assert_eq!(seen["runs"][0]["barHeights"][2], "100%", "the longest run, drawn last (oldest first)");
+    assert_eq!(seen["runs"][1]["rows"][0][4], HOSTILE_RUN_ERROR, "the processor's words, as text");
+
+    // The queue.
+    let q = &seen["webhooks"];
+    assert_eq!(
+        (q["pending"].as_str(), q["due"].as_str(), q["dead"].as_str()),
+        (Some(seeded::PENDING.to_string().as_str()), Some(seeded::DUE.to_string().as_str()), Some(seeded::DEAD.to_string().as_str()))
+    );
+    assert!(["15 min", "16 min"].contains(&q["oldest"].as_str().unwrap()), "{q}");
+
+    // Connections by health, as the database counts them, and the latest reasons.
+    let by_health: Value = env
+        .db
+        .query("SELECT \"healthStatus\", count(*)::text FROM whatsapp_connections WHERE status = 'active' GROUP BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get::<_, String>(0), Value::String(r.get(1))))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    assert_eq!(seen["health"], by_health);
+    let unhealthy: Vec<(String, String, String)> = seen["unhealthy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r[0].as_str().unwrap().into(), r[1].as_str().unwrap().into(), r[3].as_str().unwrap().into()))
+        .collect();
+    let expected: Vec<(String, String, String)> =
+        seeded::UNHEALTHY.iter().map(|(p, h, r)| (p.to_string(), h.to_string(), r.to_string())).collect();
+    assert_eq!(unhealthy, expected, "the hostile reason shown as the text it is");
+
+    // Expiring tokens.
+    assert_eq!((seen["expiringCount"].as_str(), seen["warningDays"].as_str()), (Some("2"), Some("7")));
+    let phones: Vec<&str> = seen["expiring"].as_array().unwrap().iter().map(|r| r[0].as_str().unwrap()).collect();
+    assert_eq!(phones, seeded::EXPIRING);
+
+    // "Redrive all dead", behind its confirm.
+    assert_eq!(strings(&seen["dialogs"]), ["Put all 3 dead-lettered webhooks back in the queue?"]);
+    assert_eq!((seen["redriven"].as_str(), seen["deadAfter"].as_str()), (Some("Redriven: 3"), Some("0")));
+    assert_eq!(env.count("SELECT count(*) FROM whatsapp_webhook_logs WHERE \"deadAt\" IS NOT NULL").await, 0);
+}
