@@ -433,17 +433,37 @@ async fn the_page_shows_the_estate_in_a_real_browser() {
     };
 
     assert!(seen["wrongSecret"]["error"].as_str().unwrap().contains("Wrong secret (401"), "{seen}");
-    assert_eq!((seen["wrongSecret"]["loginShown"].as_bool(), seen["wrongSecret"]["consoleShown"].as_bool()), (Some(true), Some(false)));
-    assert_eq!((seen["secretStored"].as_bool(), seen["loginShownAfter"].as_bool()), (Some(true), Some(false)));
-    assert!(seen["banner"].as_str().unwrap().contains("Overdue (the overview answers 503): webhook-retry"), "{seen}");
+    assert_eq!(
+        (seen["wrongSecret"]["loginShown"].as_bool(), seen["wrongSecret"]["consoleShown"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(
+        (seen["secretStored"].as_bool(), seen["loginShownAfter"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert!(
+        seen["banner"].as_str().unwrap().contains("Overdue (the overview answers 503): webhook-retry"),
+        "{seen}"
+    );
     assert_eq!(seen["consoleErrors"], json!([]), "no script error, no policy violation");
     let mut failed = strings(&seen["failedLoads"]);
     failed.sort();
     failed.dedup();
-    assert_eq!(failed, ["/api/v1/jobs 401", "/api/v1/jobs 503", "/favicon.ico 404"], "the wrong secret, the overdue job");
-    assert_eq!((seen["images"].as_u64(), seen["titleAfter"].as_str()), (Some(0), Some("WhaTrack jobs")), "inert");
+    assert_eq!(
+        failed,
+        ["/api/v1/jobs 401", "/api/v1/jobs 503", "/favicon.ico 404"],
+        "the wrong secret, the overdue job"
+    );
+    assert_eq!(
+        (seen["images"].as_u64(), seen["titleAfter"].as_str()),
+        (Some(0), Some("WhaTrack jobs")),
+        "inert"
+    );
     assert_eq!(seen["scripts"], json!(["/api/v1/jobs/ui/app.js"]));
-    assert_eq!((seen["overflowsWidth"].as_bool(), seen["phoneOverflows"].as_bool()), (Some(false), Some(false)));
+    assert_eq!(
+        (seen["overflowsWidth"].as_bool(), seen["phoneOverflows"].as_bool()),
+        (Some(false), Some(false))
+    );
 
     // Jobs: state, last success and the time by which the next run is expected.
     let row = env
@@ -457,11 +477,15 @@ async fn the_page_shows_the_estate_in_a_real_browser() {
         )
         .await
         .unwrap();
-    let (last_success, expected_by, paused_since): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    let (last_success, expected_by, paused_since): (String, String, String) =
+        (row.get(0), row.get(1), row.get(2));
     let jobs = seen["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 2);
     let (health, retry) = (&jobs[0], &jobs[1]);
-    assert_eq!((health["job"].as_str(), strings(&health["badges"])), (Some("whatsapp-health-check"), vec!["idle".to_owned(), "paused".to_owned()]));
+    assert_eq!(
+        (health["job"].as_str(), strings(&health["badges"])),
+        (Some("whatsapp-health-check"), vec!["idle".to_owned(), "paused".to_owned()])
+    );
     assert_eq!(health["fields"]["paused-since"], paused_since.as_str());
     assert_eq!(retry["fields"]["paused-since"], "not paused");
     assert_eq!(health["fields"]["last-success"], last_success.as_str());
@@ -471,7 +495,8 @@ async fn the_page_shows_the_estate_in_a_real_browser() {
     assert!(retry["fields"]["last-run"].as_str().unwrap().ends_with("(failed)"), "{retry}");
 
     // Runs: one row and one bar per run, newest first, as job_runs holds them.
-    for (part, job) in seen["runs"].as_array().unwrap().iter().zip(["whatsapp-health-check", "webhook-retry"]) {
+    for (part, job) in seen["runs"].as_array().unwrap().iter().zip(["whatsapp-health-check", "webhook-retry"])
+    {
         let statuses: Vec<String> = env
             .db
             .query("SELECT status FROM job_runs WHERE \"jobType\" = $1 ORDER BY \"startedAt\" DESC", &[&job])
@@ -485,7 +510,10 @@ async fn the_page_shows_the_estate_in_a_real_browser() {
         assert_eq!(rows.iter().map(|r| r[2].as_str().unwrap().to_owned()).collect::<Vec<_>>(), statuses);
     }
     let health_rows = &seen["runs"][0]["rows"];
-    assert_eq!((health_rows[0][3].as_str(), health_rows[0][4].as_str()), (Some("42.0 s"), Some("checked: 7")));
+    assert_eq!(
+        (health_rows[0][3].as_str(), health_rows[0][4].as_str()),
+        (Some("42.0 s"), Some("checked: 7"))
+    );
     assert_eq!(seen["runs"][0]["barHeights"][2], "100%", "the longest run, drawn last (oldest first)");
     assert_eq!(seen["runs"][1]["rows"][0][4], HOSTILE_RUN_ERROR, "the processor's words, as text");
 
@@ -493,7 +521,11 @@ async fn the_page_shows_the_estate_in_a_real_browser() {
     let q = &seen["webhooks"];
     assert_eq!(
         (q["pending"].as_str(), q["due"].as_str(), q["dead"].as_str()),
-        (Some(seeded::PENDING.to_string().as_str()), Some(seeded::DUE.to_string().as_str()), Some(seeded::DEAD.to_string().as_str()))
+        (
+            Some(seeded::PENDING.to_string().as_str()),
+            Some(seeded::DUE.to_string().as_str()),
+            Some(seeded::DEAD.to_string().as_str())
+        )
     );
     assert!(["15 min", "16 min"].contains(&q["oldest"].as_str().unwrap()), "{q}");
 
@@ -512,7 +544,9 @@ async fn the_page_shows_the_estate_in_a_real_browser() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r[0].as_str().unwrap().into(), r[1].as_str().unwrap().into(), r[3].as_str().unwrap().into()))
+        .map(|r| {
+            (r[0].as_str().unwrap().into(), r[1].as_str().unwrap().into(), r[3].as_str().unwrap().into())
+        })
         .collect();
     let expected: Vec<(String, String, String)> =
         seeded::UNHEALTHY.iter().map(|(p, h, r)| (p.to_string(), h.to_string(), r.to_string())).collect();
@@ -520,11 +554,70 @@ async fn the_page_shows_the_estate_in_a_real_browser() {
 
     // Expiring tokens.
     assert_eq!((seen["expiringCount"].as_str(), seen["warningDays"].as_str()), (Some("2"), Some("7")));
-    let phones: Vec<&str> = seen["expiring"].as_array().unwrap().iter().map(|r| r[0].as_str().unwrap()).collect();
+    let phones: Vec<&str> =
+        seen["expiring"].as_array().unwrap().iter().map(|r| r[0].as_str().unwrap()).collect();
     assert_eq!(phones, seeded::EXPIRING);
 
     // "Redrive all dead", behind its confirm.
     assert_eq!(strings(&seen["dialogs"]), ["Put all 3 dead-lettered webhooks back in the queue?"]);
     assert_eq!((seen["redriven"].as_str(), seen["deadAfter"].as_str()), (Some("Redriven: 3"), Some("0")));
     assert_eq!(env.count("SELECT count(*) FROM whatsapp_webhook_logs WHERE \"deadAt\" IS NOT NULL").await, 0);
+}
+
+/// `scripts/dev.sh --demo`'s parts, with the test host in place of Spin: its seed (Node.js, tokens
+/// encrypted as WhaTrack does) and its stand-ins, with the demo's variables. One run of each job
+/// shows every kind of connection and webhook at work (the demo's scheduler then retries every
+/// 5 s until the flaky webhook is accepted and the poison one dead-lettered).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_seed_and_stand_ins_put_both_jobs_to_work() {
+    let env = Env::new().await;
+    let seed = std::process::Command::new("node")
+        .arg(root().join("scripts/demo/seed.mjs"))
+        .arg(KEY)
+        .output()
+        .unwrap();
+    assert!(seed.status.success(), "{}", String::from_utf8_lossy(&seed.stderr));
+    env.db.batch_execute(std::str::from_utf8(&seed.stdout).unwrap()).await.unwrap();
+    let mut stand_ins = std::process::Command::new("node")
+        .arg(root().join("scripts/demo/standins.mjs"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for port in [3901, 3902] {
+        let started = std::time::Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(started.elapsed().as_secs() < 30, "the demo stand-in on {port} did not start");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    let mut vars = env.variables("http://127.0.0.1:9");
+    for line in std::fs::read_to_string(root().join("scripts/demo/variables")).unwrap().lines() {
+        let (name, value) = line.split_once('=').unwrap();
+        vars.insert(name.into(), value.into());
+    }
+    let app = app("jobs-http", &vars);
+
+    let health = post_health(&app).await;
+    let retry = post(&app, RETRY).await;
+    let console = call(&app, "GET", "/api/v1/jobs/console", &[("x-cron-secret", SECRET)]).await;
+    stand_ins.kill().unwrap();
+    let _ = stand_ins.wait();
+
+    let s = &health.json["summary"];
+    assert_eq!(
+        [&s["checked"], &s["healthy"], &s["warning"], &s["error"], &s["unknown"]],
+        [13, 6, 3, 3, 1],
+        "healthy x6; expiring, flagged, limited; banned, expired, undecryptable; rate-limited: {}",
+        health.json
+    );
+    let s = &retry.json["summary"];
+    assert_eq!(
+        [&s["attempted"], &s["delivered"], &s["failed"]],
+        [4, 2, 2],
+        "flaky and poison refused: {}",
+        retry.json
+    );
+    assert_eq!(console.json["expiringTokens"]["count"], 1, "{}", console.json);
+    assert_eq!(console.json["webhooks"]["dead"], 1, "the one seeded dead, for the redrive button");
+    assert_eq!(console.json["unhealthy"].as_array().unwrap().len(), 6, "{}", console.json);
 }

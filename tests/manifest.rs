@@ -11,7 +11,8 @@ fn triggers_and_schedules() {
         m.http_routes,
         [
             ("/api/v1/jobs/...".to_string(), "jobs-http".to_string()),
-            ("/api/v1/whatsapp/webhook".to_string(), "jobs-http".to_string())
+            ("/api/v1/whatsapp/webhook".to_string(), "jobs-http".to_string()),
+            ("/api/v1/metrics".to_string(), "jobs-http".to_string())
         ]
     );
     assert!(m.cron_triggers.contains(&("0 0 2 * * *".to_string(), "cron-health-check".to_string())));
