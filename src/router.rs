@@ -148,8 +148,8 @@ async fn answer(req: IncomingRequest) -> Response {
     if !route.methods().contains(&incoming.method) {
         return method_not_allowed(route);
     }
-    // The front door answers Meta, whose signature is its authentication; every other route
-    // wants the secret first.
+    // The front door answers Meta, whose signature is its authentication, and the page's files
+    // hold no data; every other route wants the secret first.
     match route {
         Route::MetaWebhook => return front_door(&incoming, req).await,
         Route::Page(asset) => return asset.response(),
@@ -175,15 +175,10 @@ async fn answer(req: IncomingRequest) -> Response {
             Ok(text) => Response::new(StatusCode::OK, metrics::CONTENT_TYPE, text),
             Err(e) => run_error(e),
         },
-        Route::Console => {
-            match Db::open(&config.database_url)
-                .map_err(RunError::from)
-                .and_then(|db| console::estate(&db, &config))
-            {
-                Ok(estate) => api::success(StatusCode::OK, estate),
-                Err(e) => run_error(e),
-            }
-        }
+        Route::Console => match console::estate(&config) {
+            Ok(estate) => api::success(StatusCode::OK, estate),
+            Err(e) => run_error(e),
+        },
         Route::Runs(job) => recent_runs(&config, job, &incoming.query),
         Route::Redrive => match req.into_body().await {
             Ok(body) => redrive(&config, &body),

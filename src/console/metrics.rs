@@ -36,7 +36,7 @@ impl Text {
 pub fn render(config: &Config) -> Result<String, RunError> {
     let jobs = overview::overview(config)?;
     let db = Db::open(&config.database_url)?;
-    let estate = super::estate(&db, config)?;
+    let estate = super::read(&db, config)?;
     let mut out = Text(String::new());
 
     let states: [JobGauge; 3] = [

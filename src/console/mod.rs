@@ -33,7 +33,12 @@ pub struct Estate {
     pub expiring_tokens: ExpiringTokens,
 }
 
-pub fn estate(db: &Db, config: &Config) -> Result<Estate, RunError> {
+pub fn estate(config: &Config) -> Result<Estate, RunError> {
+    read(&Db::open(&config.database_url)?, config)
+}
+
+/// [`estate`] on a connection the caller already holds.
+fn read(db: &Db, config: &Config) -> Result<Estate, RunError> {
     Ok(Estate {
         webhooks: queue::gauges(db, &Rules::of(config))?,
         connections: estate::by_health(db)?,
