@@ -215,6 +215,7 @@ impl Runtime {
         let pre = self.linker.instantiate_pre(&self.component).wasm()?;
         Ok(App {
             pre,
+            routes: manifest.routes_of(component_id),
             state: Arc::new(AppState {
                 variables: resolved.variables,
                 allowed: resolved.allowed,
@@ -230,6 +231,9 @@ impl Runtime {
 /// One component of the app, ready to serve.
 pub struct App {
     pre: InstancePre<State>,
+    /// Its `[[trigger.http]]` routes: a request for any other path never reaches it (404), as
+    /// under Spin.
+    routes: Vec<String>,
     state: Arc<AppState>,
     output: Arc<Mutex<String>>,
     engine: Engine,
@@ -293,6 +297,10 @@ impl App {
             parts.uri = format!("http://127.0.0.1:3000{path}").parse()?;
         }
         let path = parts.uri.path().to_owned();
+        if !self.routes.iter().any(|route| manifest::route_matches(route, &path)) {
+            let not_found = http::Response::builder().status(http::StatusCode::NOT_FOUND);
+            return Ok(not_found.body(Bytes::new())?);
+        }
         for (name, value) in [
             ("spin-full-url", parts.uri.to_string()),
             ("spin-path-info", path.clone()),

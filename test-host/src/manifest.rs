@@ -120,6 +120,11 @@ impl Manifest {
         self.variables.keys().map(String::as_str)
     }
 
+    /// The `[[trigger.http]]` routes served by `component`.
+    pub fn routes_of(&self, component: &str) -> Vec<String> {
+        self.http_routes.iter().filter(|(_, c)| c == component).map(|(route, _)| route.clone()).collect()
+    }
+
     pub fn component_ids(&self) -> impl Iterator<Item = &str> {
         self.components.keys().map(String::as_str)
     }
@@ -226,6 +231,16 @@ fn render(template: &str, values: &HashMap<String, String>) -> Result<String> {
 
 /// The cron plugin's syntax: 6 or 7 fields, seconds first. A classic 5-field expression makes
 /// `spin up` exit with `ParseSchedule`, and so it fails here.
+/// Whether Spin's HTTP trigger sends `path` to a component with `route`: `/x/...` takes `/x` and
+/// everything under it, any other route its path alone; a trailing slash makes no difference.
+pub fn route_matches(route: &str, path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    match route.strip_suffix("/...") {
+        Some(prefix) => path == prefix || path.starts_with(&format!("{prefix}/")),
+        None => path == route.trim_end_matches('/'),
+    }
+}
+
 fn check_cron_expression(expr: &str) -> Result<()> {
     let fields = expr.split_whitespace().count();
     if !(6..=7).contains(&fields) {
@@ -249,6 +264,22 @@ mod tests {
         let path = std::env::temp_dir().join(format!("spin-{}-{}.toml", std::process::id(), body.len()));
         std::fs::write(&path, format!("spin_manifest_version = 2\n{body}")).unwrap();
         path
+    }
+
+    #[test]
+    fn routes_match_as_spin_routes_them() {
+        for (route, path, served) in [
+            ("/api/v1/jobs/...", "/api/v1/jobs", true),
+            ("/api/v1/jobs/...", "/api/v1/jobs/ui/app.js", true),
+            ("/api/v1/jobs/...", "/api/v1/jobsx", false),
+            ("/api/v1/metrics", "/api/v1/metrics", true),
+            ("/api/v1/metrics", "/api/v1/metrics/", true),
+            ("/api/v1/metrics", "/api/v1/metrics/x", false),
+            ("/api/v1/metrics", "/api/v1/jobs", false),
+            ("/...", "/anything/at/all", true),
+        ] {
+            assert_eq!(route_matches(route, path), served, "{route} {path}");
+        }
     }
 
     #[test]
