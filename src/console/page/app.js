@@ -50,10 +50,20 @@ function runMs(run) {
   return Math.max(0, new Date(run.finishedAt) - new Date(run.startedAt));
 }
 
+// The summary's figures that are not zero ("attempted: 2, delivered: 2"), nested ones by their
+// path ("purged.jobRuns: 40"); a run that found nothing to do says so.
 function summaryText(run) {
   if (run.error) return run.error;
   if (!run.summary || typeof run.summary !== 'object') return '';
-  return Object.entries(run.summary).map(([k, v]) => k + ': ' + (typeof v === 'object' ? JSON.stringify(v) : v)).join(', ');
+  const parts = [];
+  const walk = (object, prefix) => {
+    for (const [key, value] of Object.entries(object)) {
+      if (value && typeof value === 'object') walk(value, prefix + key + '.');
+      else if (value) parts.push(prefix + key + ': ' + value);
+    }
+  };
+  walk(run.summary, '');
+  return parts.length ? parts.join(', ') : 'nothing to do';
 }
 
 class Refused extends Error {
