@@ -7,6 +7,7 @@ use common::fake::{Canned, FakeHttp};
 use common::seed::{self, Webhook};
 use common::*;
 use serde_json::{json, Value};
+use tokio::io::AsyncBufReadExt;
 
 const RETRY: &str = "/api/v1/jobs/webhook-retry";
 
@@ -578,16 +579,21 @@ async fn the_demo_seed_and_stand_ins_put_both_jobs_to_work() {
         .unwrap();
     assert!(seed.status.success(), "{}", String::from_utf8_lossy(&seed.stderr));
     env.db.batch_execute(std::str::from_utf8(&seed.stdout).unwrap()).await.unwrap();
-    let mut stand_ins = std::process::Command::new("node")
+    // Ready when both say they listen; a port already taken (a demo running?) ends the process.
+    let mut stand_ins = tokio::process::Command::new("node")
         .arg(root().join("scripts/demo/standins.mjs"))
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
-    for port in [3901, 3902] {
-        let started = std::time::Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(started.elapsed().as_secs() < 30, "the demo stand-in on {port} did not start");
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut said = tokio::io::BufReader::new(stand_ins.stderr.take().unwrap()).lines();
+    let mut listening = 0;
+    while listening < 2 {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(30), said.next_line()).await;
+        match line.expect("the demo stand-ins did not start").unwrap() {
+            Some(line) if line.contains("listening on") => listening += 1,
+            Some(_) => {}
+            None => panic!("the demo stand-ins ended: are ports 3901/3902 taken (scripts/dev.sh --demo)?"),
         }
     }
     let mut vars = env.variables("http://127.0.0.1:9");
@@ -600,8 +606,7 @@ async fn the_demo_seed_and_stand_ins_put_both_jobs_to_work() {
     let health = post_health(&app).await;
     let retry = post(&app, RETRY).await;
     let console = call(&app, "GET", "/api/v1/jobs/console", &[("x-cron-secret", SECRET)]).await;
-    stand_ins.kill().unwrap();
-    let _ = stand_ins.wait();
+    stand_ins.kill().await.unwrap();
 
     let s = &health.json["summary"];
     assert_eq!(
