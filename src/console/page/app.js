@@ -209,6 +209,9 @@ async function load() {
   $('refresh').disabled = true;
   try {
     const overview = await api(JOBS, {}, [200, 503]);
+    if (!overview.body || !Array.isArray(overview.body.jobs)) {
+      throw new Refused(overview.status, JOBS + ' answered ' + overview.status + ' without the jobs (a proxy in the way?)');
+    }
     const jobs = overview.body.jobs;
     const [runs, estate] = await Promise.all([
       Promise.all(jobs.map((j) => api(JOBS + '/' + j.jobType + '/runs?limit=' + RUNS_SHOWN).then((r) => r.body))),
