@@ -626,3 +626,28 @@ async fn the_demo_seed_and_stand_ins_put_both_jobs_to_work() {
     assert_eq!(console.json["webhooks"]["dead"], 1, "the one seeded dead, for the redrive button");
     assert_eq!(console.json["unhealthy"].as_array().unwrap().len(), 6, "{}", console.json);
 }
+
+/// With Postgres or Redis gone, the figures answer 500 naming the store (Prometheus marks the
+/// target down; the page shows the error), and the page itself is still served.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_figures_say_which_store_is_down() {
+    let env = Env::new().await;
+    let auth = [("x-cron-secret", SECRET)];
+    let mut vars = env.variables("http://127.0.0.1:9");
+    vars.insert("database_url".into(), "postgres://postgres@127.0.0.1:9/gone".into());
+    vars.insert("database_host".into(), "postgres://127.0.0.1:9".into());
+    let app = app("jobs-http", &vars);
+    for path in ["/api/v1/jobs/console", "/api/v1/metrics"] {
+        let r = call(&app, "GET", path, &auth).await;
+        assert_eq!(r.status, 500, "{path}: {}", r.text);
+        assert!(r.json["error"].as_str().unwrap().contains("Postgres"), "{path}: {}", r.json);
+    }
+    assert_eq!(call(&app, "GET", "/api/v1/jobs/ui", &[]).await.status, 200);
+
+    let mut vars = env.variables("http://127.0.0.1:9");
+    vars.insert("redis_url".into(), "redis://127.0.0.1:9".into());
+    vars.insert("redis_host".into(), "redis://127.0.0.1:9".into());
+    let r = call(&common::app("jobs-http", &vars), "GET", "/api/v1/metrics", &auth).await;
+    assert_eq!(r.status, 500, "{}", r.text);
+    assert!(r.json["error"].as_str().unwrap().contains("Redis"), "{}", r.json);
+}
