@@ -140,11 +140,12 @@ const RUNS_24H: &str = concat!(
     " - interval '24 hours' GROUP BY 1, 2 ORDER BY 1, 2"
 );
 
-/// When `$1` last succeeded (unix seconds) and how long its last finished run took (ms).
+/// When `$1` last succeeded (whole unix seconds, rounded down: a success at 12.6 s has not
+/// happened at 13 s) and how long its last finished run took (ms).
 const LAST_TIMES: &str = concat!(
-    "SELECT EXTRACT(EPOCH FROM max(\"finishedAt\") FILTER (WHERE ",
+    "SELECT floor(EXTRACT(EPOCH FROM max(\"finishedAt\") FILTER (WHERE ",
     success!(),
-    "))::bigint, \
+    ")))::bigint, \
         (SELECT (EXTRACT(EPOCH FROM \"finishedAt\" - \"startedAt\") * 1000)::bigint FROM job_runs \
          WHERE \"jobType\" = $1 AND \"finishedAt\" IS NOT NULL AND status <> 'skipped' \
          ORDER BY \"startedAt\" DESC LIMIT 1) \
