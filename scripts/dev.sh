@@ -62,6 +62,9 @@ if $demo; then
   standins=$!
   scripts/demo/schedule.sh "$secret" &
   scheduler=$!
+  # Stopped on any exit from here on (a failed build included), and with the app below.
+  trap 'kill $standins $scheduler ${app:-} 2>/dev/null || true' EXIT
+  trap 'exit 143' TERM INT
   # The app pointed at the stand-ins, retrying after 5 s instead of 5 minutes.
   while read -r setting; do variables+=(--variable "$setting"); done < scripts/demo/variables
   echo "demo: database $database seeded; stand-ins on 127.0.0.1:3901 (Graph API) and :3902 (processor)" >&2
@@ -73,8 +76,6 @@ run() {
   if ! $demo; then exec "$@"; fi
   "$@" &
   app=$!
-  trap 'kill $standins $scheduler $app 2>/dev/null || true' EXIT
-  trap 'exit 143' TERM INT
   wait $app
 }
 

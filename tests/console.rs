@@ -401,6 +401,9 @@ async fn the_page_is_served_without_the_secret_under_a_strict_policy() {
     assert!(!page.contains("<script>") && !page.contains("style="), "nothing inline for the policy to block");
     assert!(!page.contains("http://") && !page.contains("https://"), "nothing remote");
     assert_eq!(call(&app, "GET", "/api/v1/jobs/ui/other.js", &[]).await.status, 404);
+    // Outside spin.toml's routes the host answers, as Spin does; the component never sees it.
+    let unrouted = call(&app, "GET", "/api/v1/metricsx", &[]).await;
+    assert_eq!((unrouted.status, unrouted.text.as_str()), (404, ""));
     assert_eq!(call(&app, "POST", "/api/v1/jobs/ui", &[]).await.status, 405);
     let script = call(&app, "GET", "/api/v1/jobs/ui/app.js", &[]).await.text;
     assert!(!script.contains("innerHTML") && !script.contains("insertAdjacentHTML"), "text only");

@@ -27,25 +27,20 @@ const connections = [
 ];
 const sql = ['BEGIN;'];
 let phone = 15550100001;
-for (const [scenario, count] of connections) {
-  for (let i = 0; i < count; i += 1, phone += 1) {
-    const org = randomUUID();
-    const id = randomUUID();
-    sql.push(`INSERT INTO whatsapp_connections (id, "organizationId", "wabaId", "phoneNumberId", status, "updatedAt")
-  VALUES (${quote(id)}, ${quote(org)}, 'demo-waba', ${quote(phone)}, 'active', timezone('UTC', now()));`);
-    sql.push(`INSERT INTO whatsapp_configs ("organizationId", "connectionId", "wabaId", "accessToken", status, "updatedAt")
-  VALUES (${quote(org)}, ${quote(id)}, 'demo-waba', ${quote(encrypt(`demo-${scenario}-${i}`))}, 'connected', timezone('UTC', now()));`);
-  }
-}
-// One token that no key opens: a config written with another key, as after a botched rotation.
-{
+function connection(storedToken) {
   const org = randomUUID();
   const id = randomUUID();
   sql.push(`INSERT INTO whatsapp_connections (id, "organizationId", "wabaId", "phoneNumberId", status, "updatedAt")
   VALUES (${quote(id)}, ${quote(org)}, 'demo-waba', ${quote(phone)}, 'active', timezone('UTC', now()));`);
   sql.push(`INSERT INTO whatsapp_configs ("organizationId", "connectionId", "wabaId", "accessToken", status, "updatedAt")
-  VALUES (${quote(org)}, ${quote(id)}, 'demo-waba', ${quote('v1:' + randomBytes(16).toString('hex') + ':' + randomBytes(16).toString('hex') + ':00ff')}, 'connected', timezone('UTC', now()));`);
+  VALUES (${quote(org)}, ${quote(id)}, 'demo-waba', ${quote(storedToken)}, 'connected', timezone('UTC', now()));`);
+  phone += 1;
 }
+for (const [scenario, count] of connections) {
+  for (let i = 0; i < count; i += 1) connection(encrypt(`demo-${scenario}-${i}`));
+}
+// One token that no key opens: a config written with another key, as after a botched rotation.
+connection('v1:' + randomBytes(16).toString('hex') + ':' + randomBytes(16).toString('hex') + ':00ff');
 // Webhooks whose processing failed a minute ago; the processor stand-in reads `demo`:
 // `ok` is accepted, `flaky` refused twice then accepted, `poison` always refused (dead-lettered
 // after webhook_retry_max_attempts). One more was dead-lettered already, for the redrive button.

@@ -34,8 +34,8 @@ impl Text {
 }
 
 pub fn render(config: &Config) -> Result<String, RunError> {
-    let jobs = overview::overview(config)?;
     let db = Db::open(&config.database_url)?;
+    let jobs = overview::states(&db, config)?;
     let estate = super::read(&db, config)?;
     let mut out = Text(String::new());
 

@@ -37,14 +37,18 @@ pub struct JobState {
 }
 
 pub fn overview(config: &Config) -> Result<Vec<JobState>, RunError> {
-    let db = Db::open(&config.database_url)?;
+    states(&Db::open(&config.database_url)?, config)
+}
+
+/// [`overview`] on a connection the caller already holds.
+pub fn states(db: &Db, config: &Config) -> Result<Vec<JobState>, RunError> {
     let redis = Redis::open(&config.redis_url)?;
     JobType::ALL
         .into_iter()
         .map(|job| {
             let allowed = overdue_after(job, config);
-            let history = job_runs::history(&db, job.as_str())?;
-            let paused_since = pauses::paused_since(&db, job.as_str())?;
+            let history = job_runs::history(db, job.as_str())?;
+            let paused_since = pauses::paused_since(db, job.as_str())?;
             Ok(JobState {
                 job_type: job.as_str(),
                 is_running: redis.is_locked(job.as_str())?,
