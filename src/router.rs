@@ -2,7 +2,7 @@
 //! function per route. Errors become status codes here and nowhere else.
 
 use serde_json::json;
-use spin_sdk::http::{Fields, IncomingRequest, Method, ResponseOutparam};
+use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 use spin_sdk::http_component;
 
 use crate::api::{self, Response, StatusCode};
@@ -113,18 +113,34 @@ impl Route {
     }
 }
 
-/// What the router reads of a request. Headers keep every value they came with: a secret
-/// header sent twice is refused, whichever of the two is right.
+/// What the router reads of a request, copied out of it. Headers keep every value they came
+/// with: a secret header sent twice is refused, whichever of the two is right.
+///
+/// The headers are a copy, not the request's `fields`: that resource is a child of the request,
+/// and Spin's host traps the instance ("resource has children") when the request is consumed or
+/// dropped while a child lives.
 struct Incoming {
     method: Method,
     path: String,
     query: String,
-    headers: Fields,
+    headers: Vec<(String, Vec<u8>)>,
 }
 
 impl Incoming {
+    fn read(req: &IncomingRequest) -> Self {
+        let path_with_query = req.path_with_query().unwrap_or_default();
+        let (path, query) = path_with_query.split_once('?').unwrap_or((&path_with_query, ""));
+        Self {
+            method: req.method(),
+            path: path.to_owned(),
+            query: query.to_owned(),
+            // The `fields` handle is a temporary, dropped at the end of this statement.
+            headers: req.headers().entries(),
+        }
+    }
+
     fn values(&self, name: &str) -> Vec<Vec<u8>> {
-        self.headers.get(&name.to_owned())
+        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone()).collect()
     }
 }
 
@@ -134,14 +150,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
 }
 
 async fn answer(req: IncomingRequest) -> Response {
-    let path_with_query = req.path_with_query().unwrap_or_default();
-    let (path, query) = path_with_query.split_once('?').unwrap_or((&path_with_query, ""));
-    let incoming = Incoming {
-        method: req.method(),
-        path: path.to_owned(),
-        query: query.to_owned(),
-        headers: req.headers(),
-    };
+    let incoming = Incoming::read(&req);
     let Some(route) = Route::parse(&incoming.path) else {
         return api::failure(StatusCode::NOT_FOUND, "Not found");
     };

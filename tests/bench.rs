@@ -16,7 +16,7 @@ use common::servers::OwnPostgres;
 use common::*;
 use serde_json::json;
 use spin_test_host::manifest::Manifest;
-use spin_test_host::{App, Runtime};
+use spin_test_host::Runtime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What one table covers.
@@ -189,7 +189,7 @@ impl Bench {
         component: &str,
         vars: &HashMap<String, String>,
     ) -> (Duration, u64, usize, serde_json::Value) {
-        let app = app(component, vars);
+        let app = host_app(component, vars);
         self.db.batch_execute("ANALYZE").await.unwrap();
         self.db.query("SELECT pg_stat_statements_reset()", &[]).await.unwrap();
         app.take_peak_memory();
@@ -328,7 +328,7 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
 /// one Redis connection, one `EXISTS`), 8 requests at a time, each side twice, alternating.
 async fn status_route(bench: &Bench, requests: usize) -> Row {
     let vars = bench.variables("http://127.0.0.1:9", "http://127.0.0.1:9", 1, 1);
-    let ours = Arc::new(app("jobs-http", &vars));
+    let ours = Arc::new(TestApp::Host(host_app("jobs-http", &vars)));
     let minimal_wasm = built_wasm("minimal_status.wasm");
     let minimal_runtime =
         Runtime::load(&minimal_wasm).expect("bench/minimal-status (scripts/bench.sh builds it)");
@@ -337,7 +337,9 @@ async fn status_route(bench: &Bench, requests: usize) -> Row {
         ("redis_url".to_owned(), vars["redis_url"].clone()),
         ("redis_host".to_owned(), vars["redis_host"].clone()),
     ]);
-    let minimal = Arc::new(minimal_runtime.app(&minimal_manifest, "minimal-status", &minimal_vars).unwrap());
+    let minimal = Arc::new(TestApp::Host(
+        minimal_runtime.app(&minimal_manifest, "minimal-status", &minimal_vars).unwrap(),
+    ));
     let path = "/api/v1/jobs/whatsapp-health-check";
     let mut best: HashMap<&str, (f64, Duration, Duration)> = HashMap::new();
     for _ in 0..2 {
@@ -371,7 +373,12 @@ async fn status_route(bench: &Bench, requests: usize) -> Row {
 }
 
 /// `requests` GETs, `c` at a time: requests per second, p50, p99.
-async fn hammer(app: &Arc<App>, path: &'static str, requests: usize, c: usize) -> (f64, Duration, Duration) {
+async fn hammer(
+    app: &Arc<TestApp>,
+    path: &'static str,
+    requests: usize,
+    c: usize,
+) -> (f64, Duration, Duration) {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..c)
@@ -394,7 +401,7 @@ async fn hammer(app: &Arc<App>, path: &'static str, requests: usize, c: usize) -
         times.extend(w.await.unwrap());
     }
     let took = started.elapsed();
-    app.take_output();
+    app.host().take_output();
     times.sort();
     let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
     (requests as f64 / took.as_secs_f64(), at(0.50), at(0.99))
@@ -417,7 +424,7 @@ async fn front_door_answer_times() {
         vars.insert("meta_app_secret".into(), SECRET_OF_APP.into());
         vars.insert("webhook_processor_url".into(), format!("{processor}/hook"));
         vars.insert("webhook_processor_host".into(), processor.clone());
-        let app = app("jobs-http", &vars);
+        let app = TestApp::Host(host_app("jobs-http", &vars));
         let mut times = Vec::new();
         for i in 0..300 {
             let body = json!({"object":"whatsapp_business_account","entry":[{"id":"2001","changes":[{"field":"messages","value":{"messages":[{"id":format!("wamid.{i}")}]}}]}]}).to_string();

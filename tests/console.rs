@@ -11,11 +11,11 @@ use tokio::io::AsyncBufReadExt;
 
 const RETRY: &str = "/api/v1/jobs/webhook-retry";
 
-async fn post(app: &spin_test_host::App, path: &str) -> AppReply {
+async fn post(app: &TestApp, path: &str) -> AppReply {
     call(app, "POST", path, &[("x-cron-secret", SECRET)]).await
 }
 
-async fn retry_state(app: &spin_test_host::App) -> Value {
+async fn retry_state(app: &TestApp) -> Value {
     let r = call(app, "GET", "/api/v1/jobs", &[("x-cron-secret", SECRET)]).await;
     r.json["jobs"].as_array().unwrap().iter().find(|j| j["jobType"] == "webhook-retry").unwrap().clone()
 }
@@ -31,7 +31,7 @@ async fn a_paused_job_runs_nothing_until_resumed_or_forced() {
     let mut vars = env.variables("http://127.0.0.1:9");
     vars.insert("webhook_processor_url".into(), format!("{}/hook", processor.url));
     vars.insert("webhook_processor_host".into(), processor.url.clone());
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
 
     assert_eq!(call(&app, "POST", "/api/v1/jobs/webhook-retry/pause", &[]).await.status, 401);
     let paused = post(&app, "/api/v1/jobs/webhook-retry/pause").await;
@@ -47,7 +47,7 @@ async fn a_paused_job_runs_nothing_until_resumed_or_forced() {
         (run.json["paused"].as_bool(), run.json["pausedSince"].as_str()),
         (Some(true), Some(since.as_str()))
     );
-    assert_eq!(common::app("cron-webhook-retry", &vars).cron(0).await.unwrap(), Ok(()));
+    assert_eq!(common::app("cron-webhook-retry", &vars).await.cron(0).await.unwrap(), Ok(()));
     let mut redis = env.redis.clone();
     let _: () = redis::cmd("FLUSHDB").query_async(&mut redis).await.unwrap();
     assert_eq!(post(&app, RETRY).await.json["paused"], true, "a Redis flush does not resume");
@@ -100,7 +100,7 @@ async fn dead_webhooks_are_redriven_by_time_window() {
         .await
         .unwrap();
     let vars = env.variables("http://127.0.0.1:9");
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
     let back = || {
         env.count(
             "SELECT count(*) FROM whatsapp_webhook_logs WHERE \"deadAt\" IS NULL AND \"retryCount\" = 0",
@@ -242,8 +242,8 @@ async fn seed_estate(env: &Env) {
         .unwrap();
 }
 
-fn estate_app(env: &Env) -> spin_test_host::App {
-    app("jobs-http", &env.variables("http://127.0.0.1:9"))
+async fn estate_app(env: &Env) -> TestApp {
+    app("jobs-http", &env.variables("http://127.0.0.1:9")).await
 }
 
 /// The dashboard's figures beyond the overview (`GET /api/v1/jobs/console`).
@@ -251,7 +251,7 @@ fn estate_app(env: &Env) -> spin_test_host::App {
 async fn the_console_route_counts_the_estate() {
     let env = Env::new().await;
     seed_estate(&env).await;
-    let app = estate_app(&env);
+    let app = estate_app(&env).await;
     assert_eq!(call(&app, "GET", "/api/v1/jobs/console", &[]).await.status, 401);
     let r = call(&app, "GET", "/api/v1/jobs/console", &[("x-cron-secret", SECRET)]).await;
     assert_eq!(r.status, 200, "{}", r.json);
@@ -296,7 +296,7 @@ async fn the_console_route_counts_the_estate() {
 async fn the_metrics_are_the_estate_in_prometheus_text() {
     let env = Env::new().await;
     seed_estate(&env).await;
-    let app = estate_app(&env);
+    let app = estate_app(&env).await;
     assert_eq!(call(&app, "GET", "/api/v1/metrics", &[]).await.status, 401);
     let bearer = format!("Bearer {SECRET}");
     let r = call(&app, "GET", "/api/v1/metrics", &[("authorization", &bearer)]).await;
@@ -380,7 +380,7 @@ async fn the_metrics_are_the_estate_in_prometheus_text() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_page_is_served_without_the_secret_under_a_strict_policy() {
     let env = Env::new().await;
-    let app = estate_app(&env);
+    let app = estate_app(&env).await;
     for (path, content_type) in [
         ("/api/v1/jobs/ui", "text/html"),
         ("/api/v1/jobs/ui/app.js", "text/javascript"),
@@ -420,8 +420,9 @@ async fn the_page_shows_the_estate_in_a_real_browser() {
     seed_estate(&env).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(spin_test_host::serve(std::sync::Arc::new(estate_app(&env)), listener));
-    let paused = post(&estate_app(&env), "/api/v1/jobs/whatsapp-health-check/pause").await;
+    let served = host_app("jobs-http", &env.variables("http://127.0.0.1:9"));
+    tokio::spawn(spin_test_host::serve(std::sync::Arc::new(served), listener));
+    let paused = post(&estate_app(&env).await, "/api/v1/jobs/whatsapp-health-check/pause").await;
     assert_eq!(paused.status, 200, "{}", paused.json);
     let screenshot = root().join("target/console.png");
     let out = tokio::process::Command::new("node")
@@ -604,7 +605,7 @@ async fn the_demo_seed_and_stand_ins_put_both_jobs_to_work() {
         let (name, value) = line.split_once('=').unwrap();
         vars.insert(name.into(), value.into());
     }
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
 
     let health = post_health(&app).await;
     let retry = post(&app, RETRY).await;
@@ -639,7 +640,7 @@ async fn the_figures_say_which_store_is_down() {
     let mut vars = env.variables("http://127.0.0.1:9");
     vars.insert("database_url".into(), "postgres://postgres@127.0.0.1:9/gone".into());
     vars.insert("database_host".into(), "postgres://127.0.0.1:9".into());
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
     for path in ["/api/v1/jobs/console", "/api/v1/metrics"] {
         let r = call(&app, "GET", path, &auth).await;
         assert_eq!(r.status, 500, "{path}: {}", r.text);
@@ -650,7 +651,7 @@ async fn the_figures_say_which_store_is_down() {
     let mut vars = env.variables("http://127.0.0.1:9");
     vars.insert("redis_url".into(), "redis://127.0.0.1:9".into());
     vars.insert("redis_host".into(), "redis://127.0.0.1:9".into());
-    let r = call(&common::app("jobs-http", &vars), "GET", "/api/v1/metrics", &auth).await;
+    let r = call(&common::app("jobs-http", &vars).await, "GET", "/api/v1/metrics", &auth).await;
     assert_eq!(r.status, 500, "{}", r.text);
     assert!(r.json["error"].as_str().unwrap().contains("Redis"), "{}", r.json);
 }

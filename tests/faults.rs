@@ -372,7 +372,7 @@ async fn a_broken_graph_api_is_a_transient_failure_within_the_budget() {
                 .await;
         ids.insert(marker, id);
     }
-    let app = app("jobs-http", &env.variables(&graph.url));
+    let app = app("jobs-http", &env.variables(&graph.url)).await;
     let started = Instant::now();
     let r = post_health(&app).await;
     let took = started.elapsed();
@@ -422,7 +422,7 @@ async fn a_broken_processor_is_judged_per_the_policy_within_the_budget() {
     vars.insert("webhook_retry_max_attempts".into(), "1".into());
     vars.insert("alert_webhook_url".into(), format!("{}/hook", alerts.url));
     vars.insert("alert_webhook_host".into(), alerts.url.clone());
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
     let started = Instant::now();
     let r = call(&app, "POST", RETRY, &[("x-cron-secret", SECRET)]).await;
     let took = started.elapsed();
@@ -496,7 +496,7 @@ async fn postgres_restarted_during_a_run() {
         .await
     };
     let vars = own_servers_vars(&env, &pg, &env.redis_url, &graph.url);
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
     let r = post_health(&app).await;
     assert_eq!(r.status, 500, "{}", r.json);
     assert!(r.json["error"].as_str().unwrap().contains("Postgres"), "{}", r.json);
@@ -540,7 +540,7 @@ async fn postgres_refusing_new_connections() {
     let graph = graph::start(&Script::default()).await;
     let mut vars = own_servers_vars(&env, &pg, &env.redis_url, &graph.url);
     vars.insert("database_url".into(), app_url.clone());
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
     let r = post_health(&app).await;
     assert_eq!(r.status, 500, "{}", r.json);
     let error = r.json["error"].as_str().unwrap();
@@ -561,7 +561,7 @@ async fn postgres_down_when_a_run_starts() {
     let mut vars = env.variables("http://127.0.0.1:9");
     vars.insert("database_url".into(), format!("postgres://postgres@{closed}/jobs"));
     vars.insert("database_host".into(), format!("postgres://{closed}"));
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
     let r = post_health(&app).await;
     assert_eq!(r.status, 500);
     assert!(r.json["error"].as_str().unwrap().starts_with("Postgres error (connect)"), "{}", r.json);
@@ -593,7 +593,7 @@ async fn redis_restarted_during_a_run() {
     let mut vars = env.variables(&graph.url);
     vars.insert("redis_url".into(), redis_url.clone());
     vars.insert("redis_host".into(), host_of(&redis_url));
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
     let r = post_health(&app).await;
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(r.json["summary"]["checked"], 1);

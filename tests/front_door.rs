@@ -29,7 +29,7 @@ fn vars(env: &Env, processor: &FakeHttp) -> std::collections::HashMap<String, St
     v
 }
 
-async fn post(app: &spin_test_host::App, body: &str, signature: Option<&str>) -> AppReply {
+async fn post(app: &TestApp, body: &str, signature: Option<&str>) -> AppReply {
     let headers: Vec<(&str, &str)> = signature.map(|s| vec![("x-hub-signature-256", s)]).unwrap_or_default();
     call_with_body(app, "POST", PATH, &headers, body).await
 }
@@ -54,7 +54,7 @@ const MESSAGE: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"2
 async fn metas_handshake_is_answered_with_the_challenge() {
     let env = Env::new().await;
     let processor = FakeHttp::start(|_| Canned::json(200, json!({}))).await;
-    let app = app("jobs-http", &vars(&env, &processor));
+    let app = app("jobs-http", &vars(&env, &processor)).await;
     let ok = format!("{PATH}?hub.mode=subscribe&hub.verify_token=verify-me-please&hub.challenge=1158201444");
     let resp = app.request(http::Request::get(ok).body(bytes::Bytes::new()).unwrap()).await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -75,7 +75,7 @@ async fn metas_handshake_is_answered_with_the_challenge() {
 async fn a_signed_webhook_is_stored_byte_for_byte_and_forwarded_once() {
     let env = Env::new().await;
     let processor = FakeHttp::start(|_| Canned::json(200, json!({"ok":true}))).await;
-    let app = app("jobs-http", &vars(&env, &processor));
+    let app = app("jobs-http", &vars(&env, &processor)).await;
     let r = post(&app, MESSAGE, Some(&sign(APP_SECRET, MESSAGE.as_bytes()))).await;
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(stored(&env).await, [(MESSAGE.to_owned(), true, Some("messages".to_owned()))]);
@@ -97,7 +97,7 @@ async fn unsigned_missigned_or_oversized_webhooks_store_nothing() {
     let processor = FakeHttp::start(|_| Canned::json(200, json!({}))).await;
     let mut v = vars(&env, &processor);
     v.insert("webhook_max_body_bytes".into(), "2048".into());
-    let app = app("jobs-http", &v);
+    let app = app("jobs-http", &v).await;
     let reserialised =
         serde_json::to_string(&serde_json::from_str::<serde_json::Value>(MESSAGE).unwrap()).unwrap();
     assert_ne!(reserialised, MESSAGE);
@@ -122,7 +122,7 @@ async fn unsigned_missigned_or_oversized_webhooks_store_nothing() {
 async fn a_webhook_sent_twice_is_stored_once() {
     let env = Env::new().await;
     let processor = FakeHttp::start(|_| Canned::json(200, json!({}))).await;
-    let app = app("jobs-http", &vars(&env, &processor));
+    let app = app("jobs-http", &vars(&env, &processor)).await;
     let signature = sign(APP_SECRET, MESSAGE.as_bytes());
     for _ in 0..3 {
         assert_eq!(post(&app, MESSAGE, Some(&signature)).await.status, 200);
@@ -148,7 +148,7 @@ async fn with_the_processor_down_the_retry_job_delivers_it_later() {
         })
         .await
     };
-    let app = app("jobs-http", &vars(&env, &processor));
+    let app = app("jobs-http", &vars(&env, &processor)).await;
     let r = post(&app, MESSAGE, Some(&sign(APP_SECRET, MESSAGE.as_bytes()))).await;
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(stored(&env).await[0].1, false, "pending");
@@ -172,7 +172,7 @@ async fn a_slow_processor_does_not_hold_metas_answer() {
     let processor = FakeHttp::start(|_| Canned::json(200, json!({})).after(Duration::from_secs(30))).await;
     let mut v = vars(&env, &processor);
     v.insert("webhook_forward_timeout_ms".into(), "500".into());
-    let app = app("jobs-http", &v);
+    let app = app("jobs-http", &v).await;
     let started = Instant::now();
     let r = post(&app, MESSAGE, Some(&sign(APP_SECRET, MESSAGE.as_bytes()))).await;
     let took = started.elapsed();

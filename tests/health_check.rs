@@ -304,7 +304,7 @@ async fn classification_table_end_to_end() {
         ids.insert(c.name, id);
     }
 
-    let app = app("jobs-http", &with_app_credentials(&env, &fake.url));
+    let app = app("jobs-http", &with_app_credentials(&env, &fake.url)).await;
     let r = post_health(&app).await;
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(r.json["success"], true);
@@ -407,7 +407,7 @@ async fn third_unknown_in_a_row_becomes_a_warning() {
     script.node("1001", Canned::text(502, "bad gateway"));
     let fake = graph::start(&script).await;
     let id = seed::connection(&env.db, Connection::default()).await;
-    let app = app("jobs-http", &env.variables(&fake.url));
+    let app = app("jobs-http", &env.variables(&fake.url)).await;
     for _ in 0..3 {
         assert_eq!(post_health(&app).await.status, 200);
     }
@@ -439,7 +439,7 @@ async fn selection_skips_inactive_and_recent_and_takes_stalest_first() {
 
     let mut vars = env.variables(&fake.url);
     vars.insert("health_check_concurrency".into(), "1".into());
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
     let r = post_health(&app).await;
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(r.json["summary"]["checked"], 3);
@@ -481,7 +481,7 @@ async fn time_budget_leaves_remaining_for_the_next_run() {
     let mut vars = env.variables(&fake.url);
     vars.insert("job_time_budget_seconds".into(), "1".into());
     vars.insert("health_check_concurrency".into(), "1".into());
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
 
     let first = post_health(&app).await;
     let checked = first.json["summary"]["checked"].as_u64().unwrap();
@@ -522,7 +522,7 @@ async fn at_most_concurrency_graph_calls_in_flight() {
     }
     let mut vars = env.variables(&fake.url);
     vars.insert("health_check_concurrency".into(), "3".into());
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
     let r = post_health(&app).await;
     assert_eq!(r.json["summary"]["healthy"], 9, "{}", r.json);
     assert_eq!(fake.max_in_flight(), 3, "three calls at once, never more");
@@ -541,7 +541,7 @@ async fn a_run_answers_within_its_budget_and_keeps_every_finished_check() {
         seed::connection(&env.db, Connection { phone_number_id: Some(&phone), ..Default::default() }).await;
     }
     let fake = graph::start(&script).await;
-    let app = std::sync::Arc::new(app("jobs-http", &env.variables(&fake.url)));
+    let app = std::sync::Arc::new(app("jobs-http", &env.variables(&fake.url)).await);
     let started = std::time::Instant::now();
     let run = tokio::spawn({
         let app = app.clone();
@@ -586,7 +586,7 @@ async fn the_configs_phone_id_serves_when_the_connection_has_none() {
         .execute("UPDATE whatsapp_configs SET \"phoneId\" = '5551' WHERE \"connectionId\" = $1", &[&id])
         .await
         .unwrap();
-    let app = app("jobs-http", &env.variables(&fake.url));
+    let app = app("jobs-http", &env.variables(&fake.url)).await;
     assert_eq!(post_health(&app).await.status, 200);
     let calls: Vec<String> = fake.requests().iter().map(|r| r.target.clone()).collect();
     assert_eq!(calls.len(), 1, "{calls:?}");
@@ -614,7 +614,7 @@ async fn a_connected_config_is_preferred_to_a_newer_one() {
         )
         .await
         .unwrap();
-    let app = app("jobs-http", &env.variables(&fake.url));
+    let app = app("jobs-http", &env.variables(&fake.url)).await;
     assert_eq!(post_health(&app).await.status, 200);
     let auth: Vec<String> =
         fake.requests().iter().filter_map(|r| r.header("authorization").map(str::to_owned)).collect();
@@ -655,7 +655,7 @@ async fn an_estate_larger_than_a_page_is_checked_once_stalest_first() {
     let mut vars = env.variables(&fake.url);
     vars.insert("health_check_concurrency".into(), "1".into());
     vars.insert("health_recheck_after_hours".into(), "0".into());
-    let r = post_health(&app("jobs-http", &vars)).await;
+    let r = post_health(&app("jobs-http", &vars).await).await;
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(
         (r.json["summary"]["checked"].as_u64(), r.json["summary"]["remaining"].as_u64()),
@@ -686,7 +686,7 @@ async fn a_cron_run_has_a_budget_of_its_own() {
     vars.insert("job_time_budget_seconds".into(), "1".into());
     vars.insert("cron_time_budget_seconds".into(), "60".into());
     vars.insert("health_check_concurrency".into(), "1".into());
-    let result = app("cron-health-check", &vars).cron(0).await.unwrap();
+    let result = app("cron-health-check", &vars).await.cron(0).await.unwrap();
     assert_eq!(result, Ok(()));
     let runs = env.job_runs().await;
     let run = runs.last().unwrap();

@@ -140,7 +140,7 @@ async fn migrations_apply_on_top_of_whatrack_tables_and_the_job_runs() {
         .await
         .unwrap();
     let fake = graph::start(&Script::default()).await;
-    let app = app("jobs-http", &env.variables(&fake.url));
+    let app = app("jobs-http", &env.variables(&fake.url)).await;
     let r = post_health(&app).await;
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(r.json["summary"]["healthy"], 1);

@@ -53,7 +53,7 @@ async fn a_connection_moving_into_error_alerts_once_an_hour() {
     .await;
     let mut vars = env.variables(&fake.url);
     with_alerts(&mut vars, &receiver.url);
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
 
     assert_eq!(post_health(&app).await.json["summary"]["error"], 2);
     let sent = texts(&receiver);
@@ -85,7 +85,7 @@ async fn a_dead_lettered_webhook_alerts() {
     vars.insert("webhook_processor_url".into(), processor.url.clone());
     vars.insert("webhook_processor_host".into(), processor.url.clone());
     with_alerts(&mut vars, &receiver.url);
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
     let r = call(&app, "POST", "/api/v1/jobs/webhook-retry", &[("x-cron-secret", SECRET)]).await;
     assert_eq!(r.json["summary"]["deadLettered"], 1, "{}", r.json);
     let sent = texts(&receiver);
@@ -118,7 +118,7 @@ async fn a_failed_run_alerts_once_an_hour() {
         vars.insert("database_url".into(), url.clone());
         vars.insert("database_host".into(), host_of(url));
         with_alerts(&mut vars, &receiver.url);
-        let app = app("jobs-http", &vars);
+        let app = app("jobs-http", &vars).await;
         assert_eq!(post_health(&app).await.status, 500);
     }
     let sent = texts(&receiver);
@@ -146,7 +146,7 @@ async fn a_dead_or_hanging_receiver_changes_nothing_else() {
         let id = seed::connection(&env.db, Connection::default()).await;
         let mut vars = env.variables(&fake.url);
         with_alerts(&mut vars, &receiver.url);
-        let app = app("jobs-http", &vars);
+        let app = app("jobs-http", &vars).await;
         let started = Instant::now();
         let r = post_health(&app).await;
         let took = started.elapsed();
@@ -160,7 +160,7 @@ async fn a_dead_or_hanging_receiver_changes_nothing_else() {
     }
 }
 
-async fn overview(app: &spin_test_host::App) -> (u16, Value) {
+async fn overview(app: &TestApp) -> (u16, Value) {
     let r = call(app, "GET", "/api/v1/jobs", &[("x-cron-secret", SECRET)]).await;
     (r.status, r.json)
 }
@@ -177,7 +177,7 @@ async fn the_overview_shows_last_runs_and_overdue_jobs() {
     let mut vars = env.variables(&fake.url);
     vars.insert("webhook_processor_url".into(), processor.url.clone());
     vars.insert("webhook_processor_host".into(), processor.url.clone());
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
 
     assert_eq!(call(&app, "GET", "/api/v1/jobs", &[]).await.status, 401);
     let (status, v) = overview(&app).await;
@@ -233,7 +233,7 @@ async fn overdue_thresholds_are_configurable() {
     let fake = graph::start(&Script::default()).await;
     let mut vars = env.variables(&fake.url);
     vars.insert("health_check_overdue_minutes".into(), "1".into());
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
     post_health(&app).await;
     assert_eq!(job(&overview(&app).await.1, "whatsapp-health-check")["overdue"], false);
     env.db
@@ -249,7 +249,7 @@ async fn overdue_thresholds_are_configurable() {
 async fn recent_runs_of_a_job() {
     let env = Env::new().await;
     let fake = graph::start(&Script::default()).await;
-    let app = app("jobs-http", &env.variables(&fake.url));
+    let app = app("jobs-http", &env.variables(&fake.url)).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
         ids.push(post_health(&app).await.json["jobId"].as_str().unwrap().to_owned());
@@ -337,7 +337,7 @@ async fn env_with_old_audit_rows() -> (Env, FakeHttp) {
 #[tokio::test(flavor = "multi_thread")]
 async fn retention_trims_our_tables_and_leaves_whatrack_health_by_default() {
     let (env, fake) = env_with_old_audit_rows().await;
-    let app = app("jobs-http", &env.variables(&fake.url));
+    let app = app("jobs-http", &env.variables(&fake.url)).await;
     let r = post_health(&app).await;
     assert_eq!(
         r.json["summary"]["purged"],
@@ -357,7 +357,7 @@ async fn retention_is_configurable() {
     let mut vars = env.variables(&fake.url);
     vars.insert("audit_retention_days".into(), "0".into());
     vars.insert("health_retention_days".into(), "30".into());
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
     let r = post_health(&app).await;
     assert_eq!(r.json["summary"]["purged"], json!({"jobRuns":0,"webhookRetryAttempts":0,"whatsappHealth":5}));
     assert_eq!(count(&env, "whatsapp_health").await, 5);
@@ -365,7 +365,7 @@ async fn retention_is_configurable() {
 
     let mut vars = env.variables(&fake.url);
     vars.insert("audit_retention_days".into(), "7".into());
-    let app = common::app("jobs-http", &vars);
+    let app = common::app("jobs-http", &vars).await;
     let r = post_health(&app).await;
     assert_eq!(r.json["summary"]["purged"]["jobRuns"], 24000);
     assert_eq!(count(&env, "webhook_retry_attempts").await, 0);
@@ -386,7 +386,7 @@ async fn an_alert_storm_is_ten_alerts_and_a_summary() {
     let fake = graph::start(&script).await;
     let mut vars = env.variables(&fake.url);
     with_alerts(&mut vars, &receiver.url);
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
     assert_eq!(post_health(&app).await.json["summary"]["error"], 25);
     let sent = texts(&receiver);
     assert_eq!(sent.len(), 11, "{sent:?}");
@@ -413,7 +413,7 @@ async fn an_alert_that_did_not_go_out_is_sent_by_the_next_run() {
     let mut vars = env.variables("http://127.0.0.1:9");
     with_alerts(&mut vars, &receiver.url);
     env.db.batch_execute("ALTER TABLE job_runs RENAME TO job_runs_gone").await.unwrap();
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
     for _ in 0..3 {
         assert_eq!(post_health(&app).await.status, 500);
     }
@@ -444,7 +444,7 @@ async fn refused_app_credentials_are_one_alert_not_an_error_per_connection() {
     with_alerts(&mut vars, &receiver.url);
     vars.insert("meta_app_id".into(), "123".into());
     vars.insert("meta_app_secret".into(), "a-wrong-secret".into());
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
     let r = post_health(&app).await;
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(
@@ -484,7 +484,7 @@ async fn no_password_leaves_in_an_error() {
 
     // Postgres refused by the host (an edited spin.toml): Spin's error quotes the address.
     let manifest = manifest_without_host("{{ database_host }}");
-    let app = runtime().app(&manifest, "jobs-http", &vars).unwrap();
+    let app = app_of(&manifest, "jobs-http", &vars).await;
     let r = post_health(&app).await;
     assert_eq!(r.status, 500, "{}", r.json);
     let error = r.json["error"].as_str().unwrap();
@@ -502,7 +502,7 @@ async fn no_password_leaves_in_an_error() {
     );
     vars.insert("webhook_processor_host".into(), processor.url.clone());
     let manifest = manifest_without_host("{{ webhook_processor_host }}");
-    let app = runtime().app(&manifest, "jobs-http", &vars).unwrap();
+    let app = app_of(&manifest, "jobs-http", &vars).await;
     let r = call(&app, "POST", "/api/v1/jobs/webhook-retry", &[("x-cron-secret", SECRET)]).await;
     assert_eq!(r.status, 500, "{}", r.json);
     let runs = env.job_runs().await;

@@ -37,7 +37,7 @@ async fn unauthorized_callers_touch_nothing() {
     let mut vars = env.variables("http://127.0.0.1:9");
     vars.insert("redis_url".into(), redis_url.clone());
     vars.insert("redis_host".into(), host_of(&redis_url));
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
 
     let upper = SECRET.to_uppercase();
     let wrong_bearer = format!("Bearer {}x", SECRET);
@@ -86,7 +86,7 @@ async fn accepted_ways_to_authenticate() {
     let previous = "the-previous-secret-still-valid-for-now";
     let mut vars = env.variables(&fake.url);
     vars.insert("cron_secret_previous".into(), previous.into());
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
     let bearer = format!("Bearer {SECRET}");
     for headers in [
         vec![("x-cron-secret", SECRET)],
@@ -109,7 +109,7 @@ async fn short_cron_secret_refuses_to_run() {
     let env = Env::new().await;
     let mut vars = env.variables("http://127.0.0.1:9");
     vars.insert("cron_secret".into(), "too-short".into());
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
     for method in ["POST", "GET"] {
         let r = call(&app, method, PATH, &[("x-cron-secret", "too-short")]).await;
         assert_eq!(r.status, 500);
@@ -131,7 +131,7 @@ async fn missing_or_unparsable_variables_are_named() {
         let expect = name;
         let mut vars = env.variables("http://127.0.0.1:9");
         vars.insert(name.into(), value.into());
-        let app = app("jobs-http", &vars);
+        let app = app("jobs-http", &vars).await;
         let r = call(&app, "POST", PATH, &[("x-cron-secret", SECRET)]).await;
         assert_eq!(r.status, 500, "{name}");
         assert!(r.json["error"].as_str().unwrap().contains(expect), "{name}: {}", r.json);
@@ -146,7 +146,7 @@ async fn missing_or_unparsable_variables_are_named() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_paths_and_wrong_methods() {
     let env = Env::new().await;
-    let app = app("jobs-http", &env.variables("http://127.0.0.1:9"));
+    let app = app("jobs-http", &env.variables("http://127.0.0.1:9")).await;
     let auth = [("x-cron-secret", SECRET)];
     assert_eq!(call(&app, "POST", "/api/v1/jobs/nope", &auth).await.status, 404);
     assert_eq!(call(&app, "GET", "/api/v1/jobs/whatsapp-health-check/nope", &auth).await.status, 404);
@@ -163,7 +163,7 @@ async fn concurrent_posts_one_runs_the_rest_get_429() {
     script.node("1001", graph::healthy_phone().after(Duration::from_millis(1500)));
     let fake = graph::start(&script).await;
     seed::connection(&env.db, Connection::default()).await;
-    let app = Arc::new(app("jobs-http", &env.variables(&fake.url)));
+    let app = Arc::new(app("jobs-http", &env.variables(&fake.url)).await);
 
     let mut tasks = Vec::new();
     for _ in 0..5 {
@@ -205,7 +205,7 @@ async fn concurrent_posts_one_runs_the_rest_get_429() {
 async fn a_lock_held_by_another_run_is_left_alone() {
     let env = Env::new().await;
     env.redis_set(LOCK, "whatsapp-health-check-1").await;
-    let app = app("jobs-http", &env.variables("http://127.0.0.1:9"));
+    let app = app("jobs-http", &env.variables("http://127.0.0.1:9")).await;
     let r = post_health(&app).await;
     assert_eq!(r.status, 429);
     assert_eq!(env.redis_get(LOCK).await.as_deref(), Some("whatsapp-health-check-1"));
@@ -228,7 +228,7 @@ async fn a_lock_taken_over_mid_run_is_not_deleted_at_release() {
     })
     .await;
     seed::connection(&env.db, Connection::default()).await;
-    let app = app("jobs-http", &env.variables(&graph.url));
+    let app = app("jobs-http", &env.variables(&graph.url)).await;
     assert_eq!(post_health(&app).await.status, 200);
     assert_eq!(env.redis_get(LOCK).await.as_deref(), Some("whatsapp-health-check-other"));
     assert!(app.output().contains("no longer ours"));
@@ -255,7 +255,7 @@ async fn postgres_down_mid_run_fails_cleanly_and_releases_the_lock() {
     let mut vars = env.variables(&graph.url);
     vars.insert("database_url".into(), via_proxy.clone());
     vars.insert("database_host".into(), host_of(&via_proxy));
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
     let r = post_health(&app).await;
     assert_eq!(r.status, 500, "{}", r.json);
     assert!(r.json["error"].as_str().unwrap().contains("Postgres"), "{}", r.json);
@@ -278,7 +278,7 @@ async fn redis_down_is_500_not_429_and_recorded() {
     let mut vars = env.variables("http://127.0.0.1:9");
     vars.insert("redis_url".into(), format!("redis://{closed}"));
     vars.insert("redis_host".into(), format!("redis://{closed}"));
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
     let r = post_health(&app).await;
     assert_eq!(r.status, 500);
     assert!(r.json["error"].as_str().unwrap().starts_with("Redis error"), "{}", r.json);
@@ -302,7 +302,7 @@ async fn host_variables_that_do_not_cover_their_urls_are_refused_at_load() {
     ] {
         let mut vars = env.variables("http://127.0.0.1:9");
         vars.insert(name.into(), value);
-        let app = app("jobs-http", &vars);
+        let app = app("jobs-http", &vars).await;
         let r = post_health(&app).await;
         assert_eq!(r.status, 500, "{name}");
         let error = r.json["error"].as_str().unwrap();
@@ -317,7 +317,7 @@ async fn cron_runs_the_job_named_by_the_component() {
     let env = Env::new().await;
     let fake = graph::start(&Script::default()).await;
     seed::connection(&env.db, Connection::default()).await;
-    let cron = app("cron-health-check", &env.variables(&fake.url));
+    let cron = app("cron-health-check", &env.variables(&fake.url)).await;
     assert_eq!(cron.cron(1_800_000_000).await.unwrap(), Ok(()));
     let runs = env.job_runs().await;
     assert_eq!(runs.len(), 1);
@@ -342,7 +342,7 @@ async fn cron_failure_is_an_error_for_the_trigger_to_log() {
     let mut vars = env.variables("http://127.0.0.1:9");
     vars.insert("redis_url".into(), "redis://127.0.0.1:1".into());
     vars.insert("redis_host".into(), "redis://127.0.0.1:1".into());
-    let cron = app("cron-health-check", &vars);
+    let cron = app("cron-health-check", &vars).await;
     let err = cron.cron(1).await.unwrap().unwrap_err();
     assert!(err.contains("Redis"), "{err}");
     assert_eq!(env.job_runs().await[0].status, "failed");
@@ -376,7 +376,7 @@ async fn runs_that_died_unrecorded_are_marked_failed_by_the_next_run() {
         )
         .await
         .unwrap();
-    let app = app("jobs-http", &env.variables(&fake.url));
+    let app = app("jobs-http", &env.variables(&fake.url)).await;
     assert_eq!(post_health(&app).await.status, 200);
     let runs = env.job_runs().await;
     let by_id = |id: &str| runs.iter().find(|r| r.id == id).unwrap().clone();
@@ -408,7 +408,7 @@ async fn a_row_the_database_refuses_does_not_hold_back_the_others() {
         )
         .await
         .unwrap();
-    let app = app("jobs-http", &env.variables(&fake.url));
+    let app = app("jobs-http", &env.variables(&fake.url)).await;
     let r = post_health(&app).await;
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(
@@ -443,7 +443,7 @@ async fn a_lock_ttl_shorter_than_a_run_is_refused() {
     let mut vars = env.variables("http://127.0.0.1:9");
     vars.insert("job_time_budget_seconds".into(), "60".into());
     vars.insert("lock_ttl_seconds".into(), "30".into());
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
     let r = post_health(&app).await;
     assert_eq!(r.status, 500);
     let error = r.json["error"].as_str().unwrap();
@@ -451,16 +451,16 @@ async fn a_lock_ttl_shorter_than_a_run_is_refused() {
     assert!(env.job_runs().await.is_empty());
     vars.insert("lock_ttl_seconds".into(), "63".into());
     assert_ne!(
-        post_health(&common::app("jobs-http", &vars)).await.status,
+        post_health(&common::app("jobs-http", &vars).await).await.status,
         500,
         "a TTL above budget + 2 s is fine"
     );
     // The cron trigger's runs have a budget of their own, held to the same rule.
-    let cron = common::app("cron-health-check", &vars).cron(0).await.unwrap();
+    let cron = common::app("cron-health-check", &vars).await.cron(0).await.unwrap();
     let error = cron.expect_err("a cron budget of 1800 s outlives a 63 s lock");
     assert!(error.contains("lock_ttl_seconds") && error.contains("cron_time_budget_seconds"), "{error}");
     vars.insert("cron_time_budget_seconds".into(), "60".into());
-    let cron = common::app("cron-health-check", &vars).cron(0).await.unwrap();
+    let cron = common::app("cron-health-check", &vars).await.cron(0).await.unwrap();
     assert_eq!(cron, Ok(()), "a cron budget under the TTL runs");
 }
 
@@ -469,7 +469,7 @@ async fn a_short_previous_secret_is_refused_like_a_short_secret() {
     let env = Env::new().await;
     let mut vars = env.variables("http://127.0.0.1:9");
     vars.insert("cron_secret_previous".into(), "old-and-short".into());
-    let app = app("jobs-http", &vars);
+    let app = app("jobs-http", &vars).await;
     for method in ["GET", "POST"] {
         let r = call(&app, method, PATH, &[("x-cron-secret", SECRET)]).await;
         assert_eq!(r.status, 500);
@@ -489,7 +489,7 @@ async fn an_empty_graph_url_is_named_not_a_refusal_of_everything() {
     for value in ["", "https://graph.facebook.com/v25.0"] {
         let mut vars = env.variables("http://127.0.0.1:9");
         vars.insert("meta_graph_url".into(), value.into());
-        let app = app("jobs-http", &vars);
+        let app = app("jobs-http", &vars).await;
         let r = post_health(&app).await;
         assert_eq!(r.status, 500, "{value:?}");
         let error = r.json["error"].as_str().unwrap();
@@ -508,7 +508,7 @@ async fn an_empty_graph_url_is_named_not_a_refusal_of_everything() {
 async fn a_get_of_run_runs_the_job_for_schedulers_that_can_only_get() {
     let env = Env::new().await;
     let fake = graph::start(&Script::default()).await;
-    let app = app("jobs-http", &env.variables(&fake.url));
+    let app = app("jobs-http", &env.variables(&fake.url)).await;
     let run = format!("{PATH}/run");
     let bearer = format!("Bearer {SECRET}");
     let with_query = format!("{run}?secret={SECRET}");
@@ -554,7 +554,7 @@ async fn every_log_line_of_a_run_carries_its_job_id() {
     let env = Env::new().await;
     let fake = graph::start(&Script::default()).await;
     seed::connection(&env.db, Connection::default()).await;
-    let app = app("jobs-http", &env.variables(&fake.url));
+    let app = app("jobs-http", &env.variables(&fake.url)).await;
     let id = post_health(&app).await.json["jobId"].as_str().unwrap().to_owned();
     // And a failing run: its failure line too.
     env.db.batch_execute("ALTER TABLE whatsapp_health RENAME TO whatsapp_health_gone").await.unwrap();

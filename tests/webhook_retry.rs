@@ -65,7 +65,7 @@ fn vars(env: &Env, processor: &FakeHttp) -> HashMap<String, String> {
     v
 }
 
-async fn post(app: &spin_test_host::App) -> common::AppReply {
+async fn post(app: &TestApp) -> common::AppReply {
     call(app, "POST", PATH, &[("x-cron-secret", SECRET)]).await
 }
 
@@ -127,7 +127,7 @@ fn deliveries_of(fake: &FakeHttp, id: Uuid) -> Vec<Recorded> {
     fake.requests().into_iter().filter(|r| r.header("x-webhook-log-id") == Some(&id.to_string())).collect()
 }
 
-async fn status(app: &spin_test_host::App) -> serde_json::Value {
+async fn status(app: &TestApp) -> serde_json::Value {
     call(app, "GET", PATH, &[("x-cron-secret", SECRET)]).await.json
 }
 
@@ -148,7 +148,7 @@ async fn mixed_outcomes_in_one_run() {
     p.then(throttled, vec![retry_after]);
     p.then(rejected, vec![Canned::json(400, json!({"error":"unknown phone number id"}))]);
 
-    let app = app("jobs-http", &vars(&env, &fake));
+    let app = app("jobs-http", &vars(&env, &fake)).await;
     let r = post(&app).await;
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(r.json["message"], "Webhook retry completed");
@@ -212,7 +212,7 @@ async fn a_failure_is_retried_only_when_due_then_delivered() {
     let id = seed::webhook(&env.db, Webhook::default()).await;
     let fresh = seed::webhook(&env.db, Webhook { created_minutes_ago: 1, ..Default::default() }).await;
     p.then(id, vec![Canned::text(500, "oops")]);
-    let app = app("jobs-http", &vars(&env, &fake));
+    let app = app("jobs-http", &vars(&env, &fake)).await;
 
     assert_eq!(post(&app).await.json["summary"]["failed"], 1);
     // Not due yet (10 minutes of backoff; the fresh one is still in its 5-minute grace period).
@@ -252,7 +252,7 @@ async fn dead_lettered_after_max_attempts_with_exponential_backoff() {
     let mut v = vars(&env, &fake);
     v.insert("webhook_retry_base_seconds".into(), "60".into());
     v.insert("webhook_retry_max_attempts".into(), "3".into());
-    let app = app("jobs-http", &v);
+    let app = app("jobs-http", &v).await;
 
     for (n, expected) in [(1, 120.0), (2, 240.0)] {
         let r = post(&app).await;
@@ -293,7 +293,7 @@ async fn rows_that_are_not_pending_are_never_delivered() {
     ] {
         seed::webhook(&env.db, w).await;
     }
-    let app = app("jobs-http", &vars(&env, &fake));
+    let app = app("jobs-http", &vars(&env, &fake)).await;
     let r = post(&app).await;
     assert_eq!(r.json["summary"]["attempted"], 0, "{}", r.json);
     assert!(fake.requests().is_empty());
@@ -309,7 +309,7 @@ async fn deliver_raw(raw: &str) -> Recorded {
     let env = Env::new().await;
     let fake = Processor::default().start().await;
     let id = seed::webhook(&env.db, Webhook { raw_body: Some(raw), ..Default::default() }).await;
-    let app = app("jobs-http", &vars(&env, &fake));
+    let app = app("jobs-http", &vars(&env, &fake)).await;
     let r = post(&app).await;
     assert_eq!(r.json["summary"]["delivered"], 1, "{}", r.json);
     deliveries_of(&fake, id).remove(0)
@@ -350,8 +350,8 @@ async fn two_runs_at_once_deliver_each_row_at_most_once() {
     v1.insert("webhook_retry_batch_size".into(), "40".into());
     let mut v2 = v1.clone();
     v2.insert("redis_url".into(), other.redis_url.clone());
-    let a = std::sync::Arc::new(app("jobs-http", &v1));
-    let b = app("jobs-http", &v2);
+    let a = std::sync::Arc::new(app("jobs-http", &v1).await);
+    let b = app("jobs-http", &v2).await;
     let first = {
         let a = a.clone();
         tokio::spawn(async move { post(&a).await })
@@ -387,7 +387,7 @@ async fn a_thousand_rows_drain_over_several_runs() {
         .unwrap();
     let mut v = vars(&env, &fake);
     v.insert("webhook_retry_batch_size".into(), "300".into());
-    let app = app("jobs-http", &v);
+    let app = app("jobs-http", &v).await;
     let mut runs = 0;
     let mut remaining_seen = Vec::new();
     loop {
@@ -432,7 +432,7 @@ async fn redrive_puts_dead_rows_back_and_counts_follow() {
     let c = seed::webhook(&env.db, Webhook { created_minutes_ago: 1, ..Default::default() }).await;
     p.then(a, vec![Canned::json(422, json!({"error":"x"}))]);
     p.then(b, vec![Canned::json(404, json!({"error":"y"}))]);
-    let app = app("jobs-http", &vars(&env, &fake));
+    let app = app("jobs-http", &vars(&env, &fake)).await;
 
     let s = status(&app).await;
     assert_eq!(
@@ -494,7 +494,7 @@ async fn time_budget_releases_unstarted_rows() {
     }
     let mut v = vars(&env, &fake);
     v.insert("job_time_budget_seconds".into(), "1".into());
-    let app = app("jobs-http", &v);
+    let app = app("jobs-http", &v).await;
     let r = post(&app).await;
     let attempted = r.json["summary"]["attempted"].as_u64().unwrap();
     let remaining = r.json["summary"]["remaining"].as_u64().unwrap();
@@ -517,7 +517,7 @@ async fn time_budget_releases_unstarted_rows() {
 async fn without_a_processor_url_the_job_refuses_to_run() {
     let env = Env::new().await;
     seed::webhook(&env.db, Webhook::default()).await;
-    let app = app("jobs-http", &env.variables("http://127.0.0.1:9"));
+    let app = app("jobs-http", &env.variables("http://127.0.0.1:9")).await;
     let r = post(&app).await;
     assert_eq!(r.status, 500);
     assert!(r.json["error"].as_str().unwrap().contains("webhook_processor_url"), "{}", r.json);
@@ -530,7 +530,7 @@ async fn cron_runs_the_webhook_retry() {
     let p = Processor::default();
     let fake = p.start().await;
     let id = seed::webhook(&env.db, Webhook::default()).await;
-    let cron = app("cron-webhook-retry", &vars(&env, &fake));
+    let cron = app("cron-webhook-retry", &vars(&env, &fake)).await;
     assert_eq!(cron.cron(1_800_000_000).await.unwrap(), Ok(()));
     assert!(row(&env, id).await.processed);
     let runs = env.job_runs().await;
@@ -554,7 +554,7 @@ async fn poison_answers_are_recorded_and_the_batch_goes_on() {
     let mut later = Canned::text(503, "busy");
     later.headers.push(("retry-after".into(), "99999999999999".into()));
     p.then(forever, vec![later]);
-    let app = app("jobs-http", &vars(&env, &fake));
+    let app = app("jobs-http", &vars(&env, &fake)).await;
     let r = post(&app).await;
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(
@@ -588,7 +588,7 @@ async fn a_row_the_database_refuses_does_not_stop_the_batch() {
         ))
         .await
         .unwrap();
-    let app = app("jobs-http", &vars(&env, &fake));
+    let app = app("jobs-http", &vars(&env, &fake)).await;
     let r = post(&app).await;
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(
@@ -611,7 +611,7 @@ async fn a_processor_the_host_refuses_fails_the_run_and_charges_no_row() {
     let ids =
         [seed::webhook(&env.db, Webhook::default()).await, seed::webhook(&env.db, Webhook::default()).await];
     let manifest = manifest_without_host("{{ webhook_processor_host }}");
-    let app = runtime().app(&manifest, "jobs-http", &vars(&env, &fake)).unwrap();
+    let app = app_of(&manifest, "jobs-http", &vars(&env, &fake)).await;
     let r = post(&app).await;
     assert_eq!(r.status, 500, "{}", r.json);
     assert!(r.json["error"].as_str().unwrap().contains("webhook_processor_host"), "{}", r.json);
@@ -651,7 +651,7 @@ async fn a_processor_url_or_host_that_cannot_work_is_refused_at_load() {
     ] {
         let mut v = vars(&env, &fake);
         v.insert(name.into(), value.clone());
-        let app = app("jobs-http", &v);
+        let app = app("jobs-http", &v).await;
         let r = post(&app).await;
         assert_eq!(r.status, 500, "{name}={value}: {}", r.json);
         assert!(r.json["error"].as_str().unwrap().contains(name), "{name}={value}: {}", r.json);
@@ -670,7 +670,7 @@ async fn re_deliveries_are_signed_with_the_app_secret_alone() {
     let id = seed::webhook(&env.db, Webhook::default()).await;
     let mut v = vars(&env, &fake);
     v.remove("meta_app_id");
-    let r = post(&app("jobs-http", &v)).await;
+    let r = post(&app("jobs-http", &v).await).await;
     assert_eq!(r.json["summary"]["delivered"], 1, "{}", r.json);
     assert!(signature_ok(&deliveries_of(&fake, id)[0]));
 }
@@ -685,7 +685,7 @@ async fn exhausted_and_expired_rows_are_dead_lettered_not_delivered() {
     let expired =
         seed::webhook(&env.db, Webhook { created_minutes_ago: 169 * 60, ..Default::default() }).await;
     let young = seed::webhook(&env.db, Webhook { created_minutes_ago: 167 * 60, ..Default::default() }).await;
-    let app = app("jobs-http", &vars(&env, &fake));
+    let app = app("jobs-http", &vars(&env, &fake)).await;
     let r = post(&app).await;
     assert_eq!(r.status, 200, "{}", r.json);
     let summary = &r.json["summary"];
@@ -710,7 +710,7 @@ async fn exhausted_and_expired_rows_are_dead_lettered_not_delivered() {
     let old = seed::webhook(&env.db, Webhook { created_minutes_ago: 3 * 60, ..Default::default() }).await;
     let mut v = vars(&env, &fake);
     v.insert("webhook_retry_max_age_hours".into(), "2".into());
-    assert_eq!(post(&common::app("jobs-http", &v)).await.json["summary"]["expired"], 1);
+    assert_eq!(post(&common::app("jobs-http", &v).await).await.json["summary"]["expired"], 1);
     assert!(row(&env, old).await.dead);
 }
 
@@ -727,7 +727,7 @@ async fn processor_answers_stay_out_of_logs_and_alerts() {
     let mut v = vars(&env, &fake);
     v.insert("alert_webhook_url".into(), format!("{}/hook", receiver.url));
     v.insert("alert_webhook_host".into(), receiver.url.clone());
-    let app = app("jobs-http", &v);
+    let app = app("jobs-http", &v).await;
     assert_eq!(post(&app).await.json["summary"]["deadLettered"], 1);
     let alerts: Vec<String> =
         receiver.requests().iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect();
@@ -768,7 +768,7 @@ async fn attempts_are_recorded_through_the_primary_key() {
         n
     };
     let before = scans().await;
-    let r = post(&app("jobs-http", &vars(&env, &fake))).await;
+    let r = post(&app("jobs-http", &vars(&env, &fake)).await).await;
     assert_eq!(r.json["summary"]["delivered"], 10, "{}", r.json);
     // An idle backend reports its statistics within PGSTAT_IDLE_INTERVAL (10 s) at the latest.
     tokio::time::sleep(Duration::from_secs(11)).await;
@@ -782,7 +782,7 @@ async fn attempts_are_recorded_through_the_primary_key() {
 async fn redrive_bodies_are_bounded_and_unambiguous() {
     let env = Env::new().await;
     let fake = Processor::default().start().await;
-    let app = app("jobs-http", &vars(&env, &fake));
+    let app = app("jobs-http", &vars(&env, &fake)).await;
     let big = json!({ "ids": vec![Uuid::nil().to_string(); 2000] }).to_string();
     assert!(big.len() > 64 * 1024);
     assert_eq!(common::redrive(&app, &big).await.status, 413);
@@ -810,7 +810,7 @@ async fn a_run_answers_within_its_budget_whatever_its_peers_do() {
     let mut v = vars(&env, &fake);
     v.insert("alert_webhook_url".into(), format!("{}/hook", receiver.url));
     v.insert("alert_webhook_host".into(), receiver.url.clone());
-    let app = app("jobs-http", &v);
+    let app = app("jobs-http", &v).await;
     let started = std::time::Instant::now();
     let r = post(&app).await;
     let elapsed = started.elapsed();
@@ -857,7 +857,7 @@ async fn a_run_claims_page_after_page_up_to_the_batch_size() {
     seed_rows(1, 450).await;
     let mut v = vars(&env, &fake);
     v.insert("webhook_retry_batch_size".into(), "1000".into());
-    let r = post(&app("jobs-http", &v)).await;
+    let r = post(&app("jobs-http", &v).await).await;
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(
         (r.json["summary"]["delivered"].as_u64(), r.json["summary"]["remaining"].as_u64()),
@@ -871,7 +871,7 @@ async fn a_run_claims_page_after_page_up_to_the_batch_size() {
     // The batch size still bounds a run.
     seed_rows(451, 900).await;
     v.insert("webhook_retry_batch_size".into(), "300".into());
-    let r = post(&app("jobs-http", &v)).await;
+    let r = post(&app("jobs-http", &v).await).await;
     assert_eq!(
         (r.json["summary"]["attempted"].as_u64(), r.json["summary"]["remaining"].as_u64()),
         (Some(300), Some(150))

@@ -4,12 +4,15 @@
 //! - [`manifest`]: reads `spin.toml` and resolves variables and allowed hosts as Spin does.
 //! - [`allowed`]: `allowed_outbound_hosts`, enforced on HTTP, Postgres and Redis alike.
 //! - `pg`, `redis_host`: the Spin Postgres and Redis interfaces.
+//! - `children`: header fields as children of their request or response, as Spin's wasmtime has
+//!   them, so a guest that drops a parent first traps here as it does under Spin.
 //! - This file: the store, the linker, and [`App`], which serves HTTP requests to the component,
 //!   calls its cron export, and keeps what the component printed.
 //!
 //! Test tooling only: it is not part of the product.
 
 pub mod allowed;
+mod children;
 pub mod manifest;
 mod pg;
 mod redis_host;
@@ -190,6 +193,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).wasm()?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).wasm()?;
+        children::add_to_linker(&mut linker).wasm()?;
         bindings::SpinImports::add_to_linker::<_, HasSelf<State>>(&mut linker, |s| s).wasm()?;
         Ok(Self { engine, component, linker })
     }

@@ -1,5 +1,6 @@
 //! Shared test harness: a fresh database (migrated) and Redis database per test, the shipped
-//! component loaded once into the wasmtime test host, and fake outside services on 127.0.0.1.
+//! component loaded once into the wasmtime test host (or served by the real `spin up`, see
+//! [`spin`]), and fake outside services on 127.0.0.1.
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 pub mod fake;
@@ -7,6 +8,7 @@ pub mod graph;
 pub mod process;
 pub mod seed;
 pub mod servers;
+pub mod spin;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -37,9 +39,14 @@ pub fn runtime() -> &'static Runtime {
 
 /// A component the scripts built, in cargo's target directory (`CARGO_TARGET_DIR` when set).
 pub fn built_wasm(file: &str) -> PathBuf {
+    built_wasm_dir().join(file)
+}
+
+/// The folder the scripts build the components into.
+pub fn built_wasm_dir() -> PathBuf {
     let target =
         std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("target"));
-    target.join("wasm32-wasip2/release").join(file)
+    target.join("wasm32-wasip2/release")
 }
 
 pub fn manifest() -> Manifest {
@@ -203,20 +210,79 @@ pub async fn migrate(url: &str) {
 }
 
 /// spin.toml with `entry` taken out of every component's `allowed_outbound_hosts`, as an
-/// operator's edited copy might be.
-pub fn manifest_without_host(entry: &str) -> Manifest {
+/// operator's edited copy might be (for [`app_of`]).
+pub fn manifest_without_host(entry: &str) -> String {
     let text = std::fs::read_to_string(root().join("spin.toml")).unwrap();
     let quoted = format!("\"{entry}\"");
     let edited = text.replace(&format!("{quoted}, "), "").replace(&format!(", {quoted}"), "");
     assert_ne!(edited, text, "{entry} is not an allowed host of spin.toml");
-    let path = std::env::temp_dir().join(format!("spin.{}.toml", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&path, edited).unwrap();
-    let edited = Manifest::load(&path).unwrap();
-    std::fs::remove_file(&path).unwrap();
     edited
 }
 
-pub fn app(component: &str, vars: &HashMap<String, String>) -> App {
+/// The app as a test talks to it: loaded into the test host, or served by the real `spin up`
+/// when `WHATRACK_RUNTIME` says so ([`spin`]).
+pub enum TestApp {
+    Host(App),
+    Spin(spin::SpinUp),
+}
+
+impl TestApp {
+    pub async fn request(&self, req: http::Request<Bytes>) -> anyhow::Result<http::Response<Bytes>> {
+        match self {
+            TestApp::Host(app) => app.request(req).await,
+            TestApp::Spin(spin) => spin.request(req).await,
+        }
+    }
+
+    /// Everything the component has printed so far.
+    pub fn output(&self) -> String {
+        match self {
+            TestApp::Host(app) => app.output(),
+            TestApp::Spin(spin) => spin.output(),
+        }
+    }
+
+    /// The test host's own handle, for what only it can do (call the cron export directly,
+    /// measure memory). A test that needs it cannot run under Spin, and says so here.
+    pub fn host(&self) -> &App {
+        match self {
+            TestApp::Host(app) => app,
+            TestApp::Spin(_) => {
+                panic!("this test drives the test host directly and cannot run under spin up")
+            }
+        }
+    }
+
+    /// Calls the component's `handle-cron-event` (the test host only).
+    pub async fn cron(&self, timestamp: u64) -> anyhow::Result<Result<(), String>> {
+        self.host().cron(timestamp).await
+    }
+}
+
+/// `component` of the project's `spin.toml`, with `vars`.
+pub async fn app(component: &str, vars: &HashMap<String, String>) -> TestApp {
+    app_of(&std::fs::read_to_string(root().join("spin.toml")).expect("spin.toml"), component, vars).await
+}
+
+/// `component` of the manifest `text` (a `spin.toml` whose sources are relative to the project).
+pub async fn app_of(text: &str, component: &str, vars: &HashMap<String, String>) -> TestApp {
+    match spin::cli() {
+        None => {
+            let path = std::env::temp_dir().join(format!("spin.{}.toml", uuid::Uuid::new_v4().simple()));
+            std::fs::write(&path, text).unwrap();
+            let manifest = Manifest::load(&path);
+            std::fs::remove_file(&path).unwrap();
+            TestApp::Host(runtime().app(&manifest.expect("manifest"), component, vars).expect("app"))
+        }
+        Some(cli) => {
+            assert_eq!(component, "jobs-http", "only the HTTP component is served under spin up");
+            TestApp::Spin(spin::SpinUp::start(&cli, text, vars).await.expect("spin up"))
+        }
+    }
+}
+
+/// `component` loaded into the test host, whatever `WHATRACK_RUNTIME` says.
+pub fn host_app(component: &str, vars: &HashMap<String, String>) -> App {
     runtime().app(&manifest(), component, vars).expect("app")
 }
 
@@ -229,12 +295,12 @@ pub struct AppReply {
     pub text: String,
 }
 
-pub async fn call(app: &App, method: &str, path: &str, headers: &[(&str, &str)]) -> AppReply {
+pub async fn call(app: &TestApp, method: &str, path: &str, headers: &[(&str, &str)]) -> AppReply {
     call_with_body(app, method, path, headers, "").await
 }
 
 pub async fn call_with_body(
-    app: &App,
+    app: &TestApp,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
@@ -254,11 +320,11 @@ pub async fn call_with_body(
 }
 
 /// `POST /api/v1/jobs/webhook-retry/redrive` with `body`, authenticated.
-pub async fn redrive(app: &App, body: &str) -> AppReply {
+pub async fn redrive(app: &TestApp, body: &str) -> AppReply {
     call_with_body(app, "POST", "/api/v1/jobs/webhook-retry/redrive", &[("x-cron-secret", SECRET)], body)
         .await
 }
 
-pub async fn post_health(app: &App) -> AppReply {
+pub async fn post_health(app: &TestApp) -> AppReply {
     call(app, "POST", "/api/v1/jobs/whatsapp-health-check", &[("x-cron-secret", SECRET)]).await
 }

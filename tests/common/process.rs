@@ -94,7 +94,7 @@ const VARIABLES: &str = "WHATRACK_HOST_VARIABLES";
 pub async fn serve_if_asked() {
     let (Ok(addr), Ok(vars)) = (std::env::var(LISTEN), std::env::var(VARIABLES)) else { return };
     let vars: HashMap<String, String> = serde_json::from_str(&vars).unwrap();
-    let app = std::sync::Arc::new(super::app("jobs-http", &vars));
+    let app = std::sync::Arc::new(super::host_app("jobs-http", &vars));
     let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
     spin_test_host::serve(app, listener).await.unwrap();
 }

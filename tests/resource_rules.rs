@@ -1,0 +1,76 @@
+//! The parent/child rule of `wasi:http` resources, held by the test host as by Spin: a
+//! component that consumes a request while holding its headers, or hands on a response while
+//! holding its headers, traps ("resource has children"); one that copies what it needs first
+//! answers. The component is `test-host/fixtures/outlived-parent`, which breaks the rule on
+//! purpose (the router once did, and answered 500 to every webhook under Spin while passing
+//! every test here). Checked in the test host always, and under `spin up` too when `spin` is on
+//! PATH, so that the two are seen to agree.
+
+mod common;
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use common::spin::SpinUp;
+use common::*;
+use spin_test_host::manifest::Manifest;
+use spin_test_host::Runtime;
+
+const MANIFEST: &str = r#"spin_manifest_version = 2
+
+[application]
+name = "outlived-parent"
+
+[[trigger.http]]
+route = "/..."
+component = "outlived-parent"
+
+[component.outlived-parent]
+source = "target/wasm32-wasip2/release/outlived_parent.wasm"
+"#;
+
+const BROKEN: [&str; 2] = ["/kept-request-headers", "/kept-response-headers"];
+
+fn post(path: &str) -> http::Request<Bytes> {
+    http::Request::post(path).header("x-some-header", "1").body(Bytes::from_static(b"{}")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_test_host_traps_a_component_that_drops_a_parent_before_its_headers() {
+    let runtime = Runtime::load(built_wasm("outlived_parent.wasm"))
+        .expect("test-host/fixtures/outlived-parent (scripts/build-components.sh builds it)");
+    let path = std::env::temp_dir().join(format!("spin.{}.toml", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&path, MANIFEST).unwrap();
+    let manifest = Manifest::load(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let app = runtime.app(&manifest, "outlived-parent", &HashMap::new()).unwrap();
+
+    let ok = app.request(post("/copies-first")).await.expect("a component that keeps the rule answers");
+    assert_eq!((ok.status(), ok.body().as_ref()), (http::StatusCode::OK, b"ok".as_ref()));
+    for broken in BROKEN {
+        let err = app.request(post(broken)).await.expect_err(broken);
+        assert!(format!("{err:#}").contains("resource has children"), "{broken}: {err:#}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spin_traps_the_same_component_the_same_way() {
+    if !on_path("spin") {
+        eprintln!("spin is not on PATH: only the test host's side was checked");
+        return;
+    }
+    let spin = SpinUp::start("spin", MANIFEST, &HashMap::new()).await.expect("spin up");
+    let ok = spin.request(post("/copies-first")).await.unwrap();
+    assert_eq!((ok.status(), ok.body().as_ref()), (http::StatusCode::OK, b"ok".as_ref()));
+    for broken in BROKEN {
+        let answer = spin.request(post(broken)).await.unwrap();
+        assert_eq!(answer.status(), http::StatusCode::INTERNAL_SERVER_ERROR, "{broken}");
+        assert!(answer.body().is_empty(), "{broken}: Spin's own 500, not the component's");
+    }
+    assert_eq!(spin.errors().matches("resource has children").count(), BROKEN.len(), "{}", spin.errors());
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
