@@ -1,14 +1,22 @@
-//! Postgres, through Spin's interface: the connection, the error type, batched writes and paged
-//! reads, and the value conversions. The statements themselves live with the code that runs them
-//! (`jobs/*/` for each job's rows, `runner/` for `job_runs`).
+//! Postgres, through Spin's interface: the connection, the error type, reads decoded with serde,
+//! batched writes and paged reads, and the value conversions. The statements themselves live
+//! with the code that runs them (`jobs/*/` for each job's rows, `runner/` for `job_runs`).
 //!
 //! Rules every statement keeps: camelCase columns are quoted; values are bound parameters, never
 //! formatted in; "now" is the database's clock in UTC ([`now_utc!`]), since the columns are
 //! `TIMESTAMP(3)` without time zone. Ids are read as text and matched as `id::text`, so the
 //! queries work whether WhaTrack's ids are `uuid` or `text`.
+//!
+//! Every statement that returns rows goes through [`Db::rows`] (or [`Db::row`]), never through
+//! Spin's `query` as it is: Spin 4's Postgres host learns a result's columns from its first row
+//! and waits for that row, so a query that finds nothing never returns there. [`Db::rows`]
+//! wraps the statement so that it always answers exactly one row, its rows as a JSON array
+//! ([`as_json_rows`]), and decodes that array into the caller's type by column name. The
+//! columns a statement returns are therefore named (`AS "retryCount"`) as the fields of the type
+//! it is read into.
 
-use serde_json::Value;
-use spin_sdk::pg4::{Connection, DbValue, ParameterValue, PgError, QueryError, RowSet};
+use serde::de::DeserializeOwned;
+use spin_sdk::pg4::{Connection, DbValue, ParameterValue, PgError, QueryError};
 
 use crate::urls;
 
@@ -57,9 +65,9 @@ impl DbError {
         Self { context, message: urls::redact(&message), sqlstate }
     }
 
-    /// A row came back with a value of the wrong type in `column`.
-    pub fn decode(context: &'static str, column: &str) -> Self {
-        Self { context, message: format!("unexpected value in column {column}"), sqlstate: None }
+    /// A statement's answer could not be read into its type: `why` says which column or value.
+    pub fn decode(context: &'static str, why: impl std::fmt::Display) -> Self {
+        Self { context, message: format!("unexpected answer: {why}"), sqlstate: None }
     }
 
     /// The server refused the data of a statement, not the statement or the session: a value out
@@ -83,19 +91,59 @@ impl Db {
         Connection::open(url).map(|conn| Self { conn }).map_err(|e| DbError::new("connect", e))
     }
 
-    pub fn query(&self, context: &'static str, sql: &str, params: &[ParameterValue]) -> DbResult<RowSet> {
-        self.conn.query(sql, params).map_err(|e| DbError::new(context, e))
+    /// The rows `sql` returns (a `SELECT`, or an `INSERT`/`UPDATE`/`DELETE` with `RETURNING`), each
+    /// read into `T` by column name. An empty result is an empty `Vec`, on every Spin.
+    pub fn rows<T: DeserializeOwned>(
+        &self,
+        context: &'static str,
+        sql: &str,
+        params: &[ParameterValue],
+    ) -> DbResult<Vec<T>> {
+        let set = self.conn.query(&as_json_rows(sql), params).map_err(|e| DbError::new(context, e))?;
+        let json = match set.rows.first().map(Vec::as_slice) {
+            Some([DbValue::Str(json)]) => json,
+            _ => return Err(DbError::decode(context, "not the one JSON row asked for")),
+        };
+        serde_json::from_str(json).map_err(|e| DbError::decode(context, e))
     }
 
+    /// The one row `sql` returns (an aggregate, or a statement that answers one row whatever
+    /// it finds).
+    pub fn row<T: DeserializeOwned>(
+        &self,
+        context: &'static str,
+        sql: &str,
+        params: &[ParameterValue],
+    ) -> DbResult<T> {
+        let mut rows = self.rows(context, sql, params)?;
+        match rows.len() {
+            1 => Ok(rows.remove(0)),
+            n => Err(DbError::decode(context, format!("{n} rows where one was expected"))),
+        }
+    }
+
+    /// A statement that returns no rows; answers how many it changed.
     pub fn execute(&self, context: &'static str, sql: &str, params: &[ParameterValue]) -> DbResult<u64> {
         self.conn.execute(sql, params).map_err(|e| DbError::new(context, e))
     }
 
-    /// The first column of the first row as a count (0 when there is none).
+    /// The `count` column of the one row `sql` returns.
     pub fn count(&self, context: &'static str, sql: &str, params: &[ParameterValue]) -> DbResult<u64> {
-        let rows = self.query(context, sql, params)?;
-        Ok(rows.rows.first().and_then(|r| int(&r[0])).unwrap_or(0) as u64)
+        #[derive(serde::Deserialize)]
+        struct Count {
+            count: u64,
+        }
+        Ok(self.row::<Count>(context, sql, params)?.count)
     }
+}
+
+/// `sql` as one row holding its rows as a JSON array of objects keyed by column name (`[]` when
+/// it returns none). A CTE rather than a subquery, so that an `INSERT ... RETURNING` can be
+/// wrapped too; Postgres aggregates the CTE's rows in the order the statement returns them.
+/// Postgres allows an `INSERT`/`UPDATE`/`DELETE` inside a `WITH` only at the top level, so a
+/// statement read this way keeps its own `WITH` to `SELECT`s.
+pub fn as_json_rows(sql: &str) -> String {
+    format!("WITH t AS ({sql}) SELECT coalesce(json_agg(t), '[]'::json)::text FROM t")
 }
 
 /// Writes `rows` with `write` in one go; when the database refuses their data (a trigger or
@@ -183,26 +231,4 @@ pub fn str(s: &str) -> ParameterValue {
 
 pub fn str_array(items: &[String]) -> ParameterValue {
     ParameterValue::ArrayStr(items.iter().cloned().map(Some).collect())
-}
-
-pub fn text(v: &DbValue) -> Option<String> {
-    match v {
-        DbValue::Str(s) => Some(s.clone()),
-        DbValue::Uuid(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-/// A JSON document the statement rendered as text.
-pub fn json_text(v: &DbValue) -> Option<Value> {
-    text(v).and_then(|t| serde_json::from_str(&t).ok())
-}
-
-pub fn int(v: &DbValue) -> Option<i64> {
-    match v {
-        DbValue::Int64(n) => Some(*n),
-        DbValue::Int32(n) => Some(i64::from(*n)),
-        DbValue::Int16(n) => Some(i64::from(*n)),
-        _ => None,
-    }
 }

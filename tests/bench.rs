@@ -53,6 +53,15 @@ async fn table() {
         Some(n) => Sizes { sequential_up_to: n, ..FULL },
         None => FULL,
     };
+    // `BENCH_ONLY=20:16`: the rows of one latency (ms) and one concurrency alone.
+    let sizes = match std::env::var("BENCH_ONLY").ok().as_deref().and_then(|o| o.split_once(':')) {
+        Some((l, c)) => Sizes {
+            latencies_ms: Vec::leak(vec![l.parse().expect("BENCH_ONLY latency")]),
+            concurrencies: Vec::leak(vec![c.parse().expect("BENCH_ONLY concurrency")]),
+            ..sizes
+        },
+        None => sizes,
+    };
     let rows = measure(&sizes).await;
     for row in &rows {
         assert_eq!(row.remaining, 0, "{}: work left undone", row.name);

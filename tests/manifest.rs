@@ -171,13 +171,17 @@ fn base_variables() -> std::collections::HashMap<String, String> {
     ])
 }
 
-/// `scripts/dev.sh` refuses a cron plugin of the other line, saying what to run; a fake `spin`
-/// stands in for each installed state.
+/// `scripts/dev.sh` accepts the cron plugin versions the suite runs the component under (0.3 to
+/// 0.5) and refuses others, saying what to run; a fake `spin` stands in for each installed
+/// state, and the real one for the state of this machine when it is on PATH.
 #[test]
 fn the_cron_plugin_check_names_the_version_to_install() {
     for (listed, ok) in [
         ("trigger-cron 0.4.2 [installed]\n", true),
-        ("trigger-cron 0.5.0 [installed]\nkube 0.3.0 [installed]\n", false),
+        ("trigger-command 0.5.0 [installed]\ntrigger-cron 0.3.0 [installed]\n", true),
+        ("trigger-cron 0.5.0 [installed]\nkube 0.3.0 [installed]\n", true),
+        ("trigger-cron 0.2.1 [installed]\n", false),
+        ("trigger-cron 0.6.0 [installed]\n", false),
         ("kube 0.3.0 [installed]\n", false),
     ] {
         let bin = std::env::temp_dir().join(format!("fake-spin-{}", uuid::Uuid::new_v4().simple()));
@@ -197,5 +201,17 @@ fn the_cron_plugin_check_names_the_version_to_install() {
         if !ok {
             assert!(said.contains("spin plugins install trigger-cron --version 0.4.2 --yes"), "{said}");
         }
+    }
+    let real = std::process::Command::new("spin").args(["plugins", "list", "--installed"]).output();
+    if let Some(listed) = real.ok().filter(|out| out.status.success()) {
+        let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+        let cron = listed.lines().find(|l| l.starts_with("trigger-cron ")).unwrap_or_default();
+        let version = cron.split_whitespace().nth(1).unwrap_or_default();
+        let out = std::process::Command::new("bash")
+            .arg(root().join("scripts/check-cron-plugin.sh"))
+            .output()
+            .unwrap();
+        let run_here = ["0.3.", "0.4.", "0.5."].iter().any(|line| version.starts_with(line));
+        assert_eq!(out.status.success(), run_here, "real spin: {listed}");
     }
 }

@@ -59,7 +59,7 @@ async fn spin_traps_the_same_component_the_same_way() {
         eprintln!("spin is not on PATH: only the test host's side was checked");
         return;
     }
-    let spin = SpinUp::start("spin", MANIFEST, &HashMap::new()).await.expect("spin up");
+    let spin = SpinUp::start("spin", MANIFEST, &HashMap::new(), false).await.expect("spin up");
     let ok = spin.request(post("/copies-first")).await.unwrap();
     assert_eq!((ok.status(), ok.body().as_ref()), (http::StatusCode::OK, b"ok".as_ref()));
     for broken in BROKEN {

@@ -1,9 +1,10 @@
 //! The front door's statements on `whatsapp_webhook_logs`.
 
+use serde::Deserialize;
 use serde_json::Value;
-use spin_sdk::pg4::{DbValue, ParameterValue};
+use spin_sdk::pg4::ParameterValue;
 
-use crate::db::{now_utc, str, text, Db, DbResult};
+use crate::db::{now_utc, str, Db, DbResult};
 
 /// One row, `processed = false` and `"signatureValid" = true`, with the raw bytes and their
 /// hash; the organization found through the WABA when WhaTrack knows it. A body stored before
@@ -14,7 +15,8 @@ const INSERT: &str = concat!(
      SELECT (SELECT c.\"organizationId\" FROM whatsapp_connections c WHERE c.\"wabaId\" = $4 LIMIT 1), \
          $1::jsonb, $3, false, true, 0, $2, encode(sha256(convert_to($2, 'UTF8')), 'hex'), ",
     now_utc!(),
-    " ON CONFLICT (\"rawBodyHash\") WHERE \"rawBodyHash\" IS NOT NULL DO NOTHING RETURNING id"
+    " ON CONFLICT (\"rawBodyHash\") WHERE \"rawBodyHash\" IS NOT NULL DO NOTHING \
+     RETURNING id::text AS text, pg_typeof(id) = 'uuid'::regtype AS uuid"
 );
 
 /// Delivered by the immediate forward. `$1` in the key's own type.
@@ -24,10 +26,12 @@ const MARK_PROCESSED: &str = concat!(
     ", \"processingError\" = NULL WHERE id = $1"
 );
 
-/// A stored row's id, as text and as the value to bind back in its own type (uuid or text).
+/// A stored row's id, as text, and whether the key is a uuid (WhaTrack's is) to bind it back in
+/// its own type.
+#[derive(Deserialize)]
 pub struct Key {
     pub text: String,
-    value: DbValue,
+    uuid: bool,
 }
 
 pub fn insert(
@@ -43,15 +47,12 @@ pub fn insert(
         event_type.map(str).into(),
         waba_id.map(str).into(),
     ];
-    let rows = db.query("store webhook", INSERT, &params)?;
-    Ok(rows.rows.first().and_then(|r| Some(Key { text: text(&r[0])?, value: r[0].clone() })))
+    let stored: Vec<Key> = db.rows("store webhook", INSERT, &params)?;
+    Ok(stored.into_iter().next())
 }
 
 pub fn mark_processed(db: &Db, key: &Key) -> DbResult<()> {
-    let id = match &key.value {
-        DbValue::Uuid(u) => ParameterValue::Uuid(u.clone()),
-        _ => str(&key.text),
-    };
+    let id = if key.uuid { ParameterValue::Uuid(key.text.clone()) } else { str(&key.text) };
     db.execute("mark webhook processed", MARK_PROCESSED, &[id])?;
     Ok(())
 }

@@ -1,11 +1,11 @@
 //! `job_runs`: one row per run attempt (SPEC section 7), written by the runner and read by the
 //! overview and the runs route.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use spin_sdk::pg4::{DbValue, ParameterValue};
+use spin_sdk::pg4::ParameterValue;
 
-use crate::db::{int, iso, json_text, now_utc, str, text, Db, DbError, DbResult};
+use crate::db::{iso, now_utc, str, Db, DbResult};
 use crate::urls;
 
 /// A run's status as stored in `job_runs.status`.
@@ -33,8 +33,9 @@ impl RunStatus {
     }
 }
 
-/// A `job_runs` row as the API shows it (timestamps in ISO 8601, UTC).
-#[derive(Debug, Clone, Serialize)]
+/// A `job_runs` row as the API shows it (timestamps in ISO 8601, UTC), read through
+/// [`record_columns!`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunRecord {
     pub job_id: String,
@@ -47,32 +48,15 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
-impl RunRecord {
-    /// Reads the [`record_columns!`] starting at column `at`.
-    fn from_row(context: &'static str, row: &[DbValue], at: usize) -> DbResult<Self> {
-        let need = |i: usize, name: &str| text(&row[at + i]).ok_or_else(|| DbError::decode(context, name));
-        Ok(Self {
-            job_id: need(0, "id")?,
-            job_type: need(1, "jobType")?,
-            trigger: need(2, "trigger")?,
-            status: need(3, "status")?,
-            started_at: text(&row[at + 4]),
-            finished_at: text(&row[at + 5]),
-            summary: json_text(&row[at + 6]),
-            error: text(&row[at + 7]),
-        })
-    }
-}
-
 /// The columns of a [`RunRecord`], timestamps rendered as ISO 8601.
 macro_rules! record_columns {
     () => {
         concat!(
-            "id, \"jobType\", trigger, status, ",
+            "id AS \"jobId\", \"jobType\", trigger, status, ",
             iso!("\"startedAt\""),
-            ", ",
+            " AS \"startedAt\", ",
             iso!("\"finishedAt\""),
-            ", summary::text, error"
+            " AS \"finishedAt\", summary, error"
         )
     };
 }
@@ -125,7 +109,7 @@ const HISTORY: &str = concat!(
     now_utc!(),
     " - max(\"finishedAt\"))::bigint FROM job_runs WHERE \"jobType\" = $1 AND ",
     success!(),
-    ") FROM ( \
+    ") AS \"successAge\" FROM ( \
         (SELECT 'last' AS kind, * FROM job_runs WHERE \"jobType\" = $1 ORDER BY \"startedAt\" DESC LIMIT 1) \
         UNION ALL \
         (SELECT 'success' AS kind, * FROM job_runs WHERE \"jobType\" = $1 AND ",
@@ -135,7 +119,7 @@ const HISTORY: &str = concat!(
 
 /// Runs of each job over the last 24 hours, by status.
 const RUNS_24H: &str = concat!(
-    "SELECT \"jobType\", status, count(*) FROM job_runs WHERE \"startedAt\" > ",
+    "SELECT \"jobType\", status, count(*) AS count FROM job_runs WHERE \"startedAt\" > ",
     now_utc!(),
     " - interval '24 hours' GROUP BY 1, 2 ORDER BY 1, 2"
 );
@@ -145,10 +129,10 @@ const RUNS_24H: &str = concat!(
 const LAST_TIMES: &str = concat!(
     "SELECT floor(EXTRACT(EPOCH FROM max(\"finishedAt\") FILTER (WHERE ",
     success!(),
-    ")))::bigint, \
+    ")))::bigint AS \"lastSuccess\", \
         (SELECT (EXTRACT(EPOCH FROM \"finishedAt\" - \"startedAt\") * 1000)::bigint FROM job_runs \
          WHERE \"jobType\" = $1 AND \"finishedAt\" IS NOT NULL AND status <> 'skipped' \
-         ORDER BY \"startedAt\" DESC LIMIT 1) \
+         ORDER BY \"startedAt\" DESC LIMIT 1) AS \"lastDurationMs\" \
      FROM job_runs WHERE \"jobType\" = $1"
 );
 
@@ -164,8 +148,12 @@ const RECENT: &str = concat!(
 pub fn reserve(db: &Db, job_type: &str, millis: u64, trigger: &str) -> DbResult<Option<String>> {
     const CTX: &str = "job_runs insert";
     let params = [ParameterValue::Int64(millis as i64), str(job_type), str(trigger)];
-    let rows = db.query(CTX, RESERVE, &params)?;
-    Ok(rows.rows.first().and_then(|r| text(&r[0])))
+    #[derive(Deserialize)]
+    struct Reserved {
+        id: String,
+    }
+    let reserved: Vec<Reserved> = db.rows(CTX, RESERVE, &params)?;
+    Ok(reserved.into_iter().next().map(|r| r.id))
 }
 
 pub fn mark_started(db: &Db, id: &str) -> DbResult<()> {
@@ -206,36 +194,53 @@ pub struct History {
 }
 
 pub fn history(db: &Db, job_type: &str) -> DbResult<History> {
-    const CTX: &str = "job overview";
-    let rows = db.query(CTX, HISTORY, &[str(job_type)])?;
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Row {
+        kind: String,
+        #[serde(flatten)]
+        record: RunRecord,
+        success_age: Option<i64>,
+    }
+    let rows: Vec<Row> = db.rows("job overview", HISTORY, &[str(job_type)])?;
     let mut history = History { last_run: None, last_success: None, success_age: None };
-    for row in &rows.rows {
-        let record = Some(RunRecord::from_row(CTX, row, 1)?);
-        match text(&row[0]).as_deref() {
-            Some("last") => history.last_run = record,
-            _ => history.last_success = record,
+    for row in rows {
+        history.success_age = row.success_age;
+        match row.kind.as_str() {
+            "last" => history.last_run = Some(row.record),
+            _ => history.last_success = Some(row.record),
         }
-        history.success_age = int(&row[9]);
     }
     Ok(history)
 }
 
 pub fn recent(db: &Db, job_type: &str, limit: u32) -> DbResult<Vec<RunRecord>> {
-    const CTX: &str = "recent runs";
-    let rows = db.query(CTX, RECENT, &[str(job_type), ParameterValue::Int64(i64::from(limit))])?;
-    rows.rows.iter().map(|r| RunRecord::from_row(CTX, r, 0)).collect()
+    db.rows("recent runs", RECENT, &[str(job_type), ParameterValue::Int64(i64::from(limit))])
 }
 
 /// `(job, status, runs)` over the last 24 hours.
 pub fn runs_24h(db: &Db) -> DbResult<Vec<(String, String, u64)>> {
-    let rows = db.query("runs in 24 hours", RUNS_24H, &[])?;
-    Ok(rows.rows.iter().filter_map(|r| Some((text(&r[0])?, text(&r[1])?, int(&r[2])? as u64))).collect())
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Row {
+        job_type: String,
+        status: String,
+        count: u64,
+    }
+    let rows: Vec<Row> = db.rows("runs in 24 hours", RUNS_24H, &[])?;
+    Ok(rows.into_iter().map(|r| (r.job_type, r.status, r.count)).collect())
 }
 
 /// The job's last success (unix seconds) and its last finished run's duration (ms).
 pub fn last_times(db: &Db, job_type: &str) -> DbResult<(Option<i64>, Option<i64>)> {
-    let rows = db.query("last run times", LAST_TIMES, &[str(job_type)])?;
-    Ok(rows.rows.first().map_or((None, None), |r| (int(&r[0]), int(&r[1]))))
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Row {
+        last_success: Option<i64>,
+        last_duration_ms: Option<i64>,
+    }
+    let row: Row = db.row("last run times", LAST_TIMES, &[str(job_type)])?;
+    Ok((row.last_success, row.last_duration_ms))
 }
 
 #[cfg(test)]

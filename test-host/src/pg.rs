@@ -1,7 +1,9 @@
 // The error type is the WIT `error` variant Spin returns, large because `db-error` is.
 #![allow(clippy::result_large_err)]
 
-//! `spin:postgres/postgres@4.0.0` over tokio-postgres, converting values as Spin 3.5 does.
+//! `spin:postgres/postgres@4.0.0` over tokio-postgres, converting values as Spin 3.5 does, and
+//! refusing what Spin 4.0.2 cannot do: a `query` whose result has no rows traps (Spin 4 never
+//! answers it).
 //!
 //! As in Spin, sessions come from a per-address pool: a `connection` resource holds one for its
 //! whole life (so BEGIN/COMMIT across calls is one transaction), and gives it back cleaned by
@@ -83,6 +85,14 @@ impl pg::HostConnection for State {
         let client = self.table.get(&conn)?.client.clone();
         Ok(match to_sql_params(params) {
             Ok(params) => match client.query(&statement, &as_refs(&params)).await {
+                // Spin 4's host waits for a first row to learn the columns, and never answers
+                // a query that has none: a trap here, so that the suite fails where Spin hangs.
+                Ok(rows) if rows.is_empty() => {
+                    return Err(wasmtime::format_err!(
+                        "a Postgres query returned no rows, which Spin 4 never answers \
+                         (send row-returning statements through db::Db::rows): {statement}"
+                    ))
+                }
                 Ok(rows) => row_set(&rows),
                 Err(e) => Err(query_failed(e)),
             },

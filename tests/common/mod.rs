@@ -276,7 +276,80 @@ pub async fn app_of(text: &str, component: &str, vars: &HashMap<String, String>)
         }
         Some(cli) => {
             assert_eq!(component, "jobs-http", "only the HTTP component is served under spin up");
-            TestApp::Spin(spin::SpinUp::start(&cli, text, vars).await.expect("spin up"))
+            TestApp::Spin(spin::SpinUp::start(&cli, text, vars, false).await.expect("spin up"))
+        }
+    }
+}
+
+/// Both cron components of the project's `spin.toml` with their schedules running: under
+/// `spin up`, the real cron trigger fires each every [`spin::EVERY_SECONDS`]; in the test host,
+/// each tick of [`Schedules::run_until`] calls both cron exports once, as one tick of each
+/// schedule would.
+pub enum Schedules {
+    Host { components: Vec<App>, failures: std::sync::Mutex<Vec<String>> },
+    Spin(spin::SpinUp),
+}
+
+impl Schedules {
+    pub async fn start(vars: &HashMap<String, String>) -> Self {
+        match spin::cli() {
+            None => Schedules::Host {
+                components: ["cron-health-check", "cron-webhook-retry"].map(|c| host_app(c, vars)).into(),
+                failures: Default::default(),
+            },
+            Some(cli) => {
+                let manifest = std::fs::read_to_string(root().join("spin.toml")).expect("spin.toml");
+                Schedules::Spin(spin::SpinUp::start(&cli, &manifest, vars, true).await.expect("spin up"))
+            }
+        }
+    }
+
+    /// Lets the schedules tick until `done` says so; false when it has not after `limit`.
+    pub async fn run_until<F: std::future::Future<Output = bool>>(
+        &self,
+        limit: std::time::Duration,
+        mut done: impl FnMut() -> F,
+    ) -> bool {
+        let until = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < until {
+            match self {
+                Schedules::Host { components, failures } => {
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+                    for component in components {
+                        if let Err(failure) = component.cron(now.as_secs()).await.expect("cron call") {
+                            failures.lock().unwrap().push(failure);
+                        }
+                    }
+                }
+                Schedules::Spin(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+            }
+            if done().await {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// What the cron trigger was told of failed runs: the errors the cron export returned, or
+    /// the cron plugin's lines on Spin's stderr (`ERROR trigger_cron: Component <id> failed:
+    /// Error::Other("...")`, in the 0.3 and the 0.5 line alike).
+    pub fn failures(&self) -> String {
+        match self {
+            Schedules::Host { failures, .. } => failures.lock().unwrap().join("\n"),
+            Schedules::Spin(spin) => spin
+                .errors()
+                .lines()
+                .filter(|line| line.contains("trigger_cron: Component") && line.contains(" failed: "))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    /// Everything the components printed.
+    pub fn output(&self) -> String {
+        match self {
+            Schedules::Host { components, .. } => components.iter().map(App::output).collect(),
+            Schedules::Spin(spin) => spin.output(),
         }
     }
 }

@@ -6,6 +6,11 @@
 //! no cron schedules, so that only what the test does runs), the test's variables as
 //! `SPIN_VARIABLE_*`, a port of its own on 127.0.0.1, and requests over real HTTP. The
 //! component's output is read from the `.spin/logs/` Spin writes beside that copy.
+//!
+//! [`super::Schedules`] keeps the cron schedules instead, every one of them firing every
+//! [`EVERY_SECONDS`], run by whichever cron plugin that CLI has installed;
+//! `WHATRACK_SPIN_DATA_HOME` points Spin at another plugin store (`XDG_DATA_HOME`), such as the
+//! one `../shared/spin/install.sh` fills with the Spin 4 line's cron plugin.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +29,8 @@ use tokio::net::TcpStream;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// A request that gets no answer in this long fails the test instead of hanging it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often each cron schedule fires in a scheduled copy of the manifest.
+pub const EVERY_SECONDS: u64 = 2;
 
 /// Which CLI runs the app, from `WHATRACK_RUNTIME`; `None` means the test host.
 pub fn cli() -> Option<String> {
@@ -45,11 +52,19 @@ pub struct SpinUp {
 
 impl SpinUp {
     /// Serves the HTTP routes of `manifest_text` (a `spin.toml` whose sources are relative to
-    /// the project) under `cli`, with `variables`.
-    pub async fn start(cli: &str, manifest_text: &str, variables: &HashMap<String, String>) -> Result<Self> {
+    /// the project) under `cli`, with `variables`; with `scheduled`, its cron schedules too,
+    /// each firing every [`EVERY_SECONDS`].
+    pub async fn start(
+        cli: &str,
+        manifest_text: &str,
+        variables: &HashMap<String, String>,
+        scheduled: bool,
+    ) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("whatrack-spin-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("spin.toml"), http_only(manifest_text, &super::built_wasm_dir()))?;
+        let every = scheduled.then(|| format!("*/{EVERY_SECONDS} * * * * *"));
+        let copy = local_copy(manifest_text, &super::built_wasm_dir(), every.as_deref());
+        std::fs::write(dir.join("spin.toml"), copy)?;
         let addr = free_addr()?;
         let mut command = tokio::process::Command::new(cli);
         command
@@ -68,6 +83,9 @@ impl SpinUp {
         }
         for (name, value) in variables {
             command.env(format!("SPIN_VARIABLE_{}", name.to_uppercase()), value);
+        }
+        if let Some(store) = std::env::var_os("WHATRACK_SPIN_DATA_HOME") {
+            command.env("XDG_DATA_HOME", store);
         }
         let mut child = command.spawn().with_context(|| format!("starting {cli} up (is {cli} on PATH?)"))?;
         let stdout = child.stdout.take().expect("piped");
@@ -163,22 +181,26 @@ impl Drop for SpinUp {
     }
 }
 
-/// The manifest with its sources made absolute and its cron schedules taken out: only the
-/// HTTP routes are served, so nothing runs that the test did not ask for. The cron components
-/// stay (a component without a trigger is not an error to Spin).
-pub fn http_only(manifest_text: &str, wasm_dir: &Path) -> String {
+/// The manifest with its sources made absolute, and each cron schedule either taken out (so
+/// that nothing runs that the test did not ask for) or, with `every`, set to that expression.
+/// Without schedules the cron components stay (a component without a trigger is not an error
+/// to Spin).
+pub fn local_copy(manifest_text: &str, wasm_dir: &Path, every: Option<&str>) -> String {
     let mut out = String::new();
     let mut in_cron_trigger = false;
     for line in manifest_text.lines() {
         if line.starts_with('[') {
             in_cron_trigger = line.trim() == "[[trigger.cron]]";
         }
-        if in_cron_trigger {
-            continue;
-        }
-        let line = match line.strip_prefix("source = \"target/wasm32-wasip2/release/") {
-            Some(file) => format!("source = \"{}/{file}", wasm_dir.display()),
-            None => line.to_owned(),
+        let line = match (in_cron_trigger, every) {
+            (true, None) => continue,
+            (true, Some(every)) if line.starts_with("cron_expression") => {
+                format!("cron_expression = \"{every}\"")
+            }
+            _ => match line.strip_prefix("source = \"target/wasm32-wasip2/release/") {
+                Some(file) => format!("source = \"{}/{file}", wasm_dir.display()),
+                None => line.to_owned(),
+            },
         };
         out.push_str(&line);
         out.push('\n');

@@ -1,10 +1,11 @@
 //! The health check's statements: which connections are due, and the writes of a batch of
 //! results (`whatsapp_health`, `whatsapp_connections`, `whatsapp_configs`).
 
+use serde::Deserialize;
 use spin_sdk::pg4::ParameterValue;
 
 use super::classify::{Health, TokenStatus};
-use crate::db::{int, now_utc, str, text, write_isolating, Db, DbError, DbResult, Pages};
+use crate::db::{now_utc, str, write_isolating, Db, DbError, DbResult, Pages};
 use crate::time::Deadline;
 
 /// Where a run draws the line, once at its start: connections checked before `$1` hours ago
@@ -15,8 +16,8 @@ const CUTOFF: &str = concat!(
     "WITH t AS (SELECT ",
     now_utc!(),
     " - make_interval(hours => $1) AS cutoff) \
-     SELECT t.cutoff::text, (SELECT count(*) FROM whatsapp_connections \
-         WHERE status = 'active' AND \"lastHealthCheckAt\" >= t.cutoff) FROM t"
+     SELECT t.cutoff::text AS at, (SELECT count(*) FROM whatsapp_connections \
+         WHERE status = 'active' AND \"lastHealthCheckAt\" >= t.cutoff) AS \"recentlyChecked\" FROM t"
 );
 
 /// The stalest-first order of due connections, a key the keyset below can resume from.
@@ -42,12 +43,15 @@ const DUE: &str = concat!(
     staleness!(),
     " > ($2::text::timestamp, $3::text COLLATE \"C\")) \
         ORDER BY COALESCE(c.\"lastHealthCheckAt\", '-infinity'), c.id::text COLLATE \"C\" LIMIT $4) \
-     SELECT c.id::text, c.\"organizationId\"::text, c.\"healthStatus\"::text, c.\"wabaId\", c.\"phoneNumberId\", \
-            cfg.\"accessToken\", cfg.\"phoneId\", cfg.\"wabaId\", cfg.id::text, \
+     SELECT c.id::text AS id, c.\"organizationId\"::text AS \"organizationId\", \
+            c.\"healthStatus\"::text AS \"healthStatus\", c.\"wabaId\"::text AS \"wabaId\", \
+            c.\"phoneNumberId\"::text AS \"phoneNumberId\", cfg.\"accessToken\"::text AS \"accessToken\", \
+            cfg.\"phoneId\"::text AS \"configPhoneId\", cfg.\"wabaId\"::text AS \"configWabaId\", \
+            cfg.id::text AS \"configId\", \
             (SELECT count(*) FROM (SELECT h.status FROM whatsapp_health h \
                 WHERE h.\"connectionId\" = c.id ORDER BY h.\"lastCheck\" DESC LIMIT 2) recent \
-             WHERE recent.status = 'unknown'), \
-            c.checked::text \
+             WHERE recent.status = 'unknown') AS \"recentUnknowns\", \
+            c.checked::text AS \"checkedKey\" \
      FROM page c \
      LEFT JOIN LATERAL ( \
         SELECT w.id, w.\"accessToken\", w.\"phoneId\", w.\"wabaId\" FROM whatsapp_configs w \
@@ -97,7 +101,8 @@ const SAVE: &str = concat!(
     " FROM u WHERE w.id::text = u.config_id AND u.token_status IS NOT NULL"
 );
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DueConnection {
     pub id: String,
     pub organization_id: Option<String>,
@@ -111,6 +116,9 @@ pub struct DueConnection {
     pub config_id: Option<String>,
     /// How many of the connection's last two checks were `unknown`.
     pub recent_unknowns: usize,
+    /// Its last check time as the keyset orders it (`-infinity` for never), where the next
+    /// page starts.
+    checked_key: String,
 }
 
 /// One checked connection, as [`save_results`] writes it.
@@ -129,19 +137,15 @@ pub struct CheckResult {
 }
 
 /// Where this run draws the line between due and recently checked.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Cutoff {
     at: String,
     pub recently_checked: u64,
 }
 
 pub fn cutoff(db: &Db, recheck_after_hours: u32) -> DbResult<Cutoff> {
-    const CTX: &str = "health check cutoff";
-    let rows = db.query(CTX, CUTOFF, &[ParameterValue::Int32(recheck_after_hours as i32)])?;
-    let row = rows.rows.first().ok_or_else(|| DbError::decode(CTX, "cutoff"))?;
-    Ok(Cutoff {
-        at: text(&row[0]).ok_or_else(|| DbError::decode(CTX, "cutoff"))?,
-        recently_checked: int(&row[1]).unwrap_or(0) as u64,
-    })
+    db.row("health check cutoff", CUTOFF, &[ParameterValue::Int32(recheck_after_hours as i32)])
 }
 
 /// The due connections, stalest first, read `page` at a time as the run gets to them.
@@ -165,27 +169,9 @@ pub fn due<'a>(
             id.map(|i| str(&i)).into(),
             ParameterValue::Int64(i64::from(page)),
         ];
-        let rows = db.query(CTX, DUE, &params)?;
-        let due = rows
-            .rows
-            .iter()
-            .map(|r| {
-                Ok(DueConnection {
-                    id: text(&r[0]).ok_or_else(|| DbError::decode(CTX, "id"))?,
-                    organization_id: text(&r[1]),
-                    health_status: text(&r[2]),
-                    waba_id: text(&r[3]),
-                    phone_number_id: text(&r[4]),
-                    access_token: text(&r[5]),
-                    config_phone_id: text(&r[6]),
-                    config_waba_id: text(&r[7]),
-                    config_id: text(&r[8]),
-                    recent_unknowns: int(&r[9]).unwrap_or(0) as usize,
-                })
-            })
-            .collect::<DbResult<Vec<_>>>()?;
-        if let (Some(last), Some(row)) = (due.last(), rows.rows.last()) {
-            after = Some((text(&row[10]).ok_or_else(|| DbError::decode(CTX, "key"))?, last.id.clone()));
+        let due: Vec<DueConnection> = db.rows(CTX, DUE, &params)?;
+        if let Some(last) = due.last() {
+            after = Some((last.checked_key.clone(), last.id.clone()));
         }
         Ok(due)
     })

@@ -2,25 +2,26 @@
 //! in each health status, why the latest unhealthy ones are, and whose tokens expire soon.
 //! Read-only statements, each bounded, for an estate of any size.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use spin_sdk::pg4::ParameterValue;
 
-use crate::db::{int, iso, now_utc, text, Db, DbResult};
+use crate::db::{iso, now_utc, Db, DbResult};
 
 /// How many unhealthy connections, and expiring tokens, the console lists (all are counted).
 pub const LISTED: i64 = 20;
 
 /// Active connections by `"healthStatus"`.
 const BY_HEALTH: &str =
-    "SELECT COALESCE(\"healthStatus\"::text, 'unknown'), count(*) FROM whatsapp_connections \
+    "SELECT COALESCE(\"healthStatus\"::text, 'unknown') AS health, count(*) AS count FROM whatsapp_connections \
      WHERE status = 'active' GROUP BY 1 ORDER BY 1";
 
 /// The `$1` active connections in `error` or `warning` checked last, each with its latest
 /// check's reason (`"apiResponse"`: what Meta or the run said, untrusted text).
 const LATEST_UNHEALTHY: &str = concat!(
-    "SELECT c.id::text, c.\"phoneNumberId\", c.\"healthStatus\"::text, h.\"apiResponse\", ",
+    "SELECT c.id::text AS \"connectionId\", c.\"phoneNumberId\"::text AS \"phoneNumberId\", \
+         c.\"healthStatus\"::text AS health, h.\"apiResponse\"::text AS reason, ",
     iso!("h.\"lastCheck\""),
-    " FROM (SELECT id, \"phoneNumberId\", \"healthStatus\", \"lastHealthCheckAt\" FROM whatsapp_connections \
+    " AS \"checkedAt\" FROM (SELECT id, \"phoneNumberId\", \"healthStatus\", \"lastHealthCheckAt\" FROM whatsapp_connections \
          WHERE status = 'active' AND \"healthStatus\" IN ('error', 'warning') \
          ORDER BY \"lastHealthCheckAt\" DESC NULLS LAST LIMIT $1) c \
      LEFT JOIN LATERAL (SELECT \"apiResponse\", \"lastCheck\" FROM whatsapp_health \
@@ -31,9 +32,9 @@ const LATEST_UNHEALTHY: &str = concat!(
 /// Tokens of active connections that expire within `$1` days (and have not yet), soonest
 /// first, at most `$2`, each row with the count of all of them.
 const EXPIRING: &str = concat!(
-    "SELECT c.id::text, c.\"phoneNumberId\", ",
+    "SELECT c.id::text AS \"connectionId\", c.\"phoneNumberId\"::text AS \"phoneNumberId\", ",
     iso!("w.\"tokenExpiresAt\""),
-    ", count(*) OVER () FROM whatsapp_configs w JOIN whatsapp_connections c ON c.id = w.\"connectionId\" \
+    " AS \"expiresAt\", count(*) OVER () AS total FROM whatsapp_configs w JOIN whatsapp_connections c ON c.id = w.\"connectionId\" \
      WHERE c.status = 'active' AND w.\"tokenExpiresAt\" > ",
     now_utc!(),
     " AND w.\"tokenExpiresAt\" <= ",
@@ -41,13 +42,13 @@ const EXPIRING: &str = concat!(
     " + make_interval(days => $1) ORDER BY w.\"tokenExpiresAt\" LIMIT $2"
 );
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct HealthCount {
     pub health: String,
     pub count: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Unhealthy {
     pub connection_id: String,
@@ -57,12 +58,15 @@ pub struct Unhealthy {
     pub checked_at: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Expiring {
     pub connection_id: String,
     pub phone_number_id: Option<String>,
     pub expires_at: Option<String>,
+    /// How many expire within the window, listed or not (the same on every row).
+    #[serde(skip_serializing)]
+    total: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,48 +78,15 @@ pub struct ExpiringTokens {
 }
 
 pub fn by_health(db: &Db) -> DbResult<Vec<HealthCount>> {
-    let rows = db.query("connections by health", BY_HEALTH, &[])?;
-    Ok(rows
-        .rows
-        .iter()
-        .filter_map(|r| Some(HealthCount { health: text(&r[0])?, count: int(&r[1])? as u64 }))
-        .collect())
+    db.rows("connections by health", BY_HEALTH, &[])
 }
 
 pub fn latest_unhealthy(db: &Db) -> DbResult<Vec<Unhealthy>> {
-    let rows =
-        db.query("latest unhealthy connections", LATEST_UNHEALTHY, &[ParameterValue::Int64(LISTED)])?;
-    Ok(rows
-        .rows
-        .iter()
-        .filter_map(|r| {
-            Some(Unhealthy {
-                connection_id: text(&r[0])?,
-                phone_number_id: text(&r[1]),
-                health: text(&r[2]),
-                reason: text(&r[3]),
-                checked_at: text(&r[4]),
-            })
-        })
-        .collect())
+    db.rows("latest unhealthy connections", LATEST_UNHEALTHY, &[ParameterValue::Int64(LISTED)])
 }
 
 pub fn expiring_tokens(db: &Db, within_days: u32) -> DbResult<ExpiringTokens> {
     let params = [ParameterValue::Int32(within_days as i32), ParameterValue::Int64(LISTED)];
-    let rows = db.query("expiring tokens", EXPIRING, &params)?;
-    Ok(ExpiringTokens {
-        count: rows.rows.first().and_then(|r| int(&r[3])).unwrap_or(0) as u64,
-        within_days,
-        soonest: rows
-            .rows
-            .iter()
-            .filter_map(|r| {
-                Some(Expiring {
-                    connection_id: text(&r[0])?,
-                    phone_number_id: text(&r[1]),
-                    expires_at: text(&r[2]),
-                })
-            })
-            .collect(),
-    })
+    let soonest: Vec<Expiring> = db.rows("expiring tokens", EXPIRING, &params)?;
+    Ok(ExpiringTokens { count: soonest.first().map_or(0, |e| e.total), within_days, soonest })
 }

@@ -30,7 +30,7 @@ use crate::db::{write_isolating, Pages};
 use crate::outbound::{self, OutboundError, Request, Response};
 use crate::time::Deadline;
 use policy::{Decision, Fate, Rules};
-use queue::{AttemptRecord, Claimed, Queue};
+use queue::{AttemptRecord, Claimed, Queue, Swept};
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Due rows claimed per statement: enough to keep the deliveries busy between claims, few enough
@@ -156,7 +156,7 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
 
 /// Dead-letters what must not be re-delivered any more (policy step 7), counting and alerting.
 fn sweep(queue: &Queue<'_>, summary: &mut Summary, alerts: &mut Vec<Alert>) -> Result<(), JobError> {
-    for (id, exhausted) in queue.sweep()?.rows {
+    for Swept { id, exhausted } in queue.sweep()? {
         let reason = if exhausted {
             "attempts exhausted"
         } else {

@@ -8,11 +8,11 @@
 //! uuid ids, `id = $1` on text ones), never as `id::text = $1`, which cannot use the index and
 //! would scan the whole log for every attempt recorded: [`Queue::open`] asks which it is.
 
-use serde::Serialize;
-use spin_sdk::pg4::{DbValue, ParameterValue};
+use serde::{Deserialize, Serialize};
+use spin_sdk::pg4::ParameterValue;
 
 use super::policy::{Fate, Rules};
-use crate::db::{int, now_utc, str, str_array, text, Db, DbError, DbResult};
+use crate::db::{now_utc, str, str_array, Db, DbResult};
 
 /// A webhook waiting for a retry (`$1`: max attempts).
 macro_rules! pending {
@@ -47,7 +47,7 @@ const CLAIM: &str = concat!(
     now_utc!(),
     " + make_interval(secs => $4::float8) \
      FROM due WHERE w.id = due.id \
-     RETURNING w.id::text, w.\"retryCount\", COALESCE(w.\"rawBody\", w.payload::text)"
+     RETURNING w.id::text AS id, w.\"retryCount\", COALESCE(w.\"rawBody\", w.payload::text) AS body"
 );
 
 /// Makes claimed rows that were never attempted due again, without counting an attempt.
@@ -140,7 +140,7 @@ const BY_UUID: ById = ById { release: release!("uuid"), redrive: redrive!("uuid"
 const BY_TEXT: ById = ById { release: release!("text"), redrive: redrive!("text"), record: record!("text") };
 
 /// Whether the log's primary key is a uuid (WhaTrack's is) or text.
-const ID_TYPE: &str = "SELECT data_type FROM information_schema.columns \
+const ID_TYPE: &str = "SELECT data_type::text AS data_type FROM information_schema.columns \
      WHERE table_schema = current_schema() AND table_name = 'whatsapp_webhook_logs' AND column_name = 'id'";
 
 /// Dead-letters what must not be re-delivered any more: rows whose `"retryCount"` already
@@ -157,7 +157,7 @@ const SWEEP: &str = concat!(
            AND (\"retryCount\" >= $1 OR \"createdAt\" < ",
     now_utc!(),
     " - make_interval(secs => $2::float8)) LIMIT $3) \
-     RETURNING id::text, \"retryCount\" >= $1"
+     RETURNING id::text AS id, \"retryCount\" >= $1 AS exhausted"
 );
 
 /// Due rows not yet attempted: the work a run leaves to the next one.
@@ -174,7 +174,7 @@ const COUNT_DUE: &str = concat!(
 const COUNTS: &str = concat!(
     "SELECT count(*) FILTER (WHERE ",
     pending!(),
-    "), count(*) FILTER (WHERE \"deadAt\" IS NOT NULL AND processed = false) \
+    ") AS \"pendingWebhooks\", count(*) FILTER (WHERE \"deadAt\" IS NOT NULL AND processed = false) AS \"deadWebhooks\" \
      FROM whatsapp_webhook_logs WHERE processed = false"
 );
 
@@ -186,20 +186,22 @@ const GAUGES: &str = concat!(
     " AS pending, \"deadAt\" IS NOT NULL AS dead, ",
     due_at!(),
     " AS due_at FROM whatsapp_webhook_logs WHERE processed = false) \
-     SELECT count(*) FILTER (WHERE pending), count(*) FILTER (WHERE pending AND due_at <= ",
+     SELECT count(*) FILTER (WHERE pending) AS pending, count(*) FILTER (WHERE pending AND due_at <= ",
     now_utc!(),
-    "), count(*) FILTER (WHERE dead), COALESCE(EXTRACT(EPOCH FROM ",
+    ") AS due, count(*) FILTER (WHERE dead) AS dead, GREATEST(COALESCE(EXTRACT(EPOCH FROM ",
     now_utc!(),
     " - min(due_at) FILTER (WHERE pending AND due_at <= ",
     now_utc!(),
-    "))::bigint, 0) FROM q"
+    "))::bigint, 0), 0) AS \"oldestDueAgeSeconds\" FROM q"
 );
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Claimed {
     pub id: String,
     pub retry_count: u32,
     /// `"rawBody"` when stored, else the `payload` JSON as text.
+    #[serde(default)]
     pub body: String,
 }
 
@@ -214,14 +216,14 @@ pub struct AttemptRecord<'a> {
 }
 
 /// The status route's queue counts.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Counts {
     pub pending_webhooks: u64,
     pub dead_webhooks: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Gauges {
     pub pending: u64,
@@ -319,11 +321,12 @@ pub fn is_rfc3339(s: &str) -> bool {
 /// Rows swept per run at the most (the rest go in the next run).
 const SWEEP_LIMIT: i64 = 10_000;
 
-/// What [`Queue::sweep`] dead-lettered.
-#[derive(Debug, Default)]
+/// A webhook [`Queue::sweep`] dead-lettered, and why.
+#[derive(Debug, Deserialize)]
 pub struct Swept {
-    /// Ids, and whether each was exhausted (else expired).
-    pub rows: Vec<(String, bool)>,
+    pub id: String,
+    /// It had used up its attempts (else it had waited too long).
+    pub exhausted: bool,
 }
 
 fn max_attempts(rules: &Rules) -> ParameterValue {
@@ -343,28 +346,23 @@ pub struct Queue<'a> {
 
 impl<'a> Queue<'a> {
     pub fn open(db: &'a Db, rules: Rules) -> DbResult<Self> {
-        let rows = db.query("webhook log id type", ID_TYPE, &[])?;
-        let uuid = rows.rows.first().and_then(|r| text(&r[0])).is_some_and(|t| t == "uuid");
+        #[derive(Deserialize)]
+        struct Column {
+            data_type: String,
+        }
+        let columns: Vec<Column> = db.rows("webhook log id type", ID_TYPE, &[])?;
+        let uuid = columns.first().is_some_and(|c| c.data_type == "uuid");
         Ok(Self { db, rules, by_id: if uuid { &BY_UUID } else { &BY_TEXT } })
     }
 
-    pub fn sweep(&self) -> DbResult<Swept> {
+    pub fn sweep(&self) -> DbResult<Vec<Swept>> {
         const CTX: &str = "sweep stuck webhooks";
         let params = [
             max_attempts(&self.rules),
             ParameterValue::Floating64(self.rules.max_age.as_secs_f64()),
             ParameterValue::Int64(SWEEP_LIMIT),
         ];
-        let rows = self.db.query(CTX, SWEEP, &params)?;
-        let rows = rows
-            .rows
-            .iter()
-            .map(|r| {
-                let id = text(&r[0]).ok_or_else(|| DbError::decode(CTX, "id"))?;
-                Ok((id, matches!(r[1], DbValue::Boolean(true))))
-            })
-            .collect::<DbResult<_>>()?;
-        Ok(Swept { rows })
+        self.db.rows(CTX, SWEEP, &params)
     }
 
     pub fn claim(&self, batch: u32, lease_secs: u64) -> DbResult<Vec<Claimed>> {
@@ -375,17 +373,7 @@ impl<'a> Queue<'a> {
             ParameterValue::Int64(i64::from(batch)),
             ParameterValue::Floating64(lease_secs as f64),
         ];
-        let rows = self.db.query(CTX, CLAIM, &params)?;
-        rows.rows
-            .iter()
-            .map(|r| {
-                Ok(Claimed {
-                    id: text(&r[0]).ok_or_else(|| DbError::decode(CTX, "id"))?,
-                    retry_count: int(&r[1]).ok_or_else(|| DbError::decode(CTX, "retryCount"))? as u32,
-                    body: text(&r[2]).unwrap_or_default(),
-                })
-            })
-            .collect()
+        self.db.rows(CTX, CLAIM, &params)
     }
 
     pub fn release(&self, ids: &[String]) -> DbResult<()> {
@@ -453,17 +441,11 @@ impl<'a> Queue<'a> {
 /// The status route's counts: one statement, no need to know the key's type.
 /// `max_attempts`: `webhook_retry_max_attempts`, below which a webhook still counts as pending.
 pub fn counts(db: &Db, max_attempts: u32) -> DbResult<Counts> {
-    let rows = db.query("count webhook queue", COUNTS, &[ParameterValue::Int32(max_attempts as i32)])?;
-    let row = rows.rows.first();
-    let n = |i: usize| row.and_then(|r| int(&r[i])).unwrap_or(0) as u64;
-    Ok(Counts { pending_webhooks: n(0), dead_webhooks: n(1) })
+    db.row("count webhook queue", COUNTS, &[ParameterValue::Int32(max_attempts as i32)])
 }
 
 pub fn gauges(db: &Db, rules: &Rules) -> DbResult<Gauges> {
-    let rows = db.query("webhook queue gauges", GAUGES, &[max_attempts(rules), base_secs(rules)])?;
-    let row = rows.rows.first();
-    let n = |i: usize| row.and_then(|r| int(&r[i])).unwrap_or(0).max(0) as u64;
-    Ok(Gauges { pending: n(0), due: n(1), dead: n(2), oldest_due_age_seconds: n(3) })
+    db.row("webhook queue gauges", GAUGES, &[max_attempts(rules), base_secs(rules)])
 }
 
 #[cfg(test)]
