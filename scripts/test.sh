@@ -25,15 +25,20 @@ status=0
 cargo test --workspace --tests --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 
 # The same tests served by the real `spin up` instead of the test host (tests/common/spin.rs):
-# "<test binary> [cargo test arguments]" each. Left out: the tests that call the cron export
-# directly, which only the test host can do.
+# "<test binary> [cargo test arguments]" each. Left out: the tests that call a cron export
+# directly (tests/schedules.rs runs the schedules under Spin instead), and the binaries with no
+# app to serve (bench, manifest, hostile_input; resource_rules runs spin up itself).
 UNDER_SPIN=(
   "schedules"
+  "readme"
+  "faults"
   "front_door"
   "webhook_retry --skip cron_runs_the_webhook_retry"
   "health_check --skip a_cron_run_has_a_budget_of_its_own"
   "operations"
-  "console dead_webhooks_are_redriven_by_time_window"
+  "runs --skip cron_ --skip a_lock_ttl_shorter_than_a_run_is_refused"
+  "console --skip a_paused_job_runs_nothing_until_resumed_or_forced"
+  "migrations"
 )
 # Under `spin` (3.x), then again under `spin4` (4.x) where it is installed beside it.
 if [ $# -eq 0 ] && ! command -v spin >/dev/null; then

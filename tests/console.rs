@@ -418,11 +418,18 @@ async fn the_page_is_served_without_the_secret_under_a_strict_policy() {
 async fn the_page_shows_the_estate_in_a_real_browser() {
     let env = Env::new().await;
     seed_estate(&env).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let served = host_app("jobs-http", &env.variables("http://127.0.0.1:9"));
-    tokio::spawn(spin_test_host::serve(std::sync::Arc::new(served), listener));
-    let paused = post(&estate_app(&env).await, "/api/v1/jobs/whatsapp-health-check/pause").await;
+    let app = estate_app(&env).await;
+    let url = match &app {
+        TestApp::Spin(spin) => spin.url(),
+        TestApp::Host(_) => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let served = host_app("jobs-http", &env.variables("http://127.0.0.1:9"));
+            tokio::spawn(spin_test_host::serve(std::sync::Arc::new(served), listener));
+            url
+        }
+    };
+    let paused = post(&app, "/api/v1/jobs/whatsapp-health-check/pause").await;
     assert_eq!(paused.status, 200, "{}", paused.json);
     let screenshot = root().join("target/console.png");
     let out = tokio::process::Command::new("node")

@@ -1,7 +1,7 @@
 //! Faults injected for real: host processes killed with SIGKILL mid-run, and load from two
 //! host processes (two replicas) sharing one Postgres and one Redis. Nothing is lost, nothing is
 //! done twice. The long ones run at a reduced size here; `LOAD_SECONDS=60 scripts/test.sh --test
-//! faults` runs the load for the full minute.
+//! faults two_replicas -- --nocapture` runs the load for the full minute and prints its figures.
 
 mod common;
 

@@ -180,3 +180,27 @@ async fn a_slow_processor_does_not_hold_metas_answer() {
     assert!(took < Duration::from_millis(1500), "answered after {took:?}");
     assert_eq!(stored(&env).await[0].1, false, "left to the retry job");
 }
+
+/// Stored and forwarded, but the mark as processed refused (here by a trigger, as a WhaTrack
+/// trigger or a lost connection might): Meta still gets 200, the row stays pending, and the
+/// retry job delivers it again once due.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stored_webhook_is_answered_200_even_when_marking_it_processed_fails() {
+    let env = Env::new().await;
+    env.db
+        .batch_execute(
+            "CREATE FUNCTION refuse_processed() RETURNS trigger LANGUAGE plpgsql AS \
+               $$ BEGIN IF NEW.processed THEN RAISE EXCEPTION 'processed refused'; END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER refuse_processed BEFORE UPDATE ON whatsapp_webhook_logs \
+               FOR EACH ROW EXECUTE FUNCTION refuse_processed();",
+        )
+        .await
+        .unwrap();
+    let processor = FakeHttp::start(|_| Canned::json(200, json!({}))).await;
+    let app = app("jobs-http", &vars(&env, &processor)).await;
+    let r = post(&app, MESSAGE, Some(&sign(APP_SECRET, MESSAGE.as_bytes()))).await;
+    assert_eq!((r.status, &r.json), (200, &json!({"success":true})));
+    assert_eq!(stored(&env).await, [(MESSAGE.to_owned(), false, Some("messages".to_owned()))]);
+    assert_eq!(processor.requests().len(), 1, "forwarded once");
+    assert!(app.output().contains("not marked processed"), "logged:\n{}", app.output());
+}

@@ -493,6 +493,15 @@ async fn no_password_leaves_in_an_error() {
     exits.extend(texts(&receiver));
     assert_eq!(exits.len(), 3, "an alert went out: {exits:?}");
 
+    // Redis refused by the host in the same way: the lock cannot be taken.
+    let manifest = manifest_without_host("{{ redis_host }}");
+    let app = app_of(&manifest, "jobs-http", &vars).await;
+    let r = post_health(&app).await;
+    assert_eq!(r.status, 500, "{}", r.json);
+    let error = r.json["error"].as_str().unwrap();
+    assert!(error.contains("Redis error: cannot connect"), "{error}");
+    exits.extend([r.json.to_string(), app.output()]);
+
     // A failure recorded in job_runs that quotes a URL with credentials.
     let processor = FakeHttp::start(|_| Canned::text(200, "ok")).await;
     seed::webhook(&env.db, Webhook::default()).await;
@@ -514,8 +523,23 @@ async fn no_password_leaves_in_an_error() {
     exits.extend([r.json.to_string(), app.output(), recorded]);
     exits.extend(texts(&receiver));
 
+    // The alert receiver refused by the host too, its URL carrying a password: the run's
+    // failure (Postgres refused, as above) cannot be told, and the log says so. (The throttle
+    // is emptied: that failure was alerted once already this hour.)
+    let _: () = redis::cmd("FLUSHDB").query_async(&mut env.redis.clone()).await.unwrap();
+    let manifest = manifest_without_host("{{ database_host }}").replace(", \"{{ alert_webhook_host }}\"", "");
+    vars.insert(
+        "alert_webhook_url".into(),
+        with_password(&format!("{}/hook", receiver.url), "al", "AlS3cret"),
+    );
+    let app = app_of(&manifest, "jobs-http", &vars).await;
+    let r = post_health(&app).await;
+    assert_eq!(r.status, 500, "{}", r.json);
+    assert!(app.output().contains("alert not delivered"), "the lost alert is logged:\n{}", app.output());
+    exits.extend([r.json.to_string(), app.output()]);
+
     for text in &exits {
-        for secret in ["PgS3cret", "RdS3cret", "PrS3cret"] {
+        for secret in ["PgS3cret", "RdS3cret", "PrS3cret", "AlS3cret"] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
     }

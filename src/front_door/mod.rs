@@ -10,8 +10,9 @@
 //! 4. Then it is forwarded once to the processor, through the retry job's own delivery (attempt
 //!    0), within `webhook_forward_timeout_ms`: delivered, the row is processed; otherwise it stays
 //!    pending, and the retry job takes it at its first due time.
-//! 5. Meta gets 200 whenever the row is stored, whatever the processor did (Meta retries
-//!    anything else for days, and disables subscriptions that keep failing).
+//! 5. Meta gets 200 whenever the row is stored, whatever the processor did and whether or not
+//!    the row could then be marked processed (Meta retries anything else for days, and disables
+//!    subscriptions that keep failing).
 
 pub mod store;
 
@@ -90,10 +91,18 @@ pub async fn receive(
             let answer =
                 webhook_retry::deliver(config, &id, body, 0, config.webhook_forward_timeout, deadline).await;
             match answer {
-                Ok(resp) if (200..300).contains(&resp.status) => {
-                    store::mark_processed(&db, &key)?;
-                    true
-                }
+                // Stored is what Meta's answer depends on: a row left unprocessed here is only
+                // delivered again by the retry job, while a 500 would have Meta retry for days.
+                Ok(resp) if (200..300).contains(&resp.status) => match store::mark_processed(&db, &key) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        log.warn(
+                            "webhook stored and forwarded, but not marked processed: the retry job will deliver it again",
+                            json!({ "webhookLogId": id, "reason": e.to_string() }),
+                        );
+                        false
+                    }
+                },
                 Ok(resp) => {
                     log.warn(
                         "webhook stored; forward refused, left to the retry job",

@@ -301,6 +301,9 @@ impl App {
             parts.uri = format!("http://127.0.0.1:3000{path}").parse()?;
         }
         let path = parts.uri.path().to_owned();
+        if let Some(refused) = refused_by_spins_server(&parts) {
+            return Ok(http::Response::builder().status(refused).body(Bytes::new())?);
+        }
         if !self.routes.iter().any(|route| manifest::route_matches(route, &path)) {
             let not_found = http::Response::builder().status(http::StatusCode::NOT_FOUND);
             return Ok(not_found.body(Bytes::new())?);
@@ -353,6 +356,26 @@ impl App {
         self.keep_output(&stdout, &stderr);
         Ok(result.wasm()?.map_err(|cron_bindings::fermyon::spin_cron::cron_types::Error::Other(msg)| msg))
     }
+}
+
+/// What Spin's HTTP server (hyper 1, HTTP/1.1) reads of a request head at the most: a head that
+/// fills its read buffer (8 KiB + 100 x 4 KiB) or has more than 100 header fields is answered 431.
+const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
+const MAX_HEADERS: usize = 100;
+
+/// The requests Spin's HTTP trigger answers itself, with an empty body, before any component
+/// sees them: a head too large (431, hyper's limits above), and a header value that is not
+/// UTF-8 (500, "Error processing request: invalid utf-8 sequence", seen under Spin 3.5.0).
+fn refused_by_spins_server(parts: &http::request::Parts) -> Option<http::StatusCode> {
+    let line = parts.method.as_str().len() + parts.uri.to_string().len() + 12;
+    let fields: usize = parts.headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    if line + fields + 2 >= MAX_HEAD_BYTES || parts.headers.len() > MAX_HEADERS {
+        return Some(http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+    if parts.headers.values().any(|value| std::str::from_utf8(value.as_bytes()).is_err()) {
+        return Some(http::StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    None
 }
 
 /// Serves `app` over HTTP/1 on `listener` until the process ends, printing what the component

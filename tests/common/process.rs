@@ -1,5 +1,6 @@
-//! The component in a host process of its own, so that a test can run replicas side by side and
-//! kill one for real. The process is this test binary again, running only its ignored
+//! The component in a process of its own, so that a test can run replicas side by side and kill
+//! one for real. Under `spin up` (`WHATRACK_RUNTIME`, see [`super::spin`]) the process is
+//! `spin up` itself; otherwise it is this test binary again, running only its ignored
 //! `host_process` test, which serves the app (the test host's `serve`) when it finds the
 //! variables below: no other binary to build.
 
@@ -15,14 +16,25 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 pub struct Served {
-    child: Child,
+    process: Process,
     pub addr: String,
 }
 
+enum Process {
+    Host(Child),
+    Spin(super::spin::SpinUp),
+}
+
 impl Served {
-    /// Starts a host process for the HTTP component with `vars`, and waits until it accepts
+    /// Starts a process serving the HTTP component with `vars`, and waits until it accepts
     /// connections.
     pub async fn start(vars: &HashMap<String, String>) -> Served {
+        if let Some(cli) = super::spin::cli() {
+            let manifest = std::fs::read_to_string(super::root().join("spin.toml")).unwrap();
+            let spin = super::spin::SpinUp::start(&cli, &manifest, vars, false).await.expect("spin up");
+            let addr = spin.addr().to_owned();
+            return Served { process: Process::Spin(spin), addr };
+        }
         let addr = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             probe.local_addr().unwrap().to_string()
@@ -35,7 +47,7 @@ impl Served {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let served = Served { child, addr };
+        let served = Served { process: Process::Host(child), addr };
         let started = Instant::now();
         while TcpStream::connect(&served.addr).await.is_err() {
             assert!(started.elapsed() < Duration::from_secs(60), "the host process did not start");
@@ -46,8 +58,13 @@ impl Served {
 
     /// `kill -9`: the process ends wherever it is, with nothing cleaned up.
     pub fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        match &mut self.process {
+            Process::Host(child) => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+            }
+            Process::Spin(spin) => spin.kill(),
+        }
     }
 
     /// A POST to `path` with the secret, left to answer (or not) in the background.
@@ -101,7 +118,9 @@ pub async fn serve_if_asked() {
 
 impl Drop for Served {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Process::Host(child) = &mut self.process {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -164,19 +164,35 @@ impl SpinUp {
         files.iter().map(|f| std::fs::read_to_string(f).unwrap_or_default()).collect()
     }
 
+    /// Where it serves: `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Where it serves: `127.0.0.1:<port>`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
     /// What Spin itself has printed on stderr so far.
     pub fn errors(&self) -> String {
         self.errors.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
-}
 
-impl Drop for SpinUp {
-    fn drop(&mut self) {
+    /// `kill -9` of `spin up` and the trigger processes it started: they end wherever they are,
+    /// with nothing cleaned up.
+    pub fn kill(&mut self) {
         if let Some(pid) = self.child.id() {
             let group = format!("-{pid}");
             let _ = std::process::Command::new("kill").args(["-KILL", "--", &group]).status();
         }
         let _ = self.child.start_kill();
+    }
+}
+
+impl Drop for SpinUp {
+    fn drop(&mut self) {
+        self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
