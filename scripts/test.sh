@@ -29,6 +29,7 @@ cargo test --workspace --tests --no-fail-fast "$@" 2>&1 | tee "$log" || status=$
 # directly (tests/schedules.rs runs the schedules under Spin instead), and the binaries with no
 # app to serve (bench, manifest, hostile_input; resource_rules runs spin up itself).
 UNDER_SPIN=(
+  "traces --ignored"
   "schedules"
   "readme"
   "faults"

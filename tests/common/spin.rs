@@ -60,6 +60,18 @@ impl SpinUp {
         variables: &HashMap<String, String>,
         scheduled: bool,
     ) -> Result<Self> {
+        Self::start_with_env(cli, manifest_text, variables, scheduled, &[]).await
+    }
+
+    /// [`SpinUp::start`] with `env` added to Spin's own environment (e.g. its OpenTelemetry
+    /// exporter's settings).
+    pub async fn start_with_env(
+        cli: &str,
+        manifest_text: &str,
+        variables: &HashMap<String, String>,
+        scheduled: bool,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("whatrack-spin-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)?;
         let every = scheduled.then(|| format!("*/{EVERY_SECONDS} * * * * *"));
@@ -87,6 +99,7 @@ impl SpinUp {
         if let Some(store) = std::env::var_os("WHATRACK_SPIN_DATA_HOME") {
             command.env("XDG_DATA_HOME", store);
         }
+        command.envs(env.iter().copied());
         let mut child = command.spawn().with_context(|| format!("starting {cli} up (is {cli} on PATH?)"))?;
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
