@@ -32,6 +32,7 @@ UNDER_SPIN=(
   "traces --ignored"
   "schedules"
   "readme"
+  "deploy"
   "faults"
   "front_door"
   "webhook_retry --skip cron_runs_the_webhook_retry"
