@@ -30,6 +30,7 @@ cargo test --workspace --tests --no-fail-fast "$@" 2>&1 | tee "$log" || status=$
 # app to serve (bench, manifest, hostile_input; resource_rules runs spin up itself).
 UNDER_SPIN=(
   "traces --ignored"
+  "dev_script --ignored"
   "schedules"
   "readme"
   "deploy"

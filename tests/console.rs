@@ -413,7 +413,7 @@ async fn the_page_is_served_without_the_secret_under_a_strict_policy() {
 /// (`tests/browser/console.mjs`): a wrong secret, then the right one; each section's figures
 /// against the database; the hostile texts shown as text, with no element made and no script
 /// run; no policy violation logged; readable at a phone's width; the redrive through its
-/// confirm. The screenshot goes to `target/console.png` (`docs/console.png` is a copy).
+/// confirm. The screenshot goes to `target/console.png`.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_page_shows_the_estate_in_a_real_browser() {
     let env = Env::new().await;

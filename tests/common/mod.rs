@@ -53,6 +53,12 @@ pub fn manifest() -> Manifest {
     Manifest::load(root().join("spin.toml")).expect("spin.toml")
 }
 
+/// The test server's URL without a database name, to name one after it.
+pub fn admin_base() -> String {
+    let url = admin_url();
+    url[..url.rfind('/').expect("a database URL")].to_owned()
+}
+
 fn admin_url() -> String {
     std::env::var("TEST_PG_ADMIN_URL").expect("TEST_PG_ADMIN_URL (run the tests with scripts/test.sh)")
 }
@@ -96,11 +102,7 @@ impl Env {
         let name = format!("wt_{}", uuid::Uuid::new_v4().simple());
         let admin = connect(&admin_url()).await;
         admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-        let database_url = {
-            let base = admin_url();
-            let cut = base.rfind('/').unwrap();
-            format!("{}/{name}", &base[..cut])
-        };
+        let database_url = format!("{}/{name}", admin_base());
         let db = connect(&database_url).await;
         db.batch_execute(existing_sql).await.unwrap();
 
