@@ -28,6 +28,8 @@ struct Sizes {
     /// over an hour at 100 ms.
     sequential_up_to: usize,
     status_requests: usize,
+    /// Also under the real `spin up`, side by side with the test host, where `spin` is on PATH.
+    under_spin: bool,
 }
 
 const FULL: Sizes = Sizes {
@@ -36,6 +38,7 @@ const FULL: Sizes = Sizes {
     concurrencies: &[1, 16],
     sequential_up_to: 1_000,
     status_requests: 4_000,
+    under_spin: true,
 };
 
 const SMOKE: Sizes = Sizes {
@@ -44,6 +47,7 @@ const SMOKE: Sizes = Sizes {
     concurrencies: &[1, 16],
     sequential_up_to: 200,
     status_requests: 100,
+    under_spin: false,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -191,24 +195,63 @@ impl Bench {
         self.db.batch_execute("ANALYZE").await.unwrap();
     }
 
-    /// Runs one job through its cron component, as the cron trigger does: statements counted,
-    /// peak memory of the instance, wall time, and the run's own summary.
+    /// Runs one job through its cron component in the test host, as the cron trigger does:
+    /// wall time, statements counted, peak memory of the instance, and the run's own summary.
     async fn run(
         &self,
         component: &str,
         vars: &HashMap<String, String>,
-    ) -> (Duration, u64, usize, serde_json::Value) {
+    ) -> (Duration, u64, Option<usize>, serde_json::Value) {
         let app = host_app(component, vars);
-        self.db.batch_execute("ANALYZE").await.unwrap();
-        self.db.query("SELECT pg_stat_statements_reset()", &[]).await.unwrap();
+        self.before_run().await;
         app.take_peak_memory();
         let started = Instant::now();
         let result = app.cron(0).await.expect("cron call");
         let took = started.elapsed();
         assert!(result.is_ok(), "{component}: {result:?}\n{}", app.take_output());
         let peak = app.take_peak_memory();
-        // The component's statements, not the host's `DISCARD ALL` nor the benchmark's own.
-        let statements: i64 = self
+        app.take_output();
+        (took, self.statements().await, Some(peak), self.last_summary().await)
+    }
+
+    /// Runs one job under the real `spin up`, through its HTTP route with the cron budget (the
+    /// cron trigger gives no way to time one run from outside): wall time of the POST, statements
+    /// and summary; Spin does not say how much memory an instance took.
+    async fn run_under_spin(
+        &self,
+        cli: &str,
+        job: &str,
+        vars: &HashMap<String, String>,
+    ) -> (Duration, u64, Option<usize>, serde_json::Value) {
+        let mut vars = vars.clone();
+        vars.insert("job_time_budget_seconds".into(), "1800".into());
+        let manifest = std::fs::read_to_string(root().join("spin.toml")).unwrap();
+        let spin = common::spin::SpinUp::start(cli, &manifest, &vars, false).await.expect("spin up");
+        let route = if job == "health check" { "whatsapp-health-check" } else { "webhook-retry" };
+        self.before_run().await;
+        let started = Instant::now();
+        let answer = common::process::request(
+            spin.addr(),
+            "POST",
+            &format!("/api/v1/jobs/{route}"),
+            &[("x-cron-secret", SECRET)],
+        )
+        .await
+        .expect("an answer");
+        let took = started.elapsed();
+        assert_eq!(answer.0, 200, "{job}: {}", answer.1);
+        (took, self.statements().await, None, self.last_summary().await)
+    }
+
+    async fn before_run(&self) {
+        self.db.batch_execute("ANALYZE").await.unwrap();
+        self.db.query("SELECT pg_stat_statements_reset()", &[]).await.unwrap();
+    }
+
+    /// The component's statements since [`Bench::before_run`], not the host's `DISCARD ALL` nor
+    /// the benchmark's own.
+    async fn statements(&self) -> u64 {
+        let n: i64 = self
             .db
             .query_one(
                 "SELECT COALESCE(sum(calls), 0)::bigint FROM pg_stat_statements s \
@@ -220,14 +263,17 @@ impl Bench {
             .await
             .unwrap()
             .get(0);
+        n as u64
+    }
+
+    async fn last_summary(&self) -> serde_json::Value {
         let summary: String = self
             .db
             .query_one("SELECT summary::text FROM job_runs ORDER BY \"startedAt\" DESC LIMIT 1", &[])
             .await
             .unwrap()
             .get(0);
-        app.take_output();
-        (took, statements as u64, peak, serde_json::from_str(&summary).unwrap())
+        serde_json::from_str(&summary).unwrap()
     }
 }
 
@@ -258,6 +304,105 @@ async fn stand_in_alone(url: &str, path: &'static str, requests: usize, c: usize
     started.elapsed()
 }
 
+/// The Spin CLI to measure beside the test host: `spin` (3.x) when it is on PATH.
+fn spin_cli() -> Option<String> {
+    let version = std::process::Command::new("spin").arg("--version").output().ok()?;
+    version.status.success().then(|| "spin".to_owned())
+}
+
+/// The status route over real HTTP, driven by `wrk` (2 threads, 8 connections, 10 s, twice
+/// each, alternating, best kept): in the test host (its `serve`) and under `spin up`, each beside
+/// the minimal component served the same way.
+async fn status_route_over_http(bench: &Bench, cli: &str) {
+    let vars = bench.variables("http://127.0.0.1:9", "http://127.0.0.1:9", 1, 1);
+    let minimal_vars = HashMap::from([
+        ("redis_url".to_owned(), vars["redis_url"].clone()),
+        ("redis_host".to_owned(), vars["redis_host"].clone()),
+    ]);
+    let minimal_runtime = Runtime::load(built_wasm("minimal_status.wasm")).unwrap();
+    let minimal_manifest_path = root().join("bench/minimal-status/spin.toml");
+    let minimal_manifest = Manifest::load(&minimal_manifest_path).unwrap();
+    let host_ours = serve_in_test_host(host_app("jobs-http", &vars)).await;
+    let host_minimal =
+        serve_in_test_host(minimal_runtime.app(&minimal_manifest, "minimal-status", &minimal_vars).unwrap())
+            .await;
+    let spin_manifest = std::fs::read_to_string(root().join("spin.toml")).unwrap();
+    let spin_ours = common::spin::SpinUp::start(cli, &spin_manifest, &vars, false).await.unwrap();
+    // Its manifest lives two folders down; the copy names the source as the project's does.
+    let minimal_text = std::fs::read_to_string(&minimal_manifest_path)
+        .unwrap()
+        .replace("source = \"../../target/", "source = \"target/");
+    let spin_minimal = common::spin::SpinUp::start(cli, &minimal_text, &minimal_vars, false).await.unwrap();
+    let servers = [
+        ("test host", "minimal component", host_minimal),
+        ("test host", "status route", host_ours),
+        ("spin up", "minimal component", spin_minimal.url()),
+        ("spin up", "status route", spin_ours.url()),
+    ];
+    let mut best: HashMap<(&str, &str), Wrk> = HashMap::new();
+    for _ in 0..2 {
+        for (runtime, route, url) in &servers {
+            let measured = wrk(&format!("{url}/api/v1/jobs/whatsapp-health-check")).await;
+            let entry = best.entry((runtime, route)).or_insert(measured);
+            if measured.rate > entry.rate {
+                *entry = measured;
+            }
+        }
+    }
+    println!(
+        "\n| runtime | route (over HTTP, wrk -t2 -c8) | requests/s | p50 | p99 |\n|---|---|---:|---:|---:|"
+    );
+    for (runtime, route, _) in &servers {
+        let w = best[&(*runtime, *route)];
+        println!("| {runtime} | {route} | {:.0} | {:.2} ms | {:.2} ms |", w.rate, w.p50_ms, w.p99_ms);
+    }
+    for runtime in ["test host", "spin up"] {
+        let ratio = best[&(runtime, "status route")].rate / best[&(runtime, "minimal component")].rate;
+        println!("{runtime}: status route / minimal over HTTP: {:.0}%", 100.0 * ratio);
+    }
+}
+
+async fn serve_in_test_host(app: spin_test_host::App) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(spin_test_host::serve(Arc::new(app), listener));
+    url
+}
+
+#[derive(Clone, Copy)]
+struct Wrk {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// `wrk` against `url` with the secret: requests per second and the 50th and 99th percentiles.
+async fn wrk(url: &str) -> Wrk {
+    let out = tokio::process::Command::new("wrk")
+        .args(["-t2", "-c8", "-d10s", "--latency", "-H", &format!("x-cron-secret: {SECRET}"), url])
+        .output()
+        .await
+        .expect("wrk (scripts/bench.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("Non-2xx"), "{url}: {text}");
+    let field = |prefix: &str| {
+        let line =
+            text.lines().find(|l| l.trim_start().starts_with(prefix)).unwrap_or_else(|| panic!("{text}"));
+        line.split_whitespace().nth(1).unwrap().to_owned()
+    };
+    let ms = |v: String| {
+        let (number, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap());
+        let n: f64 = number.parse().unwrap();
+        match unit {
+            "us" => n / 1e3,
+            "ms" => n,
+            "s" => n * 1e3,
+            other => panic!("unit {other}"),
+        }
+    };
+    Wrk { rate: field("Requests/sec:").parse().unwrap(), p50_ms: ms(field("50%")), p99_ms: ms(field("99%")) }
+}
+
 fn mb(bytes: usize) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
@@ -265,10 +410,11 @@ fn mb(bytes: usize) -> String {
 async fn measure(sizes: &Sizes) -> Vec<Row> {
     let bench = Bench::start().await;
     let mut rows = Vec::new();
+    let spin = sizes.under_spin.then(spin_cli).flatten();
     println!(
-        "\n| job | N | L | C | wall | per s | ideal | ideal/wall | stand-in alone | SQL/item | peak memory |"
+        "\n| job | runtime | N | L | C | wall | per s | ideal | ideal/wall | stand-in alone | SQL/item | peak memory |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &latency_ms in sizes.latencies_ms {
         let latency = Duration::from_millis(latency_ms);
         let script = Script::default();
@@ -285,7 +431,11 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
                     continue;
                 }
                 let vars = bench.variables(&graph.url, &processor.url, n, c);
-                for job in ["health check", "webhook retry"] {
+                let runtimes = std::iter::once(None).chain(spin.as_deref().map(Some));
+                for (job, runtime) in ["health check", "webhook retry"]
+                    .into_iter()
+                    .flat_map(|job| runtimes.clone().map(move |r| (job, r)))
+                {
                     bench.reset().await;
                     let (component, calls_before) = if job == "health check" {
                         bench.seed_connections(n).await;
@@ -294,7 +444,10 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
                         bench.seed_webhooks(n).await;
                         ("cron-webhook-retry", processor.requests().len())
                     };
-                    let (took, statements, peak, summary) = bench.run(component, &vars).await;
+                    let (took, statements, peak, summary) = match runtime {
+                        None => bench.run(component, &vars).await,
+                        Some(cli) => bench.run_under_spin(cli, job, &vars).await,
+                    };
                     let calls = if job == "health check" {
                         graph.requests().len()
                     } else {
@@ -305,29 +458,33 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
                     assert_eq!(done.as_u64(), Some(n as u64), "{job}: {summary}");
                     let ideal = calls as u32 * latency / c as u32;
                     println!(
-                        "| {job} | {n} | {latency_ms} ms | {c} | {:.2} s | {:.0} | {:.2} s | {:.0}% | {:.0}% | {:.3} | {} |",
+                        "| {job} | {} | {n} | {latency_ms} ms | {c} | {:.2} s | {:.0} | {:.2} s | {:.0}% | {:.0}% | {:.3} | {} |",
+                        runtime.map_or("test host (cron)".to_owned(), |cli| format!("{cli} up (HTTP)")),
                         took.as_secs_f64(),
                         n as f64 / took.as_secs_f64(),
                         ideal.as_secs_f64(),
                         100.0 * ideal.as_secs_f64() / took.as_secs_f64(),
                         100.0 * alone_ratio,
                         statements as f64 / n as f64,
-                        mb(peak),
+                        peak.map_or("-".to_owned(), mb),
                     );
                     rows.push(Row {
-                        name: format!("{job} N={n} L={latency_ms} C={c}"),
+                        name: format!("{job} N={n} L={latency_ms} C={c} {}", runtime.unwrap_or("test host")),
                         job,
                         concurrency: c,
                         items: n,
                         remaining: summary["remaining"].as_u64().unwrap_or(u64::MAX),
                         statements,
-                        peak_memory: peak,
+                        peak_memory: peak.unwrap_or(0),
                     });
                 }
             }
         }
     }
     rows.push(status_route(&bench, sizes.status_requests).await);
+    if let Some(cli) = &spin {
+        status_route_over_http(&bench, cli).await;
+    }
     let size = std::fs::metadata(built_wasm("whatrack_jobs.opt.wasm")).unwrap().len();
     println!("\ncomponent: {size} bytes ({:.1} KB; target 512 KB)", size as f64 / 1024.0);
     rows
