@@ -19,9 +19,9 @@ pub struct Parts<'a> {
 }
 
 impl Parts<'_> {
-    /// The port, or the scheme's well-known one.
+    /// The port, or the one the scheme's clients use when a URL names none.
     pub fn port_or_default(&self) -> Option<u16> {
-        self.port.or_else(|| well_known_port(self.scheme))
+        self.port.or_else(|| client_default_port(self.scheme))
     }
 }
 
@@ -58,7 +58,8 @@ fn host_and_port(authority: &str) -> Option<(&str, Option<&str>)> {
     })
 }
 
-fn well_known_port(scheme: &str) -> Option<u16> {
+/// The port a URL without one reaches, as the clients read it.
+fn client_default_port(scheme: &str) -> Option<u16> {
     Some(match scheme {
         "postgres" | "postgresql" => 5432,
         "redis" | "rediss" => 6379,
@@ -68,9 +69,24 @@ fn well_known_port(scheme: &str) -> Option<u16> {
     })
 }
 
+/// The port Spin gives an `allowed_outbound_hosts` entry that names none. Spin 3.5 knows these
+/// schemes only: an entry such as `rediss://cache` without a port is refused ("Invalid allowed
+/// host port"), and with it every outbound connection of the component (seen under Spin 3.5.0).
+fn spin_default_port(scheme: &str) -> Option<u16> {
+    Some(match scheme {
+        "postgres" => 5432,
+        "mysql" => 3306,
+        "redis" => 6379,
+        "mqtt" => 1883,
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    })
+}
+
 /// Why a value cannot serve as an `allowed_outbound_hosts` entry, in Spin's terms.
-pub const HOST_ENTRY_FORM: &str =
-    "must be scheme://host[:port] with no path, e.g. https://hooks.example.com or postgres://db.internal:5432";
+pub const HOST_ENTRY_FORM: &str = "must be scheme://host[:port] with no path, e.g. https://hooks.example.com or \
+     postgres://db.internal:5432; the port may be left out only for http, https, postgres, redis, mysql and mqtt";
 
 /// Checks `entry` as Spin reads an `allowed_outbound_hosts` entry (`*` may stand for the scheme,
 /// the host, a `*.` subdomain prefix or the port; no port means the scheme's well-known one),
@@ -90,7 +106,7 @@ pub fn entry_allows(entry: &str, url: &str) -> Result<bool, ()> {
     let port_rule = match port {
         Some("*") => None,
         Some(p) => Some(p.parse::<u16>().map_err(|_| ())?),
-        None => Some(well_known_port(scheme).ok_or(())?),
+        None => Some(spin_default_port(scheme).ok_or(())?),
     };
     let Some(target) = split(url) else { return Ok(false) };
     let scheme_ok = scheme == "*" || scheme == target.scheme;
@@ -148,6 +164,10 @@ mod tests {
         assert_eq!(entry_allows("https://hooks.example.com", "https://hooks.example.com:8443/x"), Ok(false));
         assert_eq!(entry_allows("http://127.0.0.1:8080", "http://localhost:8080/"), Ok(false));
         assert_eq!(entry_allows("postgres://db:5432", "postgres://u:p@db:5432/whatrack"), Ok(true));
+        // Spin has no default port for these schemes: the entry needs one.
+        assert_eq!(entry_allows("rediss://cache", "rediss://cache:6379"), Err(()));
+        assert_eq!(entry_allows("postgresql://db", "postgresql://db:5432/x"), Err(()));
+        assert_eq!(entry_allows("rediss://cache:6379", "rediss://cache/0"), Ok(true));
         assert_eq!(entry_allows("postgres://db", "postgres://u@db/whatrack"), Ok(true));
         assert_eq!(entry_allows("https://*.example.com", "https://api.example.com/x"), Ok(true));
         assert_eq!(entry_allows("https://*.example.com", "https://example.org/x"), Ok(false));

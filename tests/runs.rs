@@ -322,6 +322,21 @@ async fn host_variables_that_do_not_cover_their_urls_are_refused_at_load() {
     assert_eq!(env.redis_get(LOCK).await, None);
 }
 
+/// A `rediss://` entry without a port is one Spin cannot read (it has no default port for that
+/// scheme, and then refuses every outbound connection): named at load, before anything runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_entry_spin_cannot_read_is_named_at_load() {
+    let env = Env::new().await;
+    let mut vars = env.variables("http://127.0.0.1:9");
+    vars.insert("redis_url".into(), "rediss://cache:6379".into());
+    vars.insert("redis_host".into(), "rediss://cache".into());
+    let r = post_health(&app("jobs-http", &vars).await).await;
+    assert_eq!(r.status, 500, "{}", r.json);
+    let error = r.json["error"].as_str().unwrap();
+    assert!(error.contains("redis_host") && error.contains("port may be left out only"), "{error}");
+    assert!(env.job_runs().await.is_empty(), "nothing ran");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cron_runs_the_job_named_by_the_component() {
     let env = Env::new().await;
