@@ -27,9 +27,10 @@ cargo test --workspace --tests --no-fail-fast "$@" 2>&1 | tee "$log" || status=$
 # The same tests served by the real `spin up` instead of the test host (tests/common/spin.rs):
 # "<test binary> [cargo test arguments]" each. Left out: the tests that call a cron export
 # directly (tests/schedules.rs runs the schedules under Spin instead), and the binaries with no
-# app to serve (bench, manifest, hostile_input; resource_rules runs spin up itself).
+# app to serve (bench, manifest, hostile_input).
 UNDER_SPIN=(
   "traces --ignored"
+  "resource_rules --ignored"
   "dev_script --ignored"
   "schedules"
   "readme"

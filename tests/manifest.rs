@@ -215,3 +215,17 @@ fn the_cron_plugin_check_names_the_version_to_install() {
         assert_eq!(out.status.success(), run_here, "real spin: {listed}");
     }
 }
+
+/// The component reads an `allowed_outbound_hosts` entry without a port with the same default
+/// ports as the test host, whose table is Spin's.
+#[test]
+fn entries_default_to_the_ports_spin_gives_them() {
+    for scheme in ["http", "https", "postgres", "postgresql", "redis", "rediss", "mysql", "mqtt", "ftp", "*"]
+    {
+        assert_eq!(
+            whatrack_jobs::urls::spin_default_port(scheme),
+            spin_test_host::allowed::well_known_port(scheme),
+            "{scheme}"
+        );
+    }
+}
