@@ -15,9 +15,9 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt};
 use serde_json::json;
 
-use crate::lock::Redis;
 use crate::log::Logger;
 use crate::outbound::{self, Request};
+use crate::redis::Redis;
 use crate::time::Deadline;
 use crate::urls;
 
@@ -172,9 +172,9 @@ pub async fn send(
 async fn post(url: &str, alert: &Alert, deadline: Deadline, log: &Logger) -> bool {
     let body = json!({ "text": urls::redact(&alert.text) }).to_string();
     let req = Request {
-        method: "POST",
+        method: http::Method::POST,
         url,
-        headers: vec![("content-type", "application/json".to_owned())],
+        headers: vec![(http::header::CONTENT_TYPE, "application/json".to_owned())],
         body: body.as_bytes(),
     };
     match outbound::send(req, ALERT_TIMEOUT, deadline).await {

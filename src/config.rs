@@ -48,7 +48,7 @@ impl Source for SpinVariables {
 
 /// The secrets every job route checks, read before anything else so that a stranger only ever
 /// sees 401, whatever else is misconfigured.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct Secrets {
     pub current: String,
     pub previous: Option<String>,
@@ -81,7 +81,8 @@ pub struct MetaApp<'a> {
     pub secret: &'a str,
 }
 
-#[derive(Clone)]
+/// `PartialEq` lets a test hold spin.toml's defaults equal to the ones applied here.
+#[derive(Clone, PartialEq)]
 pub struct Config {
     pub database_url: String,
     pub redis_url: String,
@@ -225,8 +226,16 @@ impl Config {
 /// each variable read is a call into the host (the whole [`Config`] reads some 30).
 pub struct StatusConfig {
     pub redis_url: String,
-    /// For the webhook retry's queue counts: the database, and when a webhook counts as pending.
-    pub queue: Option<(String, u32)>,
+    /// For the webhook retry's queue counts.
+    pub queue: Option<QueueConfig>,
+}
+
+/// What the status route needs to count the webhook retry's queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    pub database_url: String,
+    /// `webhook_retry_max_attempts`: below it, a webhook still counts as pending.
+    pub max_attempts: u32,
 }
 
 impl StatusConfig {
@@ -235,7 +244,10 @@ impl StatusConfig {
     }
 
     pub fn from_source(src: &impl Source, with_queue: bool) -> Result<Self, ConfigError> {
-        let queue = if with_queue { Some((database_url(src)?, max_attempts(src)?)) } else { None };
+        let queue = match with_queue {
+            true => Some(QueueConfig { database_url: database_url(src)?, max_attempts: max_attempts(src)? }),
+            false => None,
+        };
         Ok(Self { redis_url: redis_url(src)?, queue })
     }
 }
@@ -424,7 +436,9 @@ mod tests {
 
         src.1.borrow_mut().clear();
         let retry = StatusConfig::from_source(&src, true).unwrap();
-        assert_eq!(retry.queue, Some(("postgres://u:p@localhost:5432/db".to_owned(), 3)));
+        let queue =
+            QueueConfig { database_url: "postgres://u:p@localhost:5432/db".to_owned(), max_attempts: 3 };
+        assert_eq!(retry.queue, Some(queue));
         assert_eq!(*src.1.borrow(), ["database_url", "webhook_retry_max_attempts", "redis_url"]);
 
         src.1.borrow_mut().clear();

@@ -13,8 +13,8 @@ use serde_json::Value;
 use crate::alerts::{self, Alert};
 use crate::config::Config;
 use crate::db::{Db, DbError};
-use crate::lock::{Redis, RedisError};
 use crate::log::Logger;
+use crate::redis::{Redis, RedisError};
 use crate::time::{self, Deadline};
 
 pub struct JobContext<'a> {
@@ -120,6 +120,13 @@ pub struct JobOutcome {
 impl JobOutcome {
     pub fn new(summary: &impl Serialize, remaining: u64) -> Self {
         Self { summary: serde_json::to_value(summary).unwrap_or(Value::Null), remaining }
+    }
+
+    /// Adds a field to the summary: what the runner did after the job (retention).
+    pub fn add(&mut self, field: &str, value: &impl Serialize) {
+        if let Value::Object(fields) = &mut self.summary {
+            fields.insert(field.to_owned(), serde_json::to_value(value).unwrap_or(Value::Null));
+        }
     }
 }
 

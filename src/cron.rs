@@ -1,7 +1,8 @@
 //! The cron entry point (`fermyon:spin-cron`): runs the job named by the component's `job`
 //! variable, through the same runner as the HTTP route. The trigger only logs what this returns,
-//! so a failure is a message with its context, not a type to match on.
+//! so a failure is an `anyhow` error with its context, not a type to match on.
 
+use anyhow::Context;
 use serde_json::json;
 
 use crate::config::Config;
@@ -18,23 +19,22 @@ struct Cron;
 
 impl Guest for Cron {
     fn handle_cron_event(_metadata: Metadata) -> Result<(), Error> {
-        spin_executor::run(run()).map_err(Error::Other)
+        spin_executor::run(run()).map_err(|e| Error::Other(format!("{e:#}")))
     }
 }
 
 export!(Cron);
 
-async fn run() -> Result<(), String> {
-    let name = spin_sdk::variables::get("job").map_err(|e| format!("variable job: {e}"))?;
-    let job = JobType::parse(&name).ok_or_else(|| format!("variable job names no job: {name:?}"))?;
-    let config = Config::load().map_err(|e| {
+async fn run() -> anyhow::Result<()> {
+    let name = spin_sdk::variables::get("job").context("reading the variable job")?;
+    let job = JobType::parse(&name).with_context(|| format!("the variable job names no job: {name:?}"))?;
+    let config = Config::load().inspect_err(|e| {
         Logger::new(job.log_name()).error("configuration error", json!({ "error": e.to_string() }));
-        e.to_string()
     })?;
     match runner::run_job(job, Trigger::Cron, &config, false).await {
         Ok(_) => Ok(()),
         // Another run (HTTP, another replica) has it: this tick has nothing to do.
         Err(e) if e.is_contention() => Ok(()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e).with_context(|| format!("running {}", job.as_str())),
     }
 }

@@ -47,7 +47,7 @@ pub enum KeyError {
 }
 
 /// Key versions to AES-256 keys. `Debug` shows the versions only.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq)]
 pub struct KeyRing {
     keys: BTreeMap<String, [u8; 32]>,
 }
@@ -133,6 +133,9 @@ pub fn encrypt(key_hex: &str, version: Option<&str>, iv: &[u8; IV_LEN], plaintex
         None => body,
     }
 }
+
+/// Where Meta signs a webhook, and where a re-delivery carries the same signature.
+pub const SIGNATURE_HEADER: http::HeaderName = http::HeaderName::from_static("x-hub-signature-256");
 
 /// `sha256=<hex>` as Meta puts it in `X-Hub-Signature-256`.
 pub fn hub_signature(app_secret: &str, body: &[u8]) -> String {

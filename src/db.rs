@@ -1,11 +1,22 @@
 //! Postgres, through Spin's interface: the connection, the error type, reads decoded with serde,
 //! batched writes and paged reads, and the value conversions. The statements themselves live
-//! with the code that runs them (`jobs/*/` for each job's rows, `runner/` for `job_runs`).
+//! with the code that runs them, one `.sql` file each, exactly as sent (`jobs/*/sql/` for each
+//! job's rows, `runner/sql/` for `job_runs`, `console/sql/` and `front_door/sql/`); the suite
+//! prepares and explains every one of them against the migrated schema (`tests/statements.rs`).
 //!
-//! Rules every statement keeps: camelCase columns are quoted; values are bound parameters, never
-//! formatted in; "now" is the database's clock in UTC ([`now_utc!`]), since the columns are
-//! `TIMESTAMP(3)` without time zone. Ids are read as text and matched as `id::text`, so the
-//! queries work whether WhaTrack's ids are `uuid` or `text`.
+//! Rules every statement keeps:
+//!
+//! - camelCase columns are quoted; values are bound parameters, never formatted in.
+//! - "now" is the database's clock in UTC, `timezone('UTC', now())`, since the columns are
+//!   `TIMESTAMP(3)` without time zone; a timestamp goes out as ISO 8601, the API's form,
+//!   `to_char(<column>, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`.
+//! - **Ids.** The component holds every id as text and reads them out as `id::text`. A statement
+//!   compares a key with one of ours in the key's own type, whatever the schema made it (`uuid`
+//!   in WhaTrack's, `text` in some), so that the primary key's index serves: our text is read
+//!   back through the table's own row type, `(json_populate_record(NULL::<table>,
+//!   json_build_object('id', $1))).id`, and a list as `id = ANY(ARRAY(SELECT <the same, of x>
+//!   FROM unnest($1::text[]) x))`. Never `id::text = $1`, which cannot use the index and reads
+//!   the whole table for every row it looks for.
 //!
 //! Every statement that returns rows goes through [`Db::rows`] (or [`Db::row`]), never through
 //! Spin's `query` as it is: Spin 4's Postgres host learns a result's columns from its first row
@@ -19,22 +30,6 @@ use serde::de::DeserializeOwned;
 use spin_sdk::pg4::{Connection, DbValue, ParameterValue, PgError, QueryError};
 
 use crate::urls;
-
-/// The database's clock in UTC, as a SQL fragment for `concat!`-built statements.
-macro_rules! now_utc {
-    () => {
-        "timezone('UTC', now())"
-    };
-}
-pub(crate) use now_utc;
-
-/// A `TIMESTAMP(3)` column (UTC) rendered as ISO 8601, the API's form, for `concat!`.
-macro_rules! iso {
-    ($column:literal) => {
-        concat!("to_char(", $column, ", 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
-    };
-}
-pub(crate) use iso;
 
 /// Which statement failed, and what Postgres (or Spin) said.
 #[derive(Debug, thiserror::Error)]
@@ -142,8 +137,9 @@ impl Db {
 /// wrapped too; Postgres aggregates the CTE's rows in the order the statement returns them.
 /// Postgres allows an `INSERT`/`UPDATE`/`DELETE` inside a `WITH` only at the top level, so a
 /// statement read this way keeps its own `WITH` to `SELECT`s.
+/// The statement goes on lines of its own: a file's last line may be a comment.
 pub fn as_json_rows(sql: &str) -> String {
-    format!("WITH t AS ({sql}) SELECT coalesce(json_agg(t), '[]'::json)::text FROM t")
+    format!("WITH t AS (\n{sql}\n) SELECT coalesce(json_agg(t), '[]'::json)::text FROM t")
 }
 
 /// Writes `rows` with `write` in one go; when the database refuses their data (a trigger or

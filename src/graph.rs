@@ -1,11 +1,18 @@
 //! Meta's Graph API: the two calls the health check makes, and the parsing of their answers.
 //!
-//! Parsing is pure (status + body in, [`Answer`] out) so that every shape Meta answers with,
-//! garbage included, is unit-tested without a network.
+//! Parsing is pure (status + body in, [`Answer`] out), through serde, so that every shape Meta
+//! answers with, garbage included, is unit-tested without a network. It is lenient where Meta's
+//! documentation is loose (unknown fields ignored, a descriptive field of another type read as
+//! absent) and strict where the verdict depends on it (`is_valid` must be a boolean); no shape
+//! panics.
 
 use std::time::{Duration, Instant};
 
+use http::header::AUTHORIZATION;
+use http::Method;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde::de::{DeserializeOwned, Deserializer};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::MetaApp;
@@ -66,52 +73,81 @@ pub enum Node {
 }
 
 pub fn parse_debug_token(http_status: u16, body: &[u8]) -> Answer<DebugToken> {
-    parse_answer(http_status, body, |v| {
-        let data = v.get("data")?;
-        let is_valid = data.get("is_valid")?.as_bool()?;
-        let expires_at = match data.get("expires_at") {
-            None | Some(Value::Null) => 0,
-            Some(x) => x.as_i64()?,
-        };
-        let scopes = match data.get("scopes") {
-            None | Some(Value::Null) => None,
-            Some(list) => Some(
-                list.as_array()?.iter().map(|s| s.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>()?,
-            ),
-        };
-        let invalid_reason =
-            data.get("error").and_then(|e| e.get("message")).and_then(Value::as_str).map(str::to_owned);
-        Some(DebugToken { is_valid, expires_at, scopes, invalid_reason })
+    #[derive(Deserialize)]
+    struct Body {
+        data: Data,
+    }
+    #[derive(Deserialize)]
+    struct Data {
+        is_valid: bool,
+        #[serde(default)]
+        expires_at: Option<i64>,
+        #[serde(default)]
+        scopes: Option<Vec<String>>,
+        #[serde(default, deserialize_with = "lenient")]
+        error: Option<Reason>,
+    }
+    #[derive(Deserialize)]
+    struct Reason {
+        message: String,
+    }
+    parse_answer(http_status, body, |body: Body| {
+        let data = body.data;
+        Some(DebugToken {
+            is_valid: data.is_valid,
+            expires_at: data.expires_at.unwrap_or(0),
+            scopes: data.scopes,
+            invalid_reason: data.error.map(|e| e.message),
+        })
     })
 }
 
 pub fn parse_phone_health(http_status: u16, body: &[u8]) -> Answer<PhoneHealth> {
-    parse_answer(http_status, body, |v| {
-        let obj = v.as_object()?;
-        let health = obj.get("health_status");
-        if health.is_none() && obj.get("status").is_none() {
+    #[derive(Deserialize)]
+    struct Body {
+        #[serde(default)]
+        health_status: Option<HealthStatus>,
+        #[serde(default, deserialize_with = "lenient")]
+        status: Option<String>,
+        #[serde(default, deserialize_with = "lenient")]
+        quality_rating: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct HealthStatus {
+        #[serde(default, deserialize_with = "lenient")]
+        can_send_message: Option<String>,
+        #[serde(default, deserialize_with = "lenient")]
+        entities: Option<Vec<Value>>,
+    }
+    #[derive(Deserialize)]
+    struct Entity {
+        #[serde(default, deserialize_with = "lenient")]
+        can_send_message: Option<String>,
+        #[serde(default, deserialize_with = "lenient")]
+        errors: Option<Vec<Value>>,
+    }
+    #[derive(Deserialize)]
+    struct EntityError {
+        #[serde(default, deserialize_with = "lenient")]
+        error_description: Option<String>,
+        #[serde(default, deserialize_with = "lenient")]
+        possible_solution: Option<String>,
+    }
+    parse_answer(http_status, body, |body: Body| {
+        // A node answers with one or the other; with neither, it is not the answer asked for.
+        if body.health_status.is_none() && body.status.is_none() {
             return None;
         }
-        let mut out = PhoneHealth {
-            status: obj.get("status").and_then(Value::as_str).map(str::to_owned),
-            quality_rating: obj.get("quality_rating").and_then(Value::as_str).map(str::to_owned),
-            ..Default::default()
-        };
-        if let Some(health) = health {
-            let health = health.as_object()?;
-            out.can_send_message
-                .extend(health.get("can_send_message").and_then(Value::as_str).map(str::to_owned));
-            for entity in health.get("entities").and_then(Value::as_array).into_iter().flatten() {
-                out.can_send_message
-                    .extend(entity.get("can_send_message").and_then(Value::as_str).map(str::to_owned));
-                if out.entity_error.is_none() {
-                    out.entity_error = entity
-                        .get("errors")
-                        .and_then(Value::as_array)
-                        .and_then(|errs| errs.first())
-                        .and_then(|e| e.get("error_description").or_else(|| e.get("possible_solution")))
-                        .and_then(Value::as_str)
-                        .map(str::to_owned);
+        let mut out =
+            PhoneHealth { status: body.status, quality_rating: body.quality_rating, ..Default::default() };
+        if let Some(health) = body.health_status {
+            out.can_send_message.extend(health.can_send_message);
+            // An entity or error of another shape is passed over, not a reason to refuse the answer.
+            for entity in health.entities.into_iter().flatten().filter_map(object::<Entity>) {
+                out.can_send_message.extend(entity.can_send_message);
+                let first_error = entity.errors.into_iter().flatten().next().and_then(object::<EntityError>);
+                if let (None, Some(error)) = (&out.entity_error, first_error) {
+                    out.entity_error = error.error_description.or(error.possible_solution);
                 }
             }
         }
@@ -119,9 +155,42 @@ pub fn parse_phone_health(http_status: u16, body: &[u8]) -> Answer<PhoneHealth> 
     })
 }
 
-fn parse_answer<T>(http_status: u16, body: &[u8], parse_ok: impl FnOnce(&Value) -> Option<T>) -> Answer<T> {
+/// Meta's error object: only `code` is required; a field of another type than documented is
+/// read as absent.
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: RawError,
+}
+
+#[derive(Deserialize)]
+struct RawError {
+    code: i64,
+    #[serde(default, deserialize_with = "lenient")]
+    error_subcode: Option<i64>,
+    #[serde(default, rename = "type", deserialize_with = "lenient")]
+    kind: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    message: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    is_transient: Option<bool>,
+}
+
+/// Meta's error object wins on any status; then a status without one is unusable; then the body
+/// must be the object `T` reads (`parse_ok` may still refuse it). Unknown fields are ignored.
+fn parse_answer<T: DeserializeOwned, U>(
+    http_status: u16,
+    body: &[u8],
+    parse_ok: impl FnOnce(T) -> Option<U>,
+) -> Answer<U> {
     let json: Option<Value> = serde_json::from_slice(body).ok();
-    if let Some(error) = json.as_ref().and_then(|v| v.get("error")).and_then(parse_error) {
+    if let Some(ErrorBody { error }) = json.clone().and_then(object) {
+        let error = GraphError {
+            code: error.code,
+            subcode: error.error_subcode,
+            kind: error.kind.unwrap_or_else(|| "GraphError".to_owned()),
+            message: error.message.unwrap_or_default(),
+            is_transient: error.is_transient.unwrap_or(false),
+        };
         return Answer::Error { http_status, error };
     }
     if http_status == 429 || http_status >= 500 {
@@ -130,20 +199,25 @@ fn parse_answer<T>(http_status: u16, body: &[u8], parse_ok: impl FnOnce(&Value) 
     if !(200..300).contains(&http_status) {
         return Answer::Unusable(format!("HTTP {http_status} from Graph API without an error object"));
     }
-    match json.as_ref().and_then(parse_ok) {
+    match json.and_then(object).and_then(parse_ok) {
         Some(ok) => Answer::Ok(ok),
         None => Answer::Unusable("Graph API answered with a body that is not the JSON expected".into()),
     }
 }
 
-fn parse_error(e: &Value) -> Option<GraphError> {
-    Some(GraphError {
-        code: e.get("code")?.as_i64()?,
-        subcode: e.get("error_subcode").and_then(Value::as_i64),
-        kind: e.get("type").and_then(Value::as_str).unwrap_or("GraphError").to_owned(),
-        message: e.get("message").and_then(Value::as_str).unwrap_or_default().to_owned(),
-        is_transient: e.get("is_transient").and_then(Value::as_bool).unwrap_or(false),
-    })
+/// `T` read from a JSON object: not from an array, which serde would also read into a struct,
+/// field by field.
+fn object<T: DeserializeOwned>(v: Value) -> Option<T> {
+    if v.is_object() {
+        T::deserialize(v).ok()
+    } else {
+        None
+    }
+}
+
+/// A field read as absent when it is not of the type expected, rather than failing the answer.
+fn lenient<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+    Ok(Option::<Value>::deserialize(d)?.and_then(|v| T::deserialize(v).ok()))
 }
 
 /// A Graph API client bound to one base URL and version, and to the run's deadline.
@@ -194,7 +268,7 @@ impl Client<'_> {
         parse: fn(u16, &[u8]) -> Answer<T>,
     ) -> Result<(Answer<T>, u64), CutShort> {
         let started = Instant::now();
-        let req = Request { method: "GET", url, headers: vec![("authorization", auth)], body: &[] };
+        let req = Request { method: Method::GET, url, headers: vec![(AUTHORIZATION, auth)], body: &[] };
         let answer = match outbound::send(req, CALL_TIMEOUT, self.deadline).await {
             Ok(resp) => parse(resp.status, &resp.body),
             Err(OutboundError::OutOfTime) => return Err(CutShort),

@@ -8,35 +8,35 @@
 //!   bodies, one type per shape.
 //! - [`runner`]: the life of one run, whatever started it: reserve a jobId, take the Redis lock,
 //!   record the run in `job_runs` ([`runner::job_runs`]), run the job within its time budget,
-//!   release the lock; and what monitors read of those rows ([`runner::overview`]).
+//!   trim the audit tables after the daily job ([`runner::retention`]), release the lock; and
+//!   what monitors read of those rows ([`runner::overview`]).
 //! - [`jobs`]: [`jobs::JobType`] dispatches to the jobs, one folder each, holding the job's
-//!   logic, its pure rules and its own SQL:
+//!   logic, its pure rules and its own SQL (`sql/`, one file per statement):
 //!   - [`jobs::health_check`]: the token health check; the classification table in
-//!     [`jobs::health_check::classify`], its statements in [`jobs::health_check::connections`],
-//!     the cleanup of old audit rows in [`jobs::health_check::retention`].
+//!     [`jobs::health_check::classify`], its statements in [`jobs::health_check::connections`].
 //!   - [`jobs::webhook_retry`]: the dead-letter queue; what happens to a webhook after each
 //!     attempt in [`jobs::webhook_retry::policy`], the queue's verbs (claim, release, record,
 //!     count, redrive) in [`jobs::webhook_retry::queue`].
 //! - [`console`]: what operators look at: the dashboard page, the figures it reads beyond the
-//!   overview (the queue, connections by health, expiring tokens) and the same for Prometheus.
-//!   The statements stay with their jobs ([`jobs::health_check::estate`], the queue's gauges).
+//!   overview (the queue's gauges, and [`console::estate`]: connections by health, expiring
+//!   tokens) and the same for Prometheus.
 //! - [`front_door`]: Meta's webhooks received, verified and stored before anything else, then
 //!   forwarded once through the webhook retry's delivery.
 //! - [`context`]: what a job gets to work with ([`context::JobContext`], with the bounded,
 //!   budgeted concurrency of [`context::JobContext::within_budget`] and the write batching of
 //!   [`context::batches`]) and hands back; it knows no job, so jobs and runner never import each
 //!   other in a circle.
-//! - Edges, one outside system each: [`config`] (Spin variables), [`db`] (the Postgres
-//!   connection, transactions, value conversions), [`lock`] (Redis: the lock and the alert
-//!   throttle), [`graph`] (Meta's Graph API), [`outbound`] (HTTP with a timeout), [`alerts`]
-//!   (the alert receiver), [`crypto`] (WhaTrack's token ciphertext), [`auth`] (the shared
-//!   secret), [`log`] (JSON lines), [`time`] (clocks and deadlines), [`urls`] (splitting,
+//! - Edges, one outside system each: [`config`] (Spin variables), [`db`] (Postgres: the
+//!   connection, reads decoded with serde, the rules every statement keeps), [`redis`] (the lock
+//!   and the alert throttle), [`graph`] (Meta's Graph API), [`outbound`] (HTTP with a timeout),
+//!   [`alerts`] (the alert receiver), [`crypto`] (WhaTrack's token ciphertext), [`auth`] (the
+//!   shared secret), [`log`] (JSON lines), [`time`] (clocks and deadlines), [`urls`] (splitting,
 //!   `allowed_outbound_hosts` entries, and credentials kept out of every message).
 //!
 //! Errors: each edge has its own error type that says which system failed and why (`thiserror`,
 //! since callers match on them); the runner folds them into [`runner::RunError`], and only the
-//! router turns that into status codes. The cron door only reports, so its errors are
-//! messages.
+//! router turns that into status codes (the `http` crate's). Where an error only travels up to
+//! be reported (the cron door, reading a request's body) it is an `anyhow` error with context.
 
 pub mod alerts;
 pub mod auth;
@@ -48,9 +48,9 @@ pub mod db;
 pub mod front_door;
 pub mod graph;
 pub mod jobs;
-pub mod lock;
 pub mod log;
 pub mod outbound;
+pub mod redis;
 pub mod runner;
 pub mod time;
 pub mod urls;

@@ -13,6 +13,7 @@
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use http::header::{HeaderName, CONTENT_LENGTH};
 use spin_executor::CancelOnDropToken;
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
 use spin_sdk::wit::wasi::http0_2_0::types::{
@@ -27,9 +28,9 @@ use crate::urls;
 
 /// What we send. `body` empty means no body.
 pub struct Request<'a> {
-    pub method: &'a str,
+    pub method: http::Method,
     pub url: &'a str,
-    pub headers: Vec<(&'a str, String)>,
+    pub headers: Vec<(HeaderName, String)>,
     pub body: &'a [u8],
 }
 
@@ -41,8 +42,8 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    pub fn header(&self, name: &HeaderName) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_str())).map(|(_, v)| v.as_str())
     }
 }
 
@@ -88,14 +89,14 @@ pub async fn send(
 
     let (scheme, authority, path) = split_url(req.url)?;
     let mut fields: Vec<(String, Vec<u8>)> =
-        req.headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+        req.headers.iter().map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec())).collect();
     if !req.body.is_empty() {
-        fields.push(("content-length".into(), req.body.len().to_string().into_bytes()));
+        fields.push((CONTENT_LENGTH.as_str().to_owned(), req.body.len().to_string().into_bytes()));
     }
     let headers =
         Fields::from_list(&fields).map_err(|e| OutboundError::InvalidUrl(format!("bad header: {e:?}")))?;
     let outgoing = OutgoingRequest::new(headers);
-    let _ = outgoing.set_method(&method(req.method));
+    let _ = outgoing.set_method(&method(&req.method));
     let _ = outgoing.set_scheme(Some(&scheme));
     outgoing.set_authority(Some(authority)).map_err(|_| OutboundError::InvalidUrl(urls::redact(req.url)))?;
     outgoing.set_path_with_query(Some(path)).map_err(|_| OutboundError::InvalidUrl(urls::redact(req.url)))?;
@@ -136,13 +137,13 @@ pub async fn send(
     Ok(Response { status, headers, body })
 }
 
-fn method(m: &str) -> Method {
-    match m {
-        "GET" => Method::Get,
-        "POST" => Method::Post,
-        "PUT" => Method::Put,
-        "DELETE" => Method::Delete,
-        other => Method::Other(other.to_owned()),
+fn method(m: &http::Method) -> Method {
+    match *m {
+        http::Method::GET => Method::Get,
+        http::Method::POST => Method::Post,
+        http::Method::PUT => Method::Put,
+        http::Method::DELETE => Method::Delete,
+        _ => Method::Other(m.as_str().to_owned()),
     }
 }
 

@@ -1,14 +1,18 @@
 //! The HTTP entry point (SPEC section 3): a route table, the secret check, then one small
 //! function per route. Errors become status codes here and nowhere else.
 
+use anyhow::Context;
+use http::header::{HeaderName, HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH};
+use http::{HeaderMap, Method, StatusCode};
 use serde_json::json;
-use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
+use spin_sdk::http::IncomingRequest;
 use spin_sdk::http_component;
 
-use crate::api::{self, Response, StatusCode};
+use crate::api::{self, Response};
 use crate::auth::{self, Presented};
 use crate::config::{Config, ConfigError, Secrets, SpinVariables, StatusConfig};
 use crate::console::{self, metrics, page::Asset};
+use crate::crypto;
 use crate::db::Db;
 use crate::front_door;
 use crate::jobs::webhook_retry::policy::Rules;
@@ -23,6 +27,12 @@ const MAX_REDRIVE_BODY: usize = 64 * 1024;
 
 const META_WEBHOOK: &str = "/api/v1/whatsapp/webhook";
 const METRICS: &str = "/api/v1/metrics";
+
+const X_CRON_SECRET: HeaderName = HeaderName::from_static("x-cron-secret");
+
+const GET: &[Method] = &[Method::GET];
+const POST: &[Method] = &[Method::POST];
+const GET_OR_POST: &[Method] = &[Method::GET, Method::POST];
 
 #[derive(Clone, Copy)]
 enum Route {
@@ -83,21 +93,21 @@ impl Route {
 
     fn methods(self) -> &'static [Method] {
         match self {
-            Route::Job(_) | Route::MetaWebhook => &[Method::Get, Method::Post],
-            Route::Redrive | Route::Pause(_) | Route::Resume(_) => &[Method::Post],
+            Route::Job(_) | Route::MetaWebhook => GET_OR_POST,
+            Route::Redrive | Route::Pause(_) | Route::Resume(_) => POST,
             Route::Overview
             | Route::Run(_)
             | Route::Runs(_)
             | Route::Metrics
             | Route::Page(_)
-            | Route::Console => &[Method::Get],
+            | Route::Console => GET,
         }
     }
 
     /// Whether `?secret=` counts: on the status and run GETs only, for monitors and schedulers
     /// that cannot send a header. A query string ends up in proxy logs, so nowhere else.
     fn takes_query_secret(self, method: &Method) -> bool {
-        matches!(self, Route::Job(_) | Route::Run(_)) && *method == Method::Get
+        matches!(self, Route::Job(_) | Route::Run(_)) && *method == Method::GET
     }
 
     /// The log tag of what this route does.
@@ -123,33 +133,32 @@ struct Incoming {
     method: Method,
     path: String,
     query: String,
-    headers: Vec<(String, Vec<u8>)>,
+    headers: HeaderMap,
 }
 
 impl Incoming {
     fn read(req: &IncomingRequest) -> Self {
         let path_with_query = req.path_with_query().unwrap_or_default();
         let (path, query) = path_with_query.split_once('?').unwrap_or((&path_with_query, ""));
-        Self {
-            method: req.method(),
-            path: path.to_owned(),
-            query: query.to_owned(),
-            // The `fields` handle is a temporary, dropped at the end of this statement.
-            headers: req.headers().entries(),
-        }
+        // The `fields` handle is a temporary, dropped at the end of this statement. A header
+        // that is not one (Spin has checked them all) would be left out.
+        let entries = req.headers().entries();
+        let headers = entries
+            .into_iter()
+            .filter_map(|(name, value)| {
+                Some((HeaderName::from_bytes(name.as_bytes()).ok()?, HeaderValue::from_bytes(&value).ok()?))
+            })
+            .collect();
+        Self { method: req.method().into(), path: path.to_owned(), query: query.to_owned(), headers }
     }
 
-    fn values(&self, name: &str) -> Vec<Vec<u8>> {
-        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone()).collect()
+    fn values(&self, name: &HeaderName) -> Vec<Vec<u8>> {
+        self.headers.get_all(name).iter().map(|v| v.as_bytes().to_vec()).collect()
     }
 }
 
 #[http_component]
-async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    answer(req).await.send(out).await
-}
-
-async fn answer(req: IncomingRequest) -> Response {
+async fn handle(req: IncomingRequest) -> Response {
     let incoming = Incoming::read(&req);
     let Some(route) = Route::parse(&incoming.path) else {
         return api::failure(StatusCode::NOT_FOUND, "Not found");
@@ -168,7 +177,7 @@ async fn answer(req: IncomingRequest) -> Response {
         return refused;
     }
     // Monitors poll the status; it reads only the variables it needs.
-    if let (Route::Job(job), &Method::Get) = (route, &incoming.method) {
+    if let (Route::Job(job), &Method::GET) = (route, &incoming.method) {
         return match StatusConfig::load(job.has_queue()) {
             Ok(config) => status(&config, job),
             Err(e) => config_error(route, e),
@@ -181,7 +190,7 @@ async fn answer(req: IncomingRequest) -> Response {
     match route {
         Route::Overview => jobs_overview(&config),
         Route::Metrics => match metrics::render(&config) {
-            Ok(text) => Response::new(StatusCode::OK, metrics::CONTENT_TYPE, text),
+            Ok(text) => api::respond(StatusCode::OK, metrics::CONTENT_TYPE, text),
             Err(e) => run_error(e),
         },
         Route::Console => match console::estate(&config) {
@@ -189,9 +198,9 @@ async fn answer(req: IncomingRequest) -> Response {
             Err(e) => run_error(e),
         },
         Route::Runs(job) => recent_runs(&config, job, &incoming.query),
-        Route::Redrive => match req.into_body().await {
+        Route::Redrive => match read_body(req).await {
             Ok(body) => redrive(&config, &body),
-            Err(e) => api::failure(StatusCode::BAD_REQUEST, &format!("reading the body: {e:?}")),
+            Err(e) => api::failure(StatusCode::BAD_REQUEST, &format!("{e:#}")),
         },
         Route::Pause(job) => pause(&config, job, true),
         Route::Resume(job) => pause(&config, job, false),
@@ -213,7 +222,7 @@ fn authenticate(req: &Incoming, route: Route) -> Result<(), Response> {
     } else {
         Vec::new()
     };
-    let (x_cron_secret, authorization) = (req.values("x-cron-secret"), req.values("authorization"));
+    let (x_cron_secret, authorization) = (req.values(&X_CRON_SECRET), req.values(&AUTHORIZATION));
     let (Ok(x_cron_secret), Ok(authorization), Ok(query_secret)) =
         (auth::only_value(&x_cron_secret), auth::only_value(&authorization), auth::only_value(&queried))
     else {
@@ -233,27 +242,27 @@ async fn front_door(incoming: &Incoming, req: IncomingRequest) -> Response {
         Ok(config) => config,
         Err(e) => return config_error(Route::MetaWebhook, e),
     };
-    if incoming.method == Method::Get {
+    if incoming.method == Method::GET {
         let query: Vec<(String, String)> = form_urlencoded::parse(incoming.query.as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
         return match front_door::handshake(&config, &query) {
-            Some(challenge) => Response::new(StatusCode::OK, "text/plain", challenge.to_owned()),
+            Some(challenge) => api::respond(StatusCode::OK, "text/plain", challenge.to_owned()),
             None => api::failure(StatusCode::FORBIDDEN, "Forbidden"),
         };
     }
-    let declared = auth::only_value(&incoming.values("content-length"))
+    let declared = auth::only_value(&incoming.values(&CONTENT_LENGTH))
         .ok()
         .flatten()
         .and_then(|l| l.trim().parse::<usize>().ok());
     if declared.is_some_and(|n| n > config.webhook_max_body_bytes) {
         return api::failure(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large");
     }
-    let body = match req.into_body().await {
+    let body = match read_body(req).await {
         Ok(body) => body,
-        Err(e) => return api::failure(StatusCode::BAD_REQUEST, &format!("reading the body: {e:?}")),
+        Err(e) => return api::failure(StatusCode::BAD_REQUEST, &format!("{e:#}")),
     };
-    let signatures = incoming.values("x-hub-signature-256");
+    let signatures = incoming.values(&crypto::SIGNATURE_HEADER);
     let signature = auth::only_value(&signatures).ok().flatten();
     match front_door::receive(&config, &body, signature, &log).await {
         Ok(_) => api::success(StatusCode::OK, api::Stored {}),
@@ -360,7 +369,7 @@ fn redrive(config: &Config, body: &[u8]) -> Response {
     };
     let log = Logger::new(JobType::WebhookRetry.log_name());
     let rules = Rules::of(config);
-    match Db::open(&config.database_url).and_then(|db| Queue::open(&db, rules)?.redrive(&which)) {
+    match Db::open(&config.database_url).and_then(|db| Queue::new(&db, rules).redrive(&which)) {
         Ok(redriven) => {
             log.info("dead-lettered webhooks redriven", json!({ "redriven": redriven }));
             api::success(StatusCode::OK, api::Redriven { redriven })
@@ -382,9 +391,17 @@ fn query_param(query: &str, name: &str) -> Option<String> {
     query_values(query, name).into_iter().next()
 }
 
+async fn read_body(req: IncomingRequest) -> anyhow::Result<Vec<u8>> {
+    req.into_body().await.context("reading the body")
+}
+
 fn method_not_allowed(route: Route) -> Response {
-    let allow = route.methods().iter().map(Method::to_string).collect::<Vec<_>>().join(", ");
-    api::failure(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed").with_header("allow", allow)
+    let allow = route.methods().iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+    let mut response = api::failure(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
+    if let Ok(allow) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(ALLOW, allow);
+    }
+    response
 }
 
 fn run_error(e: RunError) -> Response {

@@ -19,7 +19,7 @@ fn triggers_and_schedules() {
     assert!(m.cron_triggers.contains(&("0 */5 * * * *".to_string(), "cron-webhook-retry".to_string())));
     for id in m.component_ids() {
         assert!(
-            m.component_source(id).unwrap().ends_with("target/wasm32-wasip2/release/whatrack_jobs.opt.wasm"),
+            m.component_source(id).unwrap().ends_with("target/wasm32-wasip2/release/whatrack_jobs.wasm"),
             "{id}"
         );
     }
@@ -228,4 +228,100 @@ fn entries_default_to_the_ports_spin_gives_them() {
             "{scheme}"
         );
     }
+}
+
+/// Variables a component may leave out of its list, and why. Spin shares nothing between
+/// components, so each lists every variable it reads; the cron components serve no webhook.
+const NOT_IN_CRON_COMPONENTS: &[&str] = &[
+    // The HTTP routes' secrets: a cron trigger calls the component without one.
+    "cron_secret",
+    "cron_secret_previous",
+    // The front door's settings: Meta's webhooks arrive over HTTP only.
+    "meta_webhook_verify_token",
+    "webhook_max_body_bytes",
+    "webhook_forward_timeout_ms",
+];
+
+fn spin_toml() -> toml::Table {
+    std::fs::read_to_string(root().join("spin.toml")).unwrap().parse().unwrap()
+}
+
+/// Every component lists every app variable (less the exclusions above) as itself, and nothing
+/// else but its `job`: a variable added to `[variables]` and forgotten in a component's list
+/// reads as unset there, silently.
+#[test]
+fn every_component_lists_every_variable() {
+    let manifest = spin_toml();
+    let declared: std::collections::BTreeSet<&str> =
+        manifest["variables"].as_table().unwrap().keys().map(String::as_str).collect();
+    for (id, component) in manifest["component"].as_table().unwrap() {
+        let listed = component["variables"].as_table().unwrap();
+        for (name, value) in listed {
+            if name == "job" {
+                assert!(id.starts_with("cron-"), "{id}: only a cron component names its job");
+                continue;
+            }
+            assert!(
+                declared.contains(name.as_str()),
+                "{id} lists {name}, which [variables] does not declare"
+            );
+            assert_eq!(value.as_str(), Some(format!("{{{{ {name} }}}}").as_str()), "{id}.{name}");
+        }
+        for name in &declared {
+            let excused = id.starts_with("cron-") && NOT_IN_CRON_COMPONENTS.contains(name);
+            assert!(listed.contains_key(*name) || excused, "{id} does not list {name}");
+            assert!(!(listed.contains_key(*name) && excused), "{id} lists {name}, excluded above");
+        }
+    }
+}
+
+/// A variable's default in spin.toml is the one `config.rs` applies when the variable is unset:
+/// for each default, the configuration read with it set is the one read without it.
+#[test]
+fn spin_toml_defaults_are_the_components_defaults() {
+    use whatrack_jobs::config::{Config, ConfigError, Secrets, Source};
+
+    struct Values(std::collections::HashMap<&'static str, String>);
+    impl Source for Values {
+        fn get(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+            Ok(self.0.get(name).cloned())
+        }
+    }
+    // What must be set for the configuration to load at all (a key, though spin.toml lets
+    // either of its two variables go unset).
+    let required = [
+        ("cron_secret", SECRET.to_owned()),
+        ("encryption_keys", format!("{{\"v1\":\"{KEY}\"}}")),
+        ("database_url", "postgres://u:p@localhost:5432/db".to_owned()),
+        ("redis_url", "redis://localhost:6379".to_owned()),
+    ];
+    let base = Values(required.iter().cloned().collect());
+    if let Err(e) = Config::from_source(&base) {
+        panic!("the required variables alone: {e}");
+    }
+    let manifest = spin_toml();
+    let mut compared = 0;
+    for (name, declaration) in manifest["variables"].as_table().unwrap() {
+        let is_required = required.iter().any(|(r, _)| r == name);
+        let Some(default) = declaration.get("default").and_then(|d| d.as_str()) else {
+            assert!(is_required, "{name}: no default, and not required");
+            continue;
+        };
+        if is_required {
+            continue;
+        }
+        let name: &'static str = name.clone().leak();
+        let unset = Values(required.iter().cloned().collect());
+        let mut set = Values(required.iter().cloned().collect());
+        set.0.insert(name, default.to_owned());
+        // The URLs above are at the addresses the default host entries allow, which are checked
+        // against them once set.
+        assert!(
+            Config::from_source(&set) == Config::from_source(&unset),
+            "{name}: spin.toml's default {default:?} is not the component's"
+        );
+        assert!(Secrets::from_source(&set) == Secrets::from_source(&unset), "{name}");
+        compared += 1;
+    }
+    assert!(compared >= 30, "{compared} defaults compared");
 }

@@ -219,14 +219,19 @@ async fn on_a_busy_database_a_migration_fails_fast_and_never_stalls_writers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_run_takes_no_lock_at_all() {
     let env = Env::new().await;
-    let holder = connect(&env.database_url).await;
-    holder
-        .batch_execute(
-            "BEGIN; LOCK TABLE whatsapp_connections, whatsapp_configs, whatsapp_health, whatsapp_webhook_logs, \
-             job_runs, webhook_retry_attempts IN ACCESS EXCLUSIVE MODE;",
+    // Every table there is, so that a table a new migration adds is held too.
+    let tables: String = env
+        .db
+        .query_one(
+            "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables WHERE schemaname = 'public'",
+            &[],
         )
         .await
-        .unwrap();
+        .unwrap()
+        .get(0);
+    assert!(tables.contains("job_pauses") && tables.contains("webhook_retry_attempts"), "{tables}");
+    let holder = connect(&env.database_url).await;
+    holder.batch_execute(&format!("BEGIN; LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE;")).await.unwrap();
     let started = std::time::Instant::now();
     let out = tokio::time::timeout(std::time::Duration::from_secs(20), migrate_url(&env.database_url))
         .await

@@ -738,45 +738,6 @@ async fn processor_answers_stay_out_of_logs_and_alerts() {
     assert!(row(&env, id).await.error.unwrap().contains("4111 1111"), "the database keeps it");
 }
 
-/// Recording an attempt finds the row by its primary key: with a large log, a run scans none of
-/// it (`id::text = $1` would scan all of it for every attempt).
-#[tokio::test(flavor = "multi_thread")]
-async fn attempts_are_recorded_through_the_primary_key() {
-    let env = Env::new().await;
-    let fake = Processor::default().start().await;
-    env.db
-        .batch_execute(
-            "INSERT INTO whatsapp_webhook_logs (\"organizationId\", payload, processed, \"signatureValid\", \"retryCount\", \"createdAt\") \
-             SELECT gen_random_uuid(), '{}', true, true, 0, timezone('UTC', now()) FROM generate_series(1, 20000); \
-             ANALYZE whatsapp_webhook_logs;",
-        )
-        .await
-        .unwrap();
-    for _ in 0..10 {
-        seed::webhook(&env.db, Webhook::default()).await;
-    }
-    let scans = || async {
-        let n: i64 = env
-            .db
-            .query_one(
-                "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'whatsapp_webhook_logs'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        n
-    };
-    let before = scans().await;
-    let r = post(&app("jobs-http", &vars(&env, &fake)).await).await;
-    assert_eq!(r.json["summary"]["delivered"], 10, "{}", r.json);
-    // An idle backend reports its statistics within PGSTAT_IDLE_INTERVAL (10 s) at the latest.
-    tokio::time::sleep(Duration::from_secs(11)).await;
-    let during = scans().await - before;
-    // The set-wide statements (sweep, claim, count) may scan; one scan per attempt may not.
-    assert!(during < 10, "{during} sequential scans of the log for 10 attempts");
-}
-
 /// The redrive body: at most 64 KB, and one of the two forms.
 #[tokio::test(flavor = "multi_thread")]
 async fn redrive_bodies_are_bounded_and_unambiguous() {

@@ -55,8 +55,8 @@ pub fn render(config: &Config) -> Result<String, RunError> {
 
     const RUNS: &str = "whatrack_job_runs_24h";
     out.metric(RUNS, "Runs of the job started in the last 24 hours, by status.");
-    for (job, status, n) in job_runs::runs_24h(&db)? {
-        out.sample(RUNS, &[("job", &job), ("status", &status)], n as i64);
+    for runs in job_runs::runs_24h(&db)? {
+        out.sample(RUNS, &[("job", &runs.job_type), ("status", runs.status.as_str())], runs.count as i64);
     }
     const SUCCESS: &str = "whatrack_job_last_success_timestamp_seconds";
     const DURATION: &str = "whatrack_job_last_duration_milliseconds";
@@ -66,8 +66,8 @@ pub fn render(config: &Config) -> Result<String, RunError> {
         (DURATION, "How long the job's last finished run took.", 1),
     ] {
         out.metric(name, help);
-        for (job, &(success, ms)) in jobs.iter().zip(&times) {
-            if let Some(value) = [success, ms][pick] {
+        for (job, times) in jobs.iter().zip(&times) {
+            if let Some(value) = [times.last_success, times.last_duration_ms][pick] {
                 out.sample(name, &[("job", job.job_type)], value);
             }
         }

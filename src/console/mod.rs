@@ -9,6 +9,7 @@
 //! Everything is read from Postgres and Redis when asked; nothing is counted up in the component,
 //! so every replica answers the same.
 
+pub mod estate;
 pub mod metrics;
 // Answers with the router's response type, which only the wasm build has.
 #[cfg(target_arch = "wasm32")]
@@ -18,10 +19,10 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::db::Db;
-use crate::jobs::health_check::estate::{self, ExpiringTokens, HealthCount, Unhealthy};
 use crate::jobs::webhook_retry::policy::Rules;
 use crate::jobs::webhook_retry::queue::{self, Gauges};
 use crate::runner::RunError;
+use estate::{ExpiringTokens, HealthCount, Unhealthy};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

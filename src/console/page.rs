@@ -9,7 +9,12 @@
 //! Content-Security-Policy lets scripts, styles and requests come from this origin alone, so no
 //! inline or remote script runs even if some text were ever taken for markup.
 
-use crate::api::{Response, StatusCode};
+use http::header::{
+    HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+};
+use http::StatusCode;
+
+use crate::api::{self, Response};
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
      img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
@@ -38,10 +43,12 @@ impl Asset {
             Asset::Script => ("text/javascript; charset=utf-8", include_str!("page/app.js")),
             Asset::Style => ("text/css; charset=utf-8", include_str!("page/app.css")),
         };
-        Response::new(StatusCode::OK, content_type, body.to_owned())
-            .with_header("content-security-policy", CSP.to_owned())
-            .with_header("x-content-type-options", "nosniff".to_owned())
-            .with_header("referrer-policy", "no-referrer".to_owned())
-            .with_header("cache-control", "no-cache".to_owned())
+        let mut response = api::respond(StatusCode::OK, content_type, body.to_owned());
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+        headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        response
     }
 }

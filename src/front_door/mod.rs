@@ -77,13 +77,12 @@ pub async fn receive(
     let payload: Value = serde_json::from_slice(body).map_err(|_| Refused::NotJson)?;
     let raw = std::str::from_utf8(body).map_err(|_| Refused::NotJson)?;
     let db = Db::open(&config.database_url)?;
-    let Some(key) =
+    let Some(store::Stored { id }) =
         store::insert(&db, &payload, raw, event_type(&payload).as_deref(), waba_id(&payload).as_deref())?
     else {
         log.info("webhook already stored (re-sent by Meta)", json!({}));
         return Ok(Received::Duplicate);
     };
-    let id = key.text.clone();
     let deadline = Deadline::after(config.webhook_forward_timeout);
     let forwarded = match config.webhook_processor_url {
         None => false,
@@ -93,7 +92,7 @@ pub async fn receive(
             match answer {
                 // Stored is what Meta's answer depends on: a row left unprocessed here is only
                 // delivered again by the retry job, while a 500 would have Meta retry for days.
-                Ok(resp) if (200..300).contains(&resp.status) => match store::mark_processed(&db, &key) {
+                Ok(resp) if (200..300).contains(&resp.status) => match store::mark_processed(&db, &id) {
                     Ok(()) => true,
                     Err(e) => {
                         log.warn(

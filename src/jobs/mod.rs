@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::config::{Config, ConfigError, StatusConfig};
 use crate::context::{JobContext, JobError, JobOutcome};
 use crate::db::Db;
-use crate::lock::Redis;
+use crate::redis::Redis;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobType {
@@ -50,6 +50,11 @@ impl JobType {
         }
     }
 
+    /// The job that runs once a day, after which the runner trims the audit tables.
+    pub fn is_daily(self) -> bool {
+        self == JobType::HealthCheck
+    }
+
     /// Settings that are optional for the app but required by this job.
     pub fn check_config(self, config: &Config) -> Result<(), ConfigError> {
         match self {
@@ -72,8 +77,8 @@ impl JobType {
     pub fn status(self, config: &StatusConfig) -> Result<Status, JobError> {
         let is_running = Redis::open(&config.redis_url)?.is_locked(self.as_str())?;
         let queue = match &config.queue {
-            Some((database_url, max_attempts)) => {
-                Some(webhook_retry::queue::counts(&Db::open(database_url)?, *max_attempts)?)
+            Some(queue) => {
+                Some(webhook_retry::queue::counts(&Db::open(&queue.database_url)?, queue.max_attempts)?)
             }
             None => None,
         };

@@ -2,18 +2,20 @@
 //!
 //! 1. Reserve a jobId (`<jobType>-<unix ms>`) by inserting a `running` row into `job_runs`; two
 //!    runs in the same millisecond take the next free millisecond instead (one statement).
-//!    A paused job (see [`pauses`]) stops here: the row becomes `skipped` ("paused"), unless
-//!    the run is forced.
-//! 2. Take the Redis lock `job-lock:<jobType>` with that jobId. Held by another run: the row
-//!    becomes `skipped` (its `"startedAt"` the moment it tried) and the caller gets
+//!    From here on the run has a row, and every way it ends is written there ([`record`]).
+//! 2. A paused job (see [`pauses`]) stops here: the row becomes `skipped` ("paused"), unless the
+//!    run is forced.
+//! 3. Take the Redis lock `job-lock:<jobType>` with that jobId ([`Lock`]). Held by another run:
+//!    the row becomes `skipped` (its `"startedAt"` the moment it tried) and the caller gets
 //!    [`RunError::Busy`]. Redis failing: the row becomes `failed` and the caller gets a Redis
 //!    error, never `Busy`. Taken: `"startedAt"` becomes now, so that a row's interval is the time
 //!    the run held the lock.
-//! 3. Mark `running` rows older than the lock TTL as failed (their run died unrecorded), then
+//! 4. Mark `running` rows older than the lock TTL as failed (their run died unrecorded), then
 //!    run the job with a deadline of `job_time_budget_seconds` (HTTP) or
-//!    `cron_time_budget_seconds` (cron).
-//! 4. Record the outcome (`succeeded`, `partial` when work remains, or `failed`).
-//! 5. Release the lock if it is still ours, on every path after step 2.
+//!    `cron_time_budget_seconds` (cron); after the daily job, trim the audit tables
+//!    ([`retention`]) within the same budget.
+//! 5. Record the outcome (`succeeded`, `partial` when work remains, or `failed`), then release
+//!    the lock if it is still ours.
 //!
 //! The runner knows the lock and `job_runs` ([`job_runs`]); what a job does is behind
 //! [`JobType::run`].
@@ -21,33 +23,20 @@
 pub mod job_runs;
 pub mod overview;
 pub mod pauses;
+pub mod retention;
 
 use serde_json::{json, Value};
 
 use crate::alerts::{self, Alert};
 use crate::config::{Config, ConfigError};
-use crate::context::{JobContext, JobError};
+use crate::context::{JobContext, JobError, JobOutcome};
 use crate::db::{Db, DbError};
 use crate::jobs::JobType;
-use crate::lock::{Redis, RedisError};
 use crate::log::Logger;
+use crate::redis::{Redis, RedisError};
 use crate::time::{self, Deadline, FINISH_GRACE};
 use job_runs::RunStatus;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Http,
-    Cron,
-}
-
-impl Trigger {
-    fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Http => "http",
-            Trigger::Cron => "cron",
-        }
-    }
-}
+pub use job_runs::Trigger;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -97,7 +86,7 @@ pub async fn run_job(
     // nightly run can get through a whole estate.
     let deadline = Deadline::after(config.run_budget(trigger == Trigger::Cron)?);
     let finish = deadline.extended(FINISH_GRACE);
-    let result = run_locked(job, trigger, config, deadline, force, &mut log).await;
+    let result = run_recorded(job, trigger, config, deadline, force, &mut log).await;
     match &result {
         Ok(_) => {}
         Err(RunError::Busy { .. }) => log.info("lock held by another run, skipping", json!({})),
@@ -115,7 +104,9 @@ pub async fn run_job(
     result
 }
 
-async fn run_locked(
+/// Steps 1 to 5: a run with its row. Each phase answers how the run ended, if it did; the row is
+/// written once, in [`record`], whichever phase ended it.
+async fn run_recorded(
     job: JobType,
     trigger: Trigger,
     config: &Config,
@@ -129,42 +120,68 @@ async fn run_locked(
     *log = log.with_job_id(&job_id);
     let log = &*log;
 
-    let paused_since = if force { Ok(None) } else { pauses::paused_since(&db, job.as_str()) };
-    match paused_since {
-        Ok(None) => {}
-        Ok(Some(since)) => {
-            log.info("job paused, skipping", json!({ "pausedSince": since }));
-            job_runs::finish(&db, &job_id, RunStatus::Skipped, None, Some("paused"))?;
-            return Ok(Completed { job_id, summary: Value::Null, paused_since: Some(since) });
+    let (ended, lock) = match admit(job, config, &db, &job_id, force) {
+        Ok(Admitted::Locked(lock)) => {
+            let ended = execute(job, trigger, config, &db, &lock, deadline, log).await;
+            (ended, Some(lock))
         }
-        Err(e) => {
-            record_failure(&db, &job_id, &e.to_string(), log);
-            return Err(e.into());
+        Ok(Admitted::Paused { since }) => {
+            log.info("job paused, skipping", json!({ "pausedSince": since }));
+            (Ended::Paused { since }, None)
+        }
+        Ok(Admitted::Busy) => (Ended::Busy, None),
+        Err(e) => (Ended::Failed(e), None),
+    };
+    let result = record(&db, &job_id, ended, log);
+    if let Some(lock) = lock {
+        lock.release(log);
+    }
+    result
+}
+
+/// Whether the run may go on (steps 2 and 3).
+enum Admitted {
+    Locked(Lock),
+    Paused { since: String },
+    Busy,
+}
+
+/// How a run that has its row ended.
+enum Ended {
+    Ran(JobOutcome),
+    Paused { since: String },
+    Busy,
+    Failed(RunError),
+}
+
+fn admit(job: JobType, config: &Config, db: &Db, job_id: &str, force: bool) -> Result<Admitted, RunError> {
+    if !force {
+        if let Some(since) = pauses::paused_since(db, job.as_str())? {
+            return Ok(Admitted::Paused { since });
         }
     }
+    Ok(match Lock::take(config, job, job_id)? {
+        Some(lock) => Admitted::Locked(lock),
+        None => Admitted::Busy,
+    })
+}
 
-    let redis = match Redis::open(&config.redis_url)
-        .and_then(|r| r.try_lock(job.as_str(), &job_id, config.lock_ttl).map(|got| (r, got)))
-    {
-        Ok((redis, true)) => redis,
-        Ok((_, false)) => {
-            job_runs::finish(&db, &job_id, RunStatus::Skipped, None, Some("lock held by another run"))?;
-            return Err(RunError::Busy { job_id });
-        }
-        Err(e) => {
-            record_failure(&db, &job_id, &e.to_string(), &log);
-            return Err(e.into());
-        }
-    };
-
-    if let Err(e) = job_runs::mark_started(&db, &job_id) {
-        let _ = redis.unlock(job.as_str(), &job_id);
-        record_failure(&db, &job_id, &e.to_string(), log);
-        return Err(e.into());
+/// Step 4, holding the lock.
+async fn execute(
+    job: JobType,
+    trigger: Trigger,
+    config: &Config,
+    db: &Db,
+    lock: &Lock,
+    deadline: Deadline,
+    log: &Logger,
+) -> Ended {
+    if let Err(e) = job_runs::mark_started(db, &lock.job_id) {
+        return Ended::Failed(e.into());
     }
     // Holding the lock, no earlier run of this job can still be recording; one that started more
     // than a lock TTL ago and still says `running` died without a result.
-    match job_runs::abandon_stale(&db, job.as_str(), config.lock_ttl.as_secs()) {
+    match job_runs::abandon_stale(db, job.as_str(), config.lock_ttl.as_secs()) {
         Ok(0) => {}
         Ok(n) => log
             .warn("earlier runs marked failed: they ended without recording a result", json!({ "runs": n })),
@@ -172,50 +189,88 @@ async fn run_locked(
     }
     log.info("run started", json!({ "trigger": trigger.as_str() }));
     let ctx = JobContext {
-        job_id: &job_id,
+        job_id: &lock.job_id,
         config,
-        db: &db,
-        redis: &redis,
+        db,
+        redis: &lock.redis,
         deadline,
         finish: deadline.extended(FINISH_GRACE),
-        log: &log,
+        log,
     };
-    let result = job.run(&ctx).await;
-    let recorded = match &result {
-        Ok(outcome) => {
+    let mut outcome = match job.run(&ctx).await {
+        Ok(outcome) => outcome,
+        Err(e) => return Ended::Failed(e.into()),
+    };
+    if job.is_daily() {
+        match retention::run(&ctx) {
+            Ok(purged) => outcome.add("purged", &purged),
+            Err(e) => return Ended::Failed(JobError::from(e).into()),
+        }
+    }
+    Ended::Ran(outcome)
+}
+
+/// Step 5's record: the row says how the run ended. A failure is recorded as best it can be
+/// (when Postgres itself is what failed, the row cannot be written; the log has it).
+fn record(db: &Db, job_id: &str, ended: Ended, log: &Logger) -> Result<Completed, RunError> {
+    let completed = |summary, paused_since| Completed { job_id: job_id.to_owned(), summary, paused_since };
+    match ended {
+        Ended::Ran(outcome) => {
             let status = if outcome.remaining > 0 { RunStatus::Partial } else { RunStatus::Succeeded };
             log.info("run finished", json!({ "status": status, "summary": outcome.summary }));
-            job_runs::finish(&db, &job_id, status, Some(&outcome.summary), None)
+            job_runs::finish(db, job_id, status, Some(&outcome.summary), None)?;
+            Ok(completed(outcome.summary, None))
         }
-        Err(e) => {
-            record_failure(&db, &job_id, &e.to_string(), &log);
-            Ok(())
+        Ended::Paused { since } => {
+            job_runs::finish(db, job_id, RunStatus::Skipped, None, Some("paused"))?;
+            Ok(completed(Value::Null, Some(since)))
         }
-    };
-
-    match redis.unlock(job.as_str(), &job_id) {
-        Ok(true) => {}
-        Ok(false) => log.warn("lock was no longer ours at release (expired or taken over)", json!({})),
-        Err(e) => log.error("lock release failed; it expires by its TTL", json!({ "error": e.to_string() })),
+        Ended::Busy => {
+            job_runs::finish(db, job_id, RunStatus::Skipped, None, Some("lock held by another run"))?;
+            Err(RunError::Busy { job_id: job_id.to_owned() })
+        }
+        Ended::Failed(e) => {
+            if let Err(not_recorded) =
+                job_runs::finish(db, job_id, RunStatus::Failed, None, Some(&e.to_string()))
+            {
+                log.error("could not record the failed run", json!({ "error": not_recorded.to_string() }));
+            }
+            Err(e)
+        }
     }
-
-    let outcome = result?;
-    recorded?;
-    Ok(Completed { job_id, summary: outcome.summary, paused_since: None })
 }
 
 fn reserve_job_id(db: &Db, job: JobType, trigger: Trigger) -> Result<String, RunError> {
     for _ in 0..JOB_ID_ATTEMPTS {
-        if let Some(id) = job_runs::reserve(db, job.as_str(), time::unix_millis(), trigger.as_str())? {
+        if let Some(id) = job_runs::reserve(db, job.as_str(), time::unix_millis(), trigger)? {
             return Ok(id);
         }
     }
     Err(RunError::NoFreeJobId { job: job.as_str() })
 }
 
-/// Best effort: when Postgres itself is what failed, the row cannot be written; the log has it.
-fn record_failure(db: &Db, job_id: &str, error: &str, log: &Logger) {
-    if let Err(e) = job_runs::finish(db, job_id, RunStatus::Failed, None, Some(error)) {
-        log.error("could not record the failed run", json!({ "error": e.to_string() }));
+/// The job's Redis lock, held by this run.
+struct Lock {
+    redis: Redis,
+    job: JobType,
+    job_id: String,
+}
+
+impl Lock {
+    /// `None` when another run holds it.
+    fn take(config: &Config, job: JobType, job_id: &str) -> Result<Option<Self>, RunError> {
+        let redis = Redis::open(&config.redis_url)?;
+        let taken = redis.try_lock(job.as_str(), job_id, config.lock_ttl)?;
+        Ok(taken.then(|| Self { redis, job, job_id: job_id.to_owned() }))
+    }
+
+    fn release(self, log: &Logger) {
+        match self.redis.unlock(self.job.as_str(), &self.job_id) {
+            Ok(true) => {}
+            Ok(false) => log.warn("lock was no longer ours at release (expired or taken over)", json!({})),
+            Err(e) => {
+                log.error("lock release failed; it expires by its TTL", json!({ "error": e.to_string() }))
+            }
+        }
     }
 }

@@ -16,7 +16,7 @@ use super::RunError;
 use crate::config::Config;
 use crate::db::Db;
 use crate::jobs::JobType;
-use crate::lock::Redis;
+use crate::redis::Redis;
 
 pub const DEFAULT_RUNS_LIMIT: u32 = 20;
 pub const RUNS_LIMITS: std::ops::RangeInclusive<u32> = 1..=200;

@@ -32,7 +32,7 @@ pub fn runtime() -> &'static Runtime {
     RUNTIME.get_or_init(|| {
         let wasm = std::env::var("WHATRACK_WASM")
             .map(PathBuf::from)
-            .unwrap_or_else(|_| built_wasm("whatrack_jobs.opt.wasm"));
+            .unwrap_or_else(|_| built_wasm("whatrack_jobs.wasm"));
         Runtime::load(wasm).expect("load the component (scripts/test.sh builds it)")
     })
 }

@@ -25,6 +25,15 @@ pub enum Health {
 }
 
 impl Health {
+    /// A stored `"healthStatus"`: WhaTrack's column may hold values that are none of ours, which
+    /// read as `None` rather than failing the page they are on.
+    pub fn lenient<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Health>, D::Error> {
+        let stored: Option<String> = serde::Deserialize::deserialize(d)?;
+        Ok(Health::ALL.into_iter().find(|h| stored.as_deref() == Some(h.as_str())))
+    }
+
+    const ALL: [Health; 4] = [Health::Healthy, Health::Warning, Health::Unknown, Health::Error];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Health::Healthy => "healthy",

@@ -3,8 +3,8 @@
 //! A run: select the active connections that are due, stalest first ([`connections`]); check up
 //! to `health_check_concurrency` of them at once against the Graph API; classify each answer
 //! ([`classify`], the table of SPEC 5); write the results in batches as they complete, so a run
-//! killed at any moment keeps what it finished; alert on connections that moved into `error`;
-//! and trim old audit rows ([`retention`]).
+//! killed at any moment keeps what it finished; and alert on connections that moved into
+//! `error`. (The runner then trims old audit rows: `runner::retention`.)
 //!
 //! The time budget bounds the whole run: no check starts after it and no Graph call outlives it.
 //! A check the budget cut short is `remaining` (first in line next run), not an `unknown` charged
@@ -12,8 +12,6 @@
 
 pub mod classify;
 pub mod connections;
-pub mod estate;
-pub mod retention;
 
 use std::pin::pin;
 use std::time::Duration;
@@ -50,8 +48,6 @@ pub struct Summary {
     /// Checked, but the database refused to store the result (a trigger or constraint of
     /// WhaTrack's); the connection stays due.
     pub not_saved: u64,
-    /// Old audit rows removed by this run's retention pass.
-    pub purged: retention::Purged,
 }
 
 impl Summary {
@@ -126,9 +122,7 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
     }
     // After the commits: an alert announces what the database already says.
     ctx.send_alerts(run.alerts).await;
-    let mut summary = run.summary;
-    summary.purged = retention::run(ctx)?;
-    Ok(JobOutcome::new(&summary, summary.remaining))
+    Ok(JobOutcome::new(&run.summary, run.summary.remaining))
 }
 
 /// What a run has written so far, and the alerts it owes.
@@ -154,8 +148,7 @@ impl RunState {
             }
             let (conn, result) = (&checked.conn, &checked.result);
             self.summary.count(result.health);
-            if result.health == Health::Error && conn.health_status.as_deref() != Some(Health::Error.as_str())
-            {
+            if result.health == Health::Error && conn.health_status != Some(Health::Error) {
                 self.alerts.push(Alert::connection_error(
                     &conn.id,
                     conn.organization_id.as_deref(),

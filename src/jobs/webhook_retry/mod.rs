@@ -19,6 +19,8 @@ use std::pin::pin;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
+use http::header::{HeaderName, CONTENT_TYPE};
+use http::Method;
 use serde::Serialize;
 use serde_json::json;
 
@@ -30,7 +32,11 @@ use crate::db::{write_isolating, Pages};
 use crate::outbound::{self, OutboundError, Request, Response};
 use crate::time::Deadline;
 use policy::{Decision, Fate, Rules};
-use queue::{AttemptRecord, Claimed, Queue, Swept};
+use queue::{AttemptRecord, Claimed, Queue, Stuck, Swept};
+
+/// The receiver contract's headers (README): which stored webhook this is, and which attempt.
+const X_WEBHOOK_LOG_ID: HeaderName = HeaderName::from_static("x-webhook-log-id");
+const X_WEBHOOK_RETRY_ATTEMPT: HeaderName = HeaderName::from_static("x-webhook-retry-attempt");
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Due rows claimed per statement: enough to keep the deliveries busy between claims, few enough
@@ -62,20 +68,55 @@ pub struct Summary {
 }
 
 pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
+    let queue = Queue::new(ctx.db, Rules::of(ctx.config));
+    let mut progress = Progress::default();
+
+    sweep(&queue, &mut progress)?;
+    let swept = &progress.summary;
+    ctx.log.info("webhook retry started", json!({ "expired": swept.expired, "exhausted": swept.exhausted }));
+
+    let delivered = deliver_due(ctx, &queue, &mut progress).await;
+    // The one way out of the deliveries, however they ended: what was claimed and not attempted
+    // goes back, due again and charged nothing.
+    let released = queue.release(&progress.unattempted);
+    delivered?;
+    released?;
+    if let Some(why) = progress.misconfigured {
+        let processor = ctx.config.webhook_processor_url.as_deref().unwrap_or_default();
+        return Err(JobError::Misconfigured(format!(
+            "the webhook processor {processor} cannot be reached as configured ({why}): check webhook_processor_url \
+             and that webhook_processor_host allows it; {} claimed webhooks were released, none charged an attempt",
+            progress.unattempted.len()
+        )));
+    }
+    ctx.send_alerts(progress.alerts).await;
+    let mut summary = progress.summary;
+    summary.remaining = queue.count_due()?;
+    Ok(JobOutcome::new(&summary, summary.remaining))
+}
+
+/// What a run has done so far, and what it owes.
+#[derive(Default)]
+struct Progress {
+    summary: Summary,
+    alerts: Vec<Alert>,
+    /// Claimed but not attempted: released at the end.
+    unattempted: Vec<String>,
+    /// Set when a delivery showed that the processor cannot be reached as configured.
+    misconfigured: Option<String>,
+}
+
+/// Claims due webhooks a page at a time as the deliveries need them, delivers them concurrently
+/// and records the outcomes a batch at a time. Stops claiming once the destination is refused.
+async fn deliver_due(
+    ctx: &JobContext<'_>,
+    queue: &Queue<'_>,
+    progress: &mut Progress,
+) -> Result<(), JobError> {
     let config = ctx.config;
-    let processor = config.webhook_processor_url.as_deref().unwrap_or_default();
     let rules = Rules::of(config);
-    let queue = Queue::open(ctx.db, rules)?;
-    let mut summary = Summary::default();
-    let mut alerts = Vec::new();
-
-    sweep(&queue, &mut summary, &mut alerts)?;
-    ctx.log
-        .info("webhook retry started", json!({ "expired": summary.expired, "exhausted": summary.exhausted }));
-
     // A claim outlives the run that made it, so a run that dies mid-way only delays its rows.
     let lease = (ctx.deadline.remaining() + DELIVERY_TIMEOUT + LEASE_MARGIN).as_secs();
-    // Set when a delivery shows the destination is refused: nothing more is claimed.
     let stop = Cell::new(false);
     let mut left = config.webhook_retry_batch_size;
     let mut claims = Pages::new(|| {
@@ -86,11 +127,8 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
         left -= page.len() as u32;
         Ok(page)
     });
-    // Claimed but not attempted: released at the end, due again, charged nothing.
-    let mut unattempted: Vec<String> = Vec::new();
-    let mut misconfigured = None;
-    {
-        let deadline = ctx.deadline;
+    let deadline = ctx.deadline;
+    let recorded = async {
         let deliveries =
             pin!(ctx.within_budget(&mut claims, config.webhook_retry_concurrency, |webhook| async move {
                 let started = Instant::now();
@@ -113,17 +151,17 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
                 let (webhook, result, elapsed) = match turn {
                     Turn::Done(done) => done,
                     Turn::NotStarted(webhook) => {
-                        unattempted.push(webhook.id);
+                        progress.unattempted.push(webhook.id);
                         continue;
                     }
                 };
                 match &result {
                     // Cut short by the budget: not attempted, as far as anyone is charged.
-                    Err(OutboundError::OutOfTime) => unattempted.push(webhook.id),
+                    Err(OutboundError::OutOfTime) => progress.unattempted.push(webhook.id),
                     Err(e @ (OutboundError::Denied(_) | OutboundError::InvalidUrl(_))) => {
-                        misconfigured.get_or_insert_with(|| e.to_string());
+                        progress.misconfigured.get_or_insert_with(|| e.to_string());
                         stop.set(true);
-                        unattempted.push(webhook.id);
+                        progress.unattempted.push(webhook.id);
                     }
                     _ => {
                         let attempt = webhook.retry_count + 1;
@@ -132,37 +170,31 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
                     }
                 }
             }
-            record(ctx, &queue, &attempts, &mut summary, &mut alerts)?;
+            record(ctx, queue, &attempts, progress)?;
         }
+        Ok::<(), JobError>(())
     }
-    if let Some(e) = claims.error.take() {
-        unattempted.extend(claims.unread().map(|w| w.id));
-        queue.release(&unattempted)?;
-        return Err(e.into());
+    .await;
+    let unread = claims.error.take();
+    progress.unattempted.extend(claims.unread().map(|w| w.id));
+    recorded?;
+    match unread {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
     }
-    unattempted.extend(claims.unread().map(|w| w.id));
-    queue.release(&unattempted)?;
-    if let Some(why) = misconfigured {
-        return Err(JobError::Misconfigured(format!(
-            "the webhook processor {processor} cannot be reached as configured ({why}): check webhook_processor_url \
-             and that webhook_processor_host allows it; {} claimed webhooks were released, none charged an attempt",
-            unattempted.len()
-        )));
-    }
-    ctx.send_alerts(alerts).await;
-    summary.remaining = queue.count_due()?;
-    Ok(JobOutcome::new(&summary, summary.remaining))
 }
 
 /// Dead-letters what must not be re-delivered any more (policy step 7), counting and alerting.
-fn sweep(queue: &Queue<'_>, summary: &mut Summary, alerts: &mut Vec<Alert>) -> Result<(), JobError> {
-    for Swept { id, exhausted } in queue.sweep()? {
-        let reason = if exhausted {
-            "attempts exhausted"
-        } else {
-            "expired (pending longer than webhook_retry_max_age_hours)"
+fn sweep(queue: &Queue<'_>, progress: &mut Progress) -> Result<(), JobError> {
+    let Progress { summary, alerts, .. } = progress;
+    for Swept { id, why } in queue.sweep()? {
+        let (reason, count) = match why {
+            Stuck::Exhausted => ("attempts exhausted", &mut summary.exhausted),
+            Stuck::Expired => {
+                ("expired (pending longer than webhook_retry_max_age_hours)", &mut summary.expired)
+            }
         };
-        *if exhausted { &mut summary.exhausted } else { &mut summary.expired } += 1;
+        *count += 1;
         summary.dead_lettered += 1;
         alerts.push(Alert::webhook_dead(&id, reason));
     }
@@ -182,14 +214,14 @@ pub async fn deliver(
 ) -> Result<Response, OutboundError> {
     let url = config.webhook_processor_url.as_deref().unwrap_or_default();
     let mut headers = vec![
-        ("content-type", "application/json".to_owned()),
-        ("x-webhook-log-id", id.to_owned()),
-        ("x-webhook-retry-attempt", attempt.to_string()),
+        (CONTENT_TYPE, "application/json".to_owned()),
+        (X_WEBHOOK_LOG_ID, id.to_owned()),
+        (X_WEBHOOK_RETRY_ATTEMPT, attempt.to_string()),
     ];
     if let Some(secret) = &config.meta_app_secret {
-        headers.push(("x-hub-signature-256", crypto::hub_signature(secret, body)));
+        headers.push((crypto::SIGNATURE_HEADER, crypto::hub_signature(secret, body)));
     }
-    outbound::send(Request { method: "POST", url, headers, body }, timeout, deadline).await
+    outbound::send(Request { method: Method::POST, url, headers, body }, timeout, deadline).await
 }
 
 /// One delivery, and what the policy made of it.
@@ -205,9 +237,9 @@ fn record(
     ctx: &JobContext<'_>,
     queue: &Queue<'_>,
     attempts: &[Attempt],
-    summary: &mut Summary,
-    alerts: &mut Vec<Alert>,
+    progress: &mut Progress,
 ) -> Result<(), JobError> {
+    let Progress { summary, alerts, .. } = progress;
     let rows: Vec<AttemptRecord> = attempts
         .iter()
         .map(|a| AttemptRecord {

@@ -38,7 +38,7 @@
 //!
 //! Everything here is pure: the answer (or the error) of one attempt in, the webhook's fate out.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use crate::config::Config;
 use crate::outbound::{OutboundError, Response};
@@ -156,7 +156,7 @@ fn judge_response(resp: &Response, now: SystemTime) -> Judged {
         200..=299 => Judged::Delivered,
         408 | 425 | 429 | 500..=599 => Judged::Transient {
             reason: reason(),
-            retry_after: resp.header("retry-after").and_then(|h| parse_retry_after(h, now)),
+            retry_after: resp.header(&http::header::RETRY_AFTER).and_then(|h| parse_retry_after(h, now)),
         },
         _ => Judged::Rejected { reason: reason() },
     }
@@ -181,62 +181,15 @@ fn with_body(head: &str, body: &[u8]) -> String {
 }
 
 /// `Retry-After` as delay-seconds or an HTTP date in any of the three forms RFC 9110 says a
-/// recipient must accept; a date in the past means "now".
+/// recipient must accept (`httpdate`, which also holds the weekday to the date); a date in the
+/// past means "now".
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at = UNIX_EPOCH + Duration::from_secs(http_date(value)?);
+    let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// An HTTP date as seconds since 1970, in RFC 9110's three forms: `Sun, 06 Nov 1994 08:49:37 GMT`,
-/// `Sunday, 06-Nov-94 08:49:37 GMT` (a two-digit year is 19xx from 70, else 20xx) and
-/// `Sun Nov  6 08:49:37 1994`. The weekday is not checked. (Hand-written: a crate for this cost
-/// the component 6 KB.)
-fn http_date(value: &str) -> Option<u64> {
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let parts: Vec<&str> = value.split([' ', ',', '-']).filter(|p| !p.is_empty()).collect();
-    let (day, month, year, time) = match parts.as_slice() {
-        [_, day, month, year, time, "GMT"] => (day, month, year, time),
-        [_, month, day, time, year] => (day, month, year, time),
-        _ => return None,
-    };
-    let number = |s: &str, digits: std::ops::RangeInclusive<usize>| {
-        (digits.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse::<u64>().ok())
-            .flatten()
-    };
-    let month = MONTHS.iter().position(|m| m == month)? as u64 + 1;
-    let day = number(day, 1..=2).filter(|d| (1..=31).contains(d))?;
-    let year = match year.len() {
-        2 => number(year, 2..=2).map(|y| if y >= 70 { 1900 + y } else { 2000 + y })?,
-        _ => number(year, 4..=4).filter(|y| *y >= 1970)?,
-    };
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    };
-    if day > month_days {
-        return None;
-    }
-    let mut hms = time.split(':').map(|t| number(t, 2..=2));
-    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
-    if hms.next().is_some() || h > 23 || m > 59 || s > 60 {
-        return None;
-    }
-    // Days from 1970-01-01 to the date (Howard Hinnant's days_from_civil).
-    let (y, mp) = if month > 2 { (year, month - 3) } else { (year - 1, month + 9) };
-    let (era, yoe) = (y / 400, y % 400);
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = (era * 146_097 + doe).checked_sub(719_468)?;
-    Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
 
 /// The wait before the next attempt, after the `retry_count`-th failure. A `Retry-After` is
@@ -433,12 +386,14 @@ mod tests {
         ] {
             assert_eq!(parse_retry_after(bad, at_unix(0)), None, "{bad}");
         }
-        // The epoch, a leap day, and the two-digit years on each side of 1970.
-        assert_eq!(http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(http_date("Thu, 29 Feb 2024 12:00:00 GMT"), Some(1_709_208_000));
-        assert_eq!(http_date("Thursday, 01-Jan-70 00:00:00 GMT"), Some(0));
-        assert_eq!(http_date("Sunday, 28-Nov-26 00:00:00 GMT"), Some(1_795_824_000));
-        assert_eq!(http_date("Wed, 31 Dec 1969 23:59:59 GMT"), None);
+        // The epoch, a leap day, and the two-digit years on each side of 1970, from the epoch.
+        let from_epoch = |date| parse_retry_after(date, at_unix(0));
+        assert_eq!(from_epoch("Thu, 01 Jan 1970 00:00:00 GMT"), secs(0));
+        assert_eq!(from_epoch("Thu, 29 Feb 2024 12:00:00 GMT"), secs(1_709_208_000));
+        assert_eq!(from_epoch("Thursday, 01-Jan-70 00:00:00 GMT"), secs(0));
+        assert_eq!(from_epoch("Saturday, 28-Nov-26 00:00:00 GMT"), secs(1_795_824_000));
+        assert_eq!(from_epoch("Wed, 31 Dec 1969 23:59:59 GMT"), None);
+        assert_eq!(from_epoch("Sunday, 28-Nov-26 00:00:00 GMT"), None, "the wrong weekday");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The Redis side of a run: the per-job lock (SPEC section 4) and the alert throttle. Errors
-//! never quote the address's password (Spin's errors do).
+//! Redis, through Spin's interface: the per-job lock (SPEC section 4) and the alert throttle.
+//! Errors never quote the address's password (Spin's errors do).
 //!
 //! Acquire is `SET key jobId NX PX ttl`; release is a compare-and-delete in Lua, so a run whose
 //! lock expired and was taken by another run can never delete the newcomer's lock.

@@ -1,0 +1,17 @@
+-- The console's view of the queue: waiting (due now, among them), dead-lettered, and how long
+-- the oldest due webhook has waited, in seconds (0 when none is due). $1 and $2 as in
+-- claim_due_webhooks.sql.
+WITH q AS (
+    SELECT "signatureValid" = true AND "deadAt" IS NULL AND "retryCount" < $1 AS pending,
+           "deadAt" IS NOT NULL AS dead,
+           COALESCE("nextRetryAt", "createdAt" + make_interval(secs => $2::float8)) AS due_at
+    FROM whatsapp_webhook_logs
+    WHERE processed = false
+)
+SELECT count(*) FILTER (WHERE pending) AS pending,
+       count(*) FILTER (WHERE pending AND due_at <= timezone('UTC', now())) AS due,
+       count(*) FILTER (WHERE dead) AS dead,
+       GREATEST(COALESCE(EXTRACT(EPOCH FROM timezone('UTC', now())
+                                 - min(due_at) FILTER (WHERE pending AND due_at <= timezone('UTC', now())))::bigint,
+                         0), 0) AS "oldestDueAgeSeconds"
+FROM q

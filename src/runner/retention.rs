@@ -1,0 +1,59 @@
+//! Retention: the audit tables do not grow without end. The runner runs it after the daily job
+//! (the health check), within the same run and time budget.
+//!
+//! This project's own tables (`job_runs`, the runner's; `webhook_retry_attempts`, the queue's)
+//! keep `audit_retention_days` (90 by default). `whatsapp_health` is WhaTrack's too (its app shows
+//! the history), so it is trimmed only when the operator sets `health_retention_days`. Deletes go
+//! in batches so that no statement holds locks for long; whatever the budget or the batch cap
+//! leaves, the next day's run continues.
+
+use serde::Serialize;
+use spin_sdk::pg4::ParameterValue;
+
+use crate::context::JobContext;
+use crate::db::DbResult;
+
+/// One statement per table: names cannot be bound parameters.
+const PURGE_JOB_RUNS: &str = include_str!("sql/purge_job_runs.sql");
+const PURGE_WEBHOOK_RETRY_ATTEMPTS: &str = include_str!("sql/purge_webhook_retry_attempts.sql");
+const PURGE_WHATSAPP_HEALTH: &str = include_str!("sql/purge_whatsapp_health.sql");
+
+/// Rows per DELETE statement.
+const BATCH: u32 = 5_000;
+/// Statements per table per run: at most 100,000 rows a day each.
+const MAX_BATCHES: u32 = 20;
+
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Purged {
+    pub job_runs: u64,
+    pub webhook_retry_attempts: u64,
+    pub whatsapp_health: u64,
+}
+
+pub fn run(ctx: &JobContext<'_>) -> DbResult<Purged> {
+    let audit = ctx.config.audit_retention_days;
+    let health = ctx.config.health_retention_days;
+    Ok(Purged {
+        job_runs: purge(ctx, PURGE_JOB_RUNS, audit)?,
+        webhook_retry_attempts: purge(ctx, PURGE_WEBHOOK_RETRY_ATTEMPTS, audit)?,
+        whatsapp_health: purge(ctx, PURGE_WHATSAPP_HEALTH, health)?,
+    })
+}
+
+fn purge(ctx: &JobContext<'_>, statement: &str, days: Option<u32>) -> DbResult<u64> {
+    let Some(days) = days else { return Ok(0) };
+    let mut total = 0;
+    for _ in 0..MAX_BATCHES {
+        if ctx.deadline.passed() {
+            break;
+        }
+        let params = [ParameterValue::Int32(days as i32), ParameterValue::Int64(i64::from(BATCH))];
+        let deleted = ctx.db.execute("purge old rows", statement, &params)?;
+        total += deleted;
+        if deleted < u64::from(BATCH) {
+            break;
+        }
+    }
+    Ok(total)
+}

@@ -1,0 +1,6 @@
+-- Runs of each job started over the last 24 hours, by status.
+SELECT "jobType", status, count(*) AS count
+FROM job_runs
+WHERE "startedAt" > timezone('UTC', now()) - interval '24 hours'
+GROUP BY 1, 2
+ORDER BY 1, 2
