@@ -8,6 +8,7 @@
 #
 #   BENCH_SEQUENTIAL_UP_TO=20000 scripts/bench.sh   # also the one-at-a-time runs at 20,000 (over an hour)
 #   BENCH_ONLY=20:16 scripts/bench.sh               # one latency (ms) and concurrency only
+#   BENCH_ONLY=status scripts/bench.sh              # no job: the status route, size, cold start
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

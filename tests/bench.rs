@@ -57,13 +57,17 @@ async fn table() {
         Some(n) => Sizes { sequential_up_to: n, ..FULL },
         None => FULL,
     };
-    // `BENCH_ONLY=20:16`: the rows of one latency (ms) and one concurrency alone.
-    let sizes = match std::env::var("BENCH_ONLY").ok().as_deref().and_then(|o| o.split_once(':')) {
-        Some((l, c)) => Sizes {
+    // `BENCH_ONLY=20:16`: the rows of one latency (ms) and one concurrency alone;
+    // `BENCH_ONLY=status`: no job, the status route, the size and the cold start.
+    let only = std::env::var("BENCH_ONLY").ok();
+    let sizes = match only.as_deref().map(|o| (o, o.split_once(':'))) {
+        Some((_, Some((l, c)))) => Sizes {
             latencies_ms: Vec::leak(vec![l.parse().expect("BENCH_ONLY latency")]),
             concurrencies: Vec::leak(vec![c.parse().expect("BENCH_ONLY concurrency")]),
             ..sizes
         },
+        Some(("status", None)) => Sizes { latencies_ms: &[], ..sizes },
+        Some((other, None)) => panic!("BENCH_ONLY={other}: latency:concurrency (20:16), or status"),
         None => sizes,
     };
     let rows = measure(&sizes).await;
