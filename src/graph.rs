@@ -143,9 +143,9 @@ pub fn parse_phone_health(http_status: u16, body: &[u8]) -> Answer<PhoneHealth> 
         if let Some(health) = body.health_status {
             out.can_send_message.extend(health.can_send_message);
             // An entity or error of another shape is passed over, not a reason to refuse the answer.
-            for entity in health.entities.into_iter().flatten().filter_map(object::<Entity>) {
+            for entity in health.entities.iter().flatten().filter_map(object::<Entity>) {
                 out.can_send_message.extend(entity.can_send_message);
-                let first_error = entity.errors.into_iter().flatten().next().and_then(object::<EntityError>);
+                let first_error = entity.errors.iter().flatten().next().and_then(object::<EntityError>);
                 if let (None, Some(error)) = (&out.entity_error, first_error) {
                     out.entity_error = error.error_description.or(error.possible_solution);
                 }
@@ -183,7 +183,7 @@ fn parse_answer<T: DeserializeOwned, U>(
     parse_ok: impl FnOnce(T) -> Option<U>,
 ) -> Answer<U> {
     let json: Option<Value> = serde_json::from_slice(body).ok();
-    if let Some(ErrorBody { error }) = json.clone().and_then(object) {
+    if let Some(ErrorBody { error }) = json.as_ref().and_then(object) {
         let error = GraphError {
             code: error.code,
             subcode: error.error_subcode,
@@ -199,7 +199,7 @@ fn parse_answer<T: DeserializeOwned, U>(
     if !(200..300).contains(&http_status) {
         return Answer::Unusable(format!("HTTP {http_status} from Graph API without an error object"));
     }
-    match json.and_then(object).and_then(parse_ok) {
+    match json.as_ref().and_then(object).and_then(parse_ok) {
         Some(ok) => Answer::Ok(ok),
         None => Answer::Unusable("Graph API answered with a body that is not the JSON expected".into()),
     }
@@ -207,7 +207,7 @@ fn parse_answer<T: DeserializeOwned, U>(
 
 /// `T` read from a JSON object: not from an array, which serde would also read into a struct,
 /// field by field.
-fn object<T: DeserializeOwned>(v: Value) -> Option<T> {
+fn object<T: DeserializeOwned>(v: &Value) -> Option<T> {
     if v.is_object() {
         T::deserialize(v).ok()
     } else {

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use http::header::{HeaderName, HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH};
-use http::{HeaderMap, Method, StatusCode};
+use http::{Method, StatusCode};
 use serde_json::json;
 use spin_sdk::http::IncomingRequest;
 use spin_sdk::http_component;
@@ -133,27 +133,25 @@ struct Incoming {
     method: Method,
     path: String,
     query: String,
-    headers: HeaderMap,
+    headers: Vec<(String, Vec<u8>)>,
 }
 
 impl Incoming {
     fn read(req: &IncomingRequest) -> Self {
         let path_with_query = req.path_with_query().unwrap_or_default();
         let (path, query) = path_with_query.split_once('?').unwrap_or((&path_with_query, ""));
-        // The `fields` handle is a temporary, dropped at the end of this statement. A header
-        // that is not one (Spin has checked them all) would be left out.
-        let entries = req.headers().entries();
-        let headers = entries
-            .into_iter()
-            .filter_map(|(name, value)| {
-                Some((HeaderName::from_bytes(name.as_bytes()).ok()?, HeaderValue::from_bytes(&value).ok()?))
-            })
-            .collect();
-        Self { method: req.method().into(), path: path.to_owned(), query: query.to_owned(), headers }
+        Self {
+            method: req.method().into(),
+            path: path.to_owned(),
+            query: query.to_owned(),
+            // The `fields` handle is a temporary, dropped at the end of this statement.
+            headers: req.headers().entries(),
+        }
     }
 
     fn values(&self, name: &HeaderName) -> Vec<Vec<u8>> {
-        self.headers.get_all(name).iter().map(|v| v.as_bytes().to_vec()).collect()
+        let name = name.as_str();
+        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone()).collect()
     }
 }
 

@@ -320,6 +320,20 @@ fn short(s: &str) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_stored_health_of_another_vocabulary_reads_as_none() {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            #[serde(deserialize_with = "Health::lenient")]
+            health: Option<Health>,
+        }
+        let read = |json: &str| serde_json::from_str::<Row>(json).unwrap().health;
+        assert_eq!(read(r#"{"health":"error"}"#), Some(Health::Error));
+        assert_eq!(read(r#"{"health":"healthy"}"#), Some(Health::Healthy));
+        assert_eq!(read(r#"{"health":"DEGRADED"}"#), None);
+        assert_eq!(read(r#"{"health":null}"#), None);
+    }
+
     const NOW: i64 = 1_800_000_000;
 
     fn ok_node() -> Answer<PhoneHealth> {
