@@ -39,6 +39,8 @@ UNDER_SPIN=(
   "front_door"
   "webhook_retry --skip cron_runs_the_webhook_retry"
   "health_check --skip a_cron_run_has_a_budget_of_its_own"
+  "throttling"
+  "outbound_allowance"
   "operations"
   "runs --skip cron_ --skip a_lock_ttl_shorter_than_a_run_is_refused"
   "console --skip a_paused_job_runs_nothing_until_resumed_or_forced"

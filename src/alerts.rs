@@ -16,7 +16,7 @@ use futures::stream::{self, StreamExt};
 use serde_json::json;
 
 use crate::log::Logger;
-use crate::outbound::{self, Request};
+use crate::outbound::{self, Allowance, Request};
 use crate::redis::Redis;
 use crate::time::Deadline;
 use crate::urls;
@@ -32,6 +32,7 @@ pub enum Kind {
     WebhookDead,
     RunFailed,
     AppCredentials,
+    Throttled,
 }
 
 impl Kind {
@@ -44,6 +45,7 @@ impl Kind {
             Kind::WebhookDead => format!(
                 "WhaTrack: and {n} more webhooks were dead-lettered; see GET /api/v1/jobs/webhook-retry, and redrive them once the processor is fixed"
             ),
+            Kind::Throttled => format!("WhaTrack: and {n} more businesses throttled by Meta"),
             Kind::RunFailed | Kind::AppCredentials => format!("WhaTrack: and {n} more alerts"),
         }
     }
@@ -54,6 +56,7 @@ impl Kind {
             Kind::WebhookDead => "webhook-dead",
             Kind::RunFailed => "run-failed",
             Kind::AppCredentials => "app-credentials",
+            Kind::Throttled => "graph-throttled",
         }
     }
 }
@@ -105,6 +108,22 @@ impl Alert {
     }
 }
 
+impl Alert {
+    /// Meta throttled the app (`business` `None`) or one business: a limit of ours, not a finding
+    /// about a customer.
+    pub fn throttled(business: Option<&str>, until: &str) -> Self {
+        let text = match business {
+            None => format!(
+                "WhaTrack: Meta throttled the app's Graph API calls. The health check calls nothing until {until};                  connections not checked keep their status and go first next run."
+            ),
+            Some(id) => format!(
+                "WhaTrack: Meta throttled the Graph API calls for business {id}. Its connections are not checked until {until};                  they keep their status."
+            ),
+        };
+        Self::new(Kind::Throttled, business.unwrap_or("app"), text)
+    }
+}
+
 /// The individual alerts to send and the summaries of the rest, per [`MAX_PER_RUN`].
 pub fn cap(mut due: Vec<Alert>) -> Vec<Alert> {
     if due.len() <= MAX_PER_RUN {
@@ -125,6 +144,7 @@ pub fn cap(mut due: Vec<Alert>) -> Vec<Alert> {
 pub async fn send(
     url: Option<&str>,
     redis: Option<&Redis>,
+    allowance: Allowance<'_>,
     alerts: Vec<Alert>,
     deadline: Deadline,
     log: &Logger,
@@ -153,7 +173,7 @@ pub async fn send(
     let due = cap(due);
     let concurrency = due.len().max(1);
     let sent: Vec<Alert> = stream::iter(due)
-        .map(|alert| async move { post(url, &alert, deadline, log).await.then_some(alert) })
+        .map(|alert| async move { post(url, &alert, deadline, allowance, log).await.then_some(alert) })
         .buffer_unordered(concurrency)
         .filter_map(std::future::ready)
         .collect()
@@ -169,7 +189,7 @@ pub async fn send(
     sent.len()
 }
 
-async fn post(url: &str, alert: &Alert, deadline: Deadline, log: &Logger) -> bool {
+async fn post(url: &str, alert: &Alert, deadline: Deadline, allowance: Allowance<'_>, log: &Logger) -> bool {
     let body = json!({ "text": urls::redact(&alert.text) }).to_string();
     let req = Request {
         method: http::Method::POST,
@@ -177,7 +197,7 @@ async fn post(url: &str, alert: &Alert, deadline: Deadline, log: &Logger) -> boo
         headers: vec![(http::header::CONTENT_TYPE, "application/json".to_owned())],
         body: body.as_bytes(),
     };
-    match outbound::send(req, ALERT_TIMEOUT, deadline).await {
+    match outbound::send(req, ALERT_TIMEOUT, deadline, allowance).await {
         Ok(resp) if (200..300).contains(&resp.status) => {
             log.info("alert sent", json!({ "subject": alert.subject }));
             true

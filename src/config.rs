@@ -98,7 +98,14 @@ pub struct Config {
     pub cron_time_budget: Duration,
     pub lock_ttl: Duration,
     pub health_recheck_after_hours: u32,
+    /// Graph requests in flight at once (each a batch, or a single call).
     pub health_check_concurrency: usize,
+    /// Operations per Graph batch request (at most Meta's 50); 1 makes single calls.
+    pub graph_batch_size: usize,
+    /// Meta's usage figures at which a run starts no further Graph call.
+    pub graph_usage_ceiling_percent: u32,
+    /// Outbound HTTP requests per clock hour, all jobs and replicas together; `None`: no limit.
+    pub outbound_requests_per_hour: Option<u32>,
     pub token_expiry_warning_days: u32,
     /// Empty when not configured: only the webhook retry needs it, and says so when it runs.
     pub webhook_processor_url: Option<String>,
@@ -165,6 +172,10 @@ impl Config {
             lock_ttl,
             health_recheck_after_hours: number(src, "health_recheck_after_hours", 20, 0..=8760)?,
             health_check_concurrency: number(src, "health_check_concurrency", 16, 1..=256)?,
+            graph_batch_size: number(src, "graph_batch_size", 50, 1..=50)?,
+            graph_usage_ceiling_percent: number(src, "graph_usage_ceiling_percent", 90, 1..=100)?,
+            outbound_requests_per_hour: Some(number(src, "outbound_requests_per_hour", 0, 0..=10_000_000)?)
+                .filter(|n| *n > 0),
             token_expiry_warning_days: number(src, "token_expiry_warning_days", 7, 0..=365)?,
             webhook_processor_url,
             webhook_retry_max_attempts: max_attempts(src)?,

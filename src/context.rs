@@ -14,6 +14,7 @@ use crate::alerts::{self, Alert};
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::log::Logger;
+use crate::outbound::Allowance;
 use crate::redis::{Redis, RedisError};
 use crate::time::{self, Deadline};
 
@@ -60,11 +61,17 @@ impl JobContext<'_> {
             .buffer_unordered(concurrency)
     }
 
+    /// The app's outbound requests this hour, as every request of the run spends them.
+    pub fn allowance(&self) -> Allowance<'_> {
+        Allowance::new(Some(self.redis), self.config.outbound_requests_per_hour)
+    }
+
     /// Sends a run's alerts (throttled and capped; never fails the run, never outlives it).
     pub async fn send_alerts(&self, batch: Vec<Alert>) {
         alerts::send(
             self.config.alert_webhook_url.as_deref(),
             Some(self.redis),
+            self.allowance(),
             batch,
             self.finish,
             self.log,
@@ -115,11 +122,18 @@ pub enum Turn<T, R> {
 pub struct JobOutcome {
     pub summary: Value,
     pub remaining: u64,
+    /// Set when the job found it must not run now (why, for the caller and the run's row).
+    pub skipped: Option<&'static str>,
 }
 
 impl JobOutcome {
     pub fn new(summary: &impl Serialize, remaining: u64) -> Self {
-        Self { summary: serde_json::to_value(summary).unwrap_or(Value::Null), remaining }
+        Self { summary: serde_json::to_value(summary).unwrap_or(Value::Null), remaining, skipped: None }
+    }
+
+    /// A run that did nothing, and says why.
+    pub fn skipped(why: &'static str, summary: Value) -> Self {
+        Self { summary, remaining: 0, skipped: Some(why) }
     }
 
     /// Adds a field to the summary: what the runner did after the job (retention).

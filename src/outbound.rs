@@ -9,6 +9,11 @@
 //!
 //! A body always goes with its `Content-Length`: receivers behind some proxies refuse chunked
 //! requests, and a signature check wants the exact bytes.
+//!
+//! Hosted platforms cap an app's outbound requests per hour (Fermyon Cloud: 500). Every request
+//! goes through an [`Allowance`]: with `outbound_requests_per_hour` set, it is counted in Redis
+//! per clock hour across both jobs and every replica, and one that would exceed the hour's
+//! allowance is not sent ([`OutboundError::NotSent`]), so that callers charge nobody for it.
 
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -23,7 +28,8 @@ use wasi::clocks::monotonic_clock;
 use wasi::io::poll::Pollable;
 use wasi::io::streams::StreamError;
 
-use crate::time::Deadline;
+use crate::redis::Redis;
+use crate::time::{self, Deadline};
 use crate::urls;
 
 /// What we send. `body` empty means no body.
@@ -60,6 +66,38 @@ pub enum OutboundError {
     InvalidUrl(String),
     #[error("network error: {0}")]
     Network(String),
+    /// The hour's allowance of outbound requests is spent (or could not be counted): not sent.
+    #[error("not sent: {0}")]
+    NotSent(String),
+}
+
+/// The app's outbound requests per clock hour (`outbound_requests_per_hour`), shared by both
+/// jobs, the front door and every replica through Redis.
+#[derive(Clone, Copy)]
+pub struct Allowance<'a> {
+    counted: Option<(&'a Redis, u32)>,
+}
+
+impl<'a> Allowance<'a> {
+    pub fn new(redis: Option<&'a Redis>, per_hour: Option<u32>) -> Self {
+        Self { counted: redis.zip(per_hour) }
+    }
+
+    pub fn unlimited() -> Self {
+        Self { counted: None }
+    }
+
+    /// Takes one request from the hour's allowance.
+    fn take(&self) -> Result<(), OutboundError> {
+        let Some((redis, per_hour)) = self.counted else { return Ok(()) };
+        match redis.take_outbound(per_hour, time::unix_secs()) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(OutboundError::NotSent(format!(
+                "the hour's {per_hour} outbound requests (outbound_requests_per_hour) are spent"
+            ))),
+            Err(e) => Err(OutboundError::NotSent(format!("outbound requests cannot be counted: {e}"))),
+        }
+    }
 }
 
 /// Bodies are read up to this, and the rest left unread: callers only read small JSON answers or
@@ -67,11 +105,13 @@ pub enum OutboundError {
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
 const WRITE_CHUNK: usize = 4096;
 
-/// Sends `req` and reads the whole answer, within `timeout` and before `run_deadline`.
+/// Sends `req` and reads the whole answer, within `timeout` and before `run_deadline`, if the
+/// hour's `allowance` has room for it.
 pub async fn send(
     req: Request<'_>,
     timeout: Duration,
     run_deadline: Deadline,
+    allowance: Allowance<'_>,
 ) -> Result<Response, OutboundError> {
     let clipped = run_deadline.clip(timeout);
     let expired = || {
@@ -108,6 +148,7 @@ pub async fn send(
     let _ = options.set_first_byte_timeout(Some(nanos));
     let _ = options.set_between_bytes_timeout(Some(nanos));
 
+    allowance.take()?;
     let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| map_error(e, expired()))?;
     // A request the host refuses has its body closed under it: the answer says why, so it is
     // awaited before a failed write is reported.

@@ -1,4 +1,6 @@
-//! Redis, through Spin's interface: the per-job lock (SPEC section 4) and the alert throttle.
+//! Redis, through Spin's interface: the per-job lock (SPEC section 4), the alert throttle, and
+//! what the app has learnt of Meta's limits (the Graph API cool-downs and the latest usage
+//! figures), so that every replica and every later run knows it.
 //! Errors never quote the address's password (Spin's errors do).
 //!
 //! Acquire is `SET key jobId NX PX ttl`; release is a compare-and-delete in Lua, so a run whose
@@ -22,8 +24,36 @@ pub struct Redis {
     conn: Connection,
 }
 
-fn lock_key(job_type: &str) -> String {
+pub fn lock_key(job_type: &str) -> String {
     format!("job-lock:{job_type}")
+}
+
+/// Meta throttled the app: no Graph call until this key expires (its value: the end, unix ms).
+pub const APP_COOL_DOWN_KEY: &str = "graph-cooldown:app";
+/// Throttled businesses, each scored with the end of its cool-down (unix ms).
+pub const BUSINESS_COOL_DOWNS_KEY: &str = "graph-cooldown:businesses";
+/// The latest usage figures Meta sent, as JSON.
+pub const GRAPH_USAGE_KEY: &str = "graph-usage";
+/// Figures older than a day say nothing about Meta's rolling hour.
+const GRAPH_USAGE_TTL_SECONDS: i64 = 86_400;
+
+/// The cool-downs in force.
+#[derive(Debug, Default)]
+pub struct CoolDowns {
+    /// The end of the app-wide one, unix ms.
+    pub app_until: Option<u64>,
+    pub businesses: Vec<String>,
+}
+
+/// Counts one request against the hour's allowance, unless that would exceed it; answers 1 when
+/// counted. The key outlives its hour a little, so that clocks a little apart agree.
+const TAKE_OUTBOUND_SCRIPT: &str = "local n = redis.call('INCR', KEYS[1]) \
+    if n == 1 then redis.call('EXPIRE', KEYS[1], 7200) end \
+    if n > tonumber(ARGV[1]) then redis.call('DECR', KEYS[1]) return 0 end return 1";
+
+/// The outbound requests of the clock hour that contains `unix_secs`.
+pub fn outbound_key(unix_secs: i64) -> String {
+    format!("outbound-requests:{}", unix_secs / 3600)
 }
 
 fn alert_key(subject: &str) -> String {
@@ -82,6 +112,81 @@ impl Redis {
         match self.exec("SET", args)?.as_slice() {
             [RedisResult::Status(s)] if s == "OK" => Ok(()),
             other => Err(RedisError(format!("unexpected SET reply {other:?}"))),
+        }
+    }
+
+    /// Starts a cool-down of the app (`business` `None`) or of one business, ending at `until_ms`.
+    pub fn cool_down(&self, business: Option<&str>, until_ms: u64, now_ms: u64) -> Result<(), RedisError> {
+        let replies = match business {
+            None => {
+                let ms = until_ms.saturating_sub(now_ms).max(1) as i64;
+                let args = vec![bin(APP_COOL_DOWN_KEY), bin(&until_ms.to_string()), bin("PX"), RedisParameter::Int64(ms)];
+                self.exec("SET", args)?
+            }
+            Some(id) => {
+                let args = vec![bin(BUSINESS_COOL_DOWNS_KEY), RedisParameter::Int64(until_ms as i64), bin(id)];
+                self.exec("ZADD", args)?
+            }
+        };
+        match replies.as_slice() {
+            [RedisResult::Status(_) | RedisResult::Int64(_)] => Ok(()),
+            other => Err(RedisError(format!("unexpected cool-down reply {other:?}"))),
+        }
+    }
+
+    /// The cool-downs that have not ended by `now_ms` (ended ones are forgotten on the way).
+    pub fn cool_downs(&self, now_ms: u64) -> Result<CoolDowns, RedisError> {
+        let app_until = match self.exec("GET", vec![bin(APP_COOL_DOWN_KEY)])?.as_slice() {
+            [RedisResult::Binary(v)] => std::str::from_utf8(v).ok().and_then(|v| v.parse().ok()),
+            _ => None,
+        };
+        let past = RedisParameter::Int64(now_ms as i64);
+        self.exec("ZREMRANGEBYSCORE", vec![bin(BUSINESS_COOL_DOWNS_KEY), bin("-inf"), past])?;
+        let businesses = self
+            .exec("ZRANGE", vec![bin(BUSINESS_COOL_DOWNS_KEY), RedisParameter::Int64(0), RedisParameter::Int64(-1)])?
+            .into_iter()
+            .filter_map(|r| match r {
+                RedisResult::Binary(id) => String::from_utf8(id).ok(),
+                _ => None,
+            })
+            .collect();
+        Ok(CoolDowns { app_until, businesses })
+    }
+
+    pub fn save_graph_usage(&self, json: &str) -> Result<(), RedisError> {
+        let args = vec![bin(GRAPH_USAGE_KEY), bin(json), bin("EX"), RedisParameter::Int64(GRAPH_USAGE_TTL_SECONDS)];
+        match self.exec("SET", args)?.as_slice() {
+            [RedisResult::Status(s)] if s == "OK" => Ok(()),
+            other => Err(RedisError(format!("unexpected SET reply {other:?}"))),
+        }
+    }
+
+    /// The values of `keys` (`None` for a missing key), in one round trip.
+    pub fn values(&self, keys: &[&str]) -> Result<Vec<Option<String>>, RedisError> {
+        let replies = self.exec("MGET", keys.iter().map(|k| bin(k)).collect())?;
+        if replies.len() != keys.len() {
+            return Err(RedisError(format!("unexpected MGET reply {replies:?}")));
+        }
+        Ok(replies
+            .into_iter()
+            .map(|r| match r {
+                RedisResult::Binary(v) => String::from_utf8(v).ok(),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// True when one more outbound request fits in this hour's `per_hour`, and is now counted.
+    pub fn take_outbound(&self, per_hour: u32, unix_secs: i64) -> Result<bool, RedisError> {
+        let args = vec![
+            bin(TAKE_OUTBOUND_SCRIPT),
+            RedisParameter::Int64(1),
+            bin(&outbound_key(unix_secs)),
+            RedisParameter::Int64(i64::from(per_hour)),
+        ];
+        match self.exec("EVAL", args)?.as_slice() {
+            [RedisResult::Int64(n)] => Ok(*n == 1),
+            other => Err(RedisError(format!("unexpected EVAL reply {other:?}"))),
         }
     }
 

@@ -284,7 +284,11 @@ async fn run(config: &Config, job: JobType, force: bool) -> Response {
             StatusCode::OK,
             api::RunDone {
                 job_id: &done.job_id,
-                message: if done.paused_since.is_some() { PAUSED_MESSAGE } else { job.done_message() },
+                message: match (&done.paused_since, done.skipped) {
+                    (Some(_), _) => PAUSED_MESSAGE,
+                    (None, Some(why)) => why,
+                    (None, None) => job.done_message(),
+                },
                 summary: &done.summary,
                 paused: done.paused_since.is_some(),
                 paused_since: done.paused_since.as_deref(),

@@ -63,3 +63,8 @@ pub async fn sleep_until(at: Instant) {
     })
     .await
 }
+
+/// `2026-11-30T01:42:08.123Z`, from unix milliseconds.
+pub fn iso_millis(unix_ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
+}

@@ -81,7 +81,7 @@ async fn table() {
 #[tokio::test(flavor = "multi_thread")]
 async fn smoke() {
     let rows = measure(&SMOKE).await;
-    for job in ["health check", "webhook retry"] {
+    for job in [Job::HealthCheck, Job::WebhookRetry] {
         let runs: Vec<&Row> = rows.iter().filter(|r| r.job == job && r.concurrency == 16).collect();
         let (small, large) = (runs[0], runs[runs.len() - 1]);
         assert_eq!((small.items, large.items), (200, 2_000));
@@ -93,19 +93,28 @@ async fn smoke() {
         assert!(per_item <= 0.1, "{}: {per_item:.3} SQL statements per item", large.name);
         assert!(
             large.peak_memory <= 2 * small.peak_memory,
-            "{job}: peak memory {} at 2,000 against {} at 200",
+            "{}: peak memory {} at 2,000 against {} at 200",
+            job.name(),
             large.peak_memory,
             small.peak_memory
         );
+    }
+    // Batched, a request checks 25 connections; in single calls, each costs two.
+    for row in rows.iter().filter(|r| r.job != Job::WebhookRetry) {
+        let per_item = row.requests as f64 / row.items as f64;
+        let most = if row.job == Job::HealthCheck { 0.05 } else { 2.0 };
+        assert!(per_item <= most, "{}: {per_item:.3} requests per connection", row.name);
     }
 }
 
 /// One line of the jobs' table.
 struct Row {
     name: String,
-    job: &'static str,
+    job: Job,
     concurrency: usize,
     items: usize,
+    /// HTTP requests the stand-in received.
+    requests: usize,
     remaining: u64,
     statements: u64,
     peak_memory: usize,
@@ -224,14 +233,14 @@ impl Bench {
     async fn run_under_spin(
         &self,
         cli: &str,
-        job: &str,
+        retry: bool,
         vars: &HashMap<String, String>,
     ) -> (Duration, u64, Option<usize>, serde_json::Value) {
         let mut vars = vars.clone();
         vars.insert("job_time_budget_seconds".into(), "1800".into());
         let manifest = std::fs::read_to_string(root().join("spin.toml")).unwrap();
         let spin = common::spin::SpinUp::start(cli, &manifest, &vars, false).await.expect("spin up");
-        let route = if job == "health check" { "whatsapp-health-check" } else { "webhook-retry" };
+        let route = if retry { "webhook-retry" } else { "whatsapp-health-check" };
         self.before_run().await;
         let started = Instant::now();
         let answer = common::process::request(
@@ -243,7 +252,7 @@ impl Bench {
         .await
         .expect("an answer");
         let took = started.elapsed();
-        assert_eq!(answer.0, 200, "{job}: {}", answer.1);
+        assert_eq!(answer.0, 200, "{route}: {}", answer.1);
         (took, self.statements().await, None, self.last_summary().await)
     }
 
@@ -283,18 +292,17 @@ impl Bench {
 
 /// A request `C` at a time straight to a stand-in, each on a new connection as the component's
 /// are: how fast the stand-in alone can be, to hold the component's figures against.
-async fn stand_in_alone(url: &str, path: &'static str, requests: usize, c: usize) -> Duration {
+async fn stand_in_alone(url: &str, request: &str, requests: usize, c: usize) -> Duration {
     let addr = url.trim_start_matches("http://").to_owned();
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..c)
         .map(|_| {
-            let (addr, next) = (addr.clone(), next.clone());
+            let (addr, next, request) = (addr.clone(), next.clone(), request.to_owned());
             tokio::spawn(async move {
                 while next.fetch_add(1, Ordering::SeqCst) < requests {
                     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-                    let req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
-                    stream.write_all(req.as_bytes()).await.unwrap();
+                    stream.write_all(request.as_bytes()).await.unwrap();
                     let mut answer = Vec::new();
                     stream.read_to_end(&mut answer).await.unwrap();
                     assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
@@ -306,6 +314,34 @@ async fn stand_in_alone(url: &str, path: &'static str, requests: usize, c: usize
         w.await.unwrap();
     }
     started.elapsed()
+}
+
+/// One phone number's read, as a single call.
+fn single_call(url: &str) -> String {
+    let host = url.trim_start_matches("http://");
+    format!("GET /v25.0/100001?fields=health_status,status,quality_rating HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer EAAB-bench-token\r\nconnection: close\r\n\r\n")
+}
+
+/// A batch request as the component sends one: 25 connections' `debug_token` and phone reads.
+fn batch_of_fifty(url: &str) -> String {
+    let host = url.trim_start_matches("http://");
+    let operations: Vec<serde_json::Value> = (0..25)
+        .flat_map(|i| {
+            [
+                json!({"method":"GET","relative_url":"debug_token?input_token=EAAB-bench-token"}),
+                json!({"method":"GET","relative_url":format!("{}?fields=health_status,status,quality_rating&access_token=EAAB-bench-token", 100001 + i)}),
+            ]
+        })
+        .collect();
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("batch", &serde_json::Value::Array(operations).to_string())
+        .append_pair("include_headers", "false")
+        .append_pair("access_token", "123|bench-app-secret")
+        .finish();
+    format!(
+        "POST /v25.0/ HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// The Spin CLI to measure beside the test host: `spin` (3.x) when it is on PATH.
@@ -411,72 +447,122 @@ fn mb(bytes: usize) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
+/// What a batch request costs the Graph stand-in beyond its latency, per call in it: Meta runs a
+/// batch's calls in parallel, but not for nothing.
+const PER_OPERATION: Duration = Duration::from_millis(2);
+
+/// The rows of the jobs' table.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Job {
+    /// The health check as shipped: Graph batch requests of 50 calls (25 connections).
+    HealthCheck,
+    /// The same with `graph_batch_size = 1`, as before batching: at the smallest N only.
+    HealthCheckSingle,
+    WebhookRetry,
+}
+
+impl Job {
+    fn name(self) -> &'static str {
+        match self {
+            Job::HealthCheck => "health check",
+            Job::HealthCheckSingle => "health check, single calls",
+            Job::WebhookRetry => "webhook retry",
+        }
+    }
+}
+
 async fn measure(sizes: &Sizes) -> Vec<Row> {
     let bench = Bench::start().await;
     let mut rows = Vec::new();
     let spin = sizes.under_spin.then(spin_cli).flatten();
+    println!("\nGraph stand-in: a single call answered after L, a batch after L + {PER_OPERATION:?} a call in it");
     println!(
-        "\n| job | runtime | N | L | C | wall | per s | ideal | ideal/wall | stand-in alone | SQL/item | peak memory |"
+        "\n| job | runtime | N | L | C | wall | per s | ideal | ideal/wall | stand-in alone | requests/item | SQL/item | peak memory |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &latency_ms in sizes.latencies_ms {
         let latency = Duration::from_millis(latency_ms);
         let script = Script::default();
-        script.app_token("123", "bench-app-secret");
-        let graph = FakeHttp::start(move |req| script.answer(req).after(latency)).await;
+        script.app_token("123", "bench-app-secret").per_operation(PER_OPERATION);
+        let graph = FakeHttp::start(move |req| {
+            let reply = script.answer(req);
+            let own = reply.delay;
+            reply.after(latency + own)
+        })
+        .await;
         let processor = FakeHttp::start(move |_| Canned::json(200, json!({})).after(latency)).await;
         for &c in sizes.concurrencies {
             let alone_requests = if c == 1 { 200 } else { 100 * c };
-            let alone = stand_in_alone(&graph.url, "/v25.0/100001", alone_requests, c).await;
-            let alone_ratio =
-                (alone_requests as u32 * latency / c as u32).as_secs_f64() / alone.as_secs_f64();
+            let single = single_call(&graph.url);
+            let alone = stand_in_alone(&graph.url, &single, alone_requests, c).await;
+            let alone_ratio = (alone_requests as u32 * latency / c as u32).as_secs_f64() / alone.as_secs_f64();
+            let batch = batch_of_fifty(&graph.url);
+            let alone_batched = stand_in_alone(&graph.url, &batch, alone_requests, c).await;
+            let alone_batched_ratio = (alone_requests as u32 * (latency + 50 * PER_OPERATION) / c as u32).as_secs_f64()
+                / alone_batched.as_secs_f64();
             for &n in sizes.connections {
                 if c == 1 && n > sizes.sequential_up_to {
                     continue;
                 }
-                let vars = bench.variables(&graph.url, &processor.url, n, c);
-                let runtimes = std::iter::once(None).chain(spin.as_deref().map(Some));
-                for (job, runtime) in ["health check", "webhook retry"]
+                let jobs = [Job::HealthCheck, Job::HealthCheckSingle, Job::WebhookRetry]
                     .into_iter()
-                    .flat_map(|job| runtimes.clone().map(move |r| (job, r)))
-                {
+                    .filter(|job| *job != Job::HealthCheckSingle || n == sizes.connections[0]);
+                let runtimes = std::iter::once(None).chain(spin.as_deref().map(Some));
+                for (job, runtime) in jobs.flat_map(|job| runtimes.clone().map(move |r| (job, r))) {
+                    let mut vars = bench.variables(&graph.url, &processor.url, n, c);
+                    if job == Job::HealthCheckSingle {
+                        vars.insert("graph_batch_size".into(), "1".into());
+                    }
                     bench.reset().await;
-                    let (component, calls_before) = if job == "health check" {
-                        bench.seed_connections(n).await;
-                        ("cron-health-check", graph.requests().len())
-                    } else {
-                        bench.seed_webhooks(n).await;
-                        ("cron-webhook-retry", processor.requests().len())
+                    let (component, stand_in) = match job {
+                        Job::WebhookRetry => {
+                            bench.seed_webhooks(n).await;
+                            ("cron-webhook-retry", &processor)
+                        }
+                        _ => {
+                            bench.seed_connections(n).await;
+                            ("cron-health-check", &graph)
+                        }
                     };
+                    let before = stand_in.requests().len();
                     let (took, statements, peak, summary) = match runtime {
                         None => bench.run(component, &vars).await,
-                        Some(cli) => bench.run_under_spin(cli, job, &vars).await,
+                        Some(cli) => bench.run_under_spin(cli, job == Job::WebhookRetry, &vars).await,
                     };
-                    let calls = if job == "health check" {
-                        graph.requests().len()
-                    } else {
-                        processor.requests().len()
-                    } - calls_before;
-                    let done =
-                        if job == "health check" { &summary["checked"] } else { &summary["delivered"] };
-                    assert_eq!(done.as_u64(), Some(n as u64), "{job}: {summary}");
-                    let ideal = calls as u32 * latency / c as u32;
+                    let requests = stand_in.requests()[before..].to_vec();
+                    let done = if job == Job::WebhookRetry { &summary["delivered"] } else { &summary["checked"] };
+                    assert_eq!(done.as_u64(), Some(n as u64), "{}: {summary}", job.name());
+                    // The latency-bound ideal: each request's own answer time, C at a time.
+                    let mut calls_in = vec![0u32; requests.len()];
+                    for call in common::graph::calls(&requests) {
+                        calls_in[call.request] += 1;
+                    }
+                    let answer_times: Duration = requests
+                        .iter()
+                        .zip(calls_in)
+                        .map(|(r, calls)| if r.method == "POST" && job != Job::WebhookRetry { latency + PER_OPERATION * calls } else { latency })
+                        .sum();
+                    let ideal = answer_times / c as u32;
+                    let alone = if job == Job::HealthCheck { alone_batched_ratio } else { alone_ratio };
                     println!(
-                        "| {job} | {} | {n} | {latency_ms} ms | {c} | {:.2} s | {:.0} | {:.2} s | {:.0}% | {:.0}% | {:.3} | {} |",
+                        "| {} | {} | {n} | {latency_ms} ms | {c} | {:.2} s | {:.0} | {:.2} s | {:.0}% | {:.0}% | {:.3} | {:.3} | {} |",
+                        job.name(),
                         runtime.map_or("test host (cron)".to_owned(), |cli| format!("{cli} up (HTTP)")),
                         took.as_secs_f64(),
                         n as f64 / took.as_secs_f64(),
                         ideal.as_secs_f64(),
                         100.0 * ideal.as_secs_f64() / took.as_secs_f64(),
-                        100.0 * alone_ratio,
+                        100.0 * alone,
+                        requests.len() as f64 / n as f64,
                         statements as f64 / n as f64,
                         peak.map_or("-".to_owned(), mb),
                     );
                     rows.push(Row {
-                        name: format!("{job} N={n} L={latency_ms} C={c} {}", runtime.unwrap_or("test host")),
+                        name: format!("{} N={n} L={latency_ms} C={c} {}", job.name(), runtime.unwrap_or("test host")),
                         job,
                         concurrency: c,
                         items: n,
+                        requests: requests.len(),
                         remaining: summary["remaining"].as_u64().unwrap_or(u64::MAX),
                         statements,
                         peak_memory: peak.unwrap_or(0),
@@ -485,7 +571,7 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
             }
         }
     }
-    rows.push(status_route(&bench, sizes.status_requests).await);
+    status_route(&bench, sizes.status_requests).await;
     if let Some(cli) = &spin {
         status_route_over_http(&bench, cli).await;
     }
@@ -548,7 +634,7 @@ const STATUS_ROUNDS: usize = 7;
 /// The status route against the floor of any status route (bench/minimal-status: one variable,
 /// one Redis connection, one `EXISTS`), 8 requests at a time: the median of pairs measured back
 /// to back (the table shows the median pair).
-async fn status_route(bench: &Bench, requests: usize) -> Row {
+async fn status_route(bench: &Bench, requests: usize) {
     let vars = bench.variables("http://127.0.0.1:9", "http://127.0.0.1:9", 1, 1);
     let ours = Arc::new(TestApp::Host(host_app("jobs-http", &vars)));
     let minimal_wasm = built_wasm("minimal_status.wasm");
@@ -587,15 +673,6 @@ async fn status_route(bench: &Bench, requests: usize) -> Row {
         100.0 * rounds[0].0,
         100.0 * rounds[STATUS_ROUNDS - 1].0
     );
-    Row {
-        name: "status route".into(),
-        job: "status route",
-        concurrency: 8,
-        items: 0,
-        remaining: 0,
-        statements: 0,
-        peak_memory: 0,
-    }
 }
 
 /// `requests` GETs, `c` at a time: requests per second, p50, p99.

@@ -431,6 +431,11 @@ async fn the_page_shows_the_estate_in_a_real_browser() {
     };
     let paused = post(&app, "/api/v1/jobs/whatsapp-health-check/pause").await;
     assert_eq!(paused.status, 200, "{}", paused.json);
+    // Meta's figures as the last run kept them, and a cool-down on.
+    let usage = json!({"at": "2026-11-30T01:00:00.000Z", "usage": {"app": {"callCount": 91.0, "totalCputime": 12.0, "totalTime": 40.0}, "businesses": {}}});
+    env.redis_set("graph-usage", &usage.to_string()).await;
+    let until = chrono::Utc::now().timestamp_millis() + 600_000;
+    env.redis_set("graph-cooldown:app", &until.to_string()).await;
     let screenshot = root().join("target/console.png");
     let out = tokio::process::Command::new("node")
         .arg(root().join("tests/browser/console.mjs"))
@@ -476,6 +481,10 @@ async fn the_page_shows_the_estate_in_a_real_browser() {
         (seen["overflowsWidth"].as_bool(), seen["phoneOverflows"].as_bool()),
         (Some(false), Some(false))
     );
+
+    let meta = seen["metaUsage"].as_str().unwrap();
+    assert!(meta.contains("calls 91%, CPU 12%, time 40% (2026-11-30 01:00:00 UTC)"), "{meta}");
+    assert!(meta.contains("Meta throttled the app: no Graph call until"), "{meta}");
 
     // Jobs: state, last success and the time by which the next run is expected.
     let row = env
@@ -621,9 +630,9 @@ async fn the_demo_seed_and_stand_ins_put_both_jobs_to_work() {
 
     let s = &health.json["summary"];
     assert_eq!(
-        [&s["checked"], &s["healthy"], &s["warning"], &s["error"], &s["unknown"]],
-        [13, 6, 3, 3, 1],
-        "healthy x6; expiring, flagged, limited; banned, expired, undecryptable; rate-limited: {}",
+        [&s["checked"], &s["healthy"], &s["warning"], &s["error"], &s["unknown"], &s["throttled"]],
+        [12, 6, 3, 3, 0, 1],
+        "healthy x6; expiring, flagged, limited; banned, expired, undecryptable; rate-limited, not checked: {}",
         health.json
     );
     let s = &retry.json["summary"];

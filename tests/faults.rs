@@ -243,7 +243,7 @@ async fn a_host_killed_mid_check_loses_nothing() {
     let env = Env::new().await;
     let released = Arc::new(AtomicBool::new(false));
     let answer = hang_until(&released, graph::healthy_phone());
-    let graph = FakeHttp::start(move |_| answer()).await;
+    let graph = FakeHttp::start(move |req| graph::each_call(req, answer())).await;
     for i in 0..10 {
         let phone = format!("8{i:02}");
         seed::connection(
@@ -255,7 +255,7 @@ async fn a_host_killed_mid_check_loses_nothing() {
     let vars = crash_vars(&env, &graph.url);
     let mut first = Served::start(&vars).await;
     let run = first.post_in_background(HEALTH);
-    wait_for("the first checks", || graph.requests().len() >= 10).await;
+    wait_for("the first checks", || graph::calls(&graph.requests()).len() >= 10).await;
     first.kill_during(run).await;
     released.store(true, Ordering::SeqCst);
     let audit: i64 = env.db.query_one("SELECT count(*) FROM whatsapp_health", &[]).await.unwrap().get(0);
@@ -372,7 +372,10 @@ async fn a_broken_graph_api_is_a_transient_failure_within_the_budget() {
                 .await;
         ids.insert(marker, id);
     }
-    let app = app("jobs-http", &env.variables(&graph.url)).await;
+    // One call a request, so that each request meets its own kind of breakage.
+    let mut vars = env.variables(&graph.url);
+    vars.insert("graph_batch_size".into(), "1".into());
+    let app = app("jobs-http", &vars).await;
     let started = Instant::now();
     let r = post_health(&app).await;
     let took = started.elapsed();
@@ -487,11 +490,11 @@ async fn postgres_restarted_during_a_run() {
     let restarted = Arc::new(AtomicBool::new(false));
     let graph = {
         let (pg, restarted) = (pg.clone(), restarted.clone());
-        FakeHttp::start(move |_| {
+        FakeHttp::start(move |req| {
             if !restarted.swap(true, Ordering::SeqCst) {
                 pg.restart();
             }
-            graph::healthy_phone()
+            graph::each_call(req, graph::healthy_phone())
         })
         .await
     };
@@ -580,13 +583,13 @@ async fn redis_restarted_during_a_run() {
     let restart = Arc::new(AtomicBool::new(true));
     let graph = {
         let (redis, restart) = (redis.clone(), restart.clone());
-        FakeHttp::start(move |_| {
+        FakeHttp::start(move |req| {
             if restart.swap(false, Ordering::SeqCst) {
                 let mut redis = redis.lock().unwrap();
                 redis.stop();
                 redis.start_again();
             }
-            graph::healthy_phone()
+            graph::each_call(req, graph::healthy_phone())
         })
         .await
     };

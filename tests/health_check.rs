@@ -91,6 +91,9 @@ async fn config_row(env: &Env, id: Uuid) -> ConfigRow {
     ConfigRow { token_status: r.get(0), expires_in_days: r.get(1), checked: r.get(2) }
 }
 
+/// A case's status for a connection Meta did not answer about (throttled).
+const NOT_CHECKED: &str = "not checked";
+
 fn with_app_credentials(env: &Env, graph_url: &str) -> std::collections::HashMap<String, String> {
     let mut vars = env.variables(graph_url);
     vars.insert("meta_app_id".into(), APP_ID.into());
@@ -103,9 +106,25 @@ fn unix_now() -> i64 {
 }
 
 /// One connection per row of the classification table, all in one run, each checked column by
-/// column.
+/// column: in one batch request...
 #[tokio::test(flavor = "multi_thread")]
 async fn classification_table_end_to_end() {
+    classification_table(Calls::Batched).await;
+}
+
+/// ...and as single calls (`graph_batch_size` 1), where a call can time out on its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn classification_table_end_to_end_in_single_calls() {
+    classification_table(Calls::Single).await;
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Calls {
+    Batched,
+    Single,
+}
+
+async fn classification_table(calls: Calls) {
     let env = Env::new().await;
     let script = Script::default();
     let fake = graph::start(&script).await;
@@ -118,6 +137,7 @@ async fn classification_table_end_to_end() {
         token: &'static str,
         /// What `"accessToken"` holds; `None` for no config row.
         stored: Option<String>,
+        waba: &'static str,
         node: Option<Canned>,
         debug: Option<Canned>,
         status: &'static str,
@@ -133,6 +153,7 @@ async fn classification_table_end_to_end() {
                 phone: "",
                 token: "",
                 stored: None,
+                waba: "2001",
                 node: None,
                 debug: None,
                 status: "healthy",
@@ -207,15 +228,17 @@ async fn classification_table_end_to_end() {
             token_valid: false,
             token_expired: true,
             reason: "Token expired (debug_token)",
+            ..Default::default()
         },
+        // Throttling is no finding: the connection was not checked, and keeps its status.
         Case {
             name: "rate_limited",
             phone: "106",
             token: "EAAB-ratelimited",
             stored: Some(seed::encrypt("EAAB-ratelimited")),
-            node: Some(graph_error(400, 80007, None, "OAuthException", "Rate limit hit for WABA", true)),
-            status: "unknown",
-            reason: "OAuthException 80007: rate limited",
+            waba: "2099",
+            node: Some(graph::business_throttled()),
+            status: NOT_CHECKED,
             ..Default::default()
         },
         Case {
@@ -228,14 +251,21 @@ async fn classification_table_end_to_end() {
             reason: "health_status: HTTP 503 from Graph API",
             ..Default::default()
         },
+        // A call that times out; in a batch, the operation Meta ran out of time for.
         Case {
             name: "timeout",
             phone: "108",
             token: "EAAB-timeout",
             stored: Some(seed::encrypt("EAAB-timeout")),
-            node: Some(graph::healthy_phone().after(Duration::from_secs(12))),
+            node: Some(match calls {
+                Calls::Single => graph::healthy_phone().after(Duration::from_secs(12)),
+                Calls::Batched => graph::no_answer(),
+            }),
             status: "unknown",
-            reason: "timed out",
+            reason: match calls {
+                Calls::Single => "timed out",
+                Calls::Batched => "no answer to this call of the batch (null)",
+            },
             ..Default::default()
         },
         Case {
@@ -295,6 +325,7 @@ async fn classification_table_end_to_end() {
             &env.db,
             Connection {
                 phone_number_id: Some(c.phone),
+                waba_id: Some(c.waba),
                 stored_token: c.stored.clone(),
                 health_status: "healthy",
                 ..Default::default()
@@ -304,7 +335,11 @@ async fn classification_table_end_to_end() {
         ids.insert(c.name, id);
     }
 
-    let app = app("jobs-http", &with_app_credentials(&env, &fake.url)).await;
+    let mut vars = with_app_credentials(&env, &fake.url);
+    if calls == Calls::Single {
+        vars.insert("graph_batch_size".into(), "1".into());
+    }
+    let app = app("jobs-http", &vars).await;
     let r = post_health(&app).await;
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(r.json["success"], true);
@@ -312,13 +347,20 @@ async fn classification_table_end_to_end() {
     assert!(r.json["jobId"].as_str().unwrap().starts_with("whatsapp-health-check-"));
     assert_eq!(
         r.json["summary"],
-        json!({"checked":13,"healthy":2,"warning":2,"error":5,"unknown":4,"skipped":0,"remaining":0,"notSaved":0,
-            "purged":{"jobRuns":0,"webhookRetryAttempts":0,"whatsappHealth":0}})
+        json!({"checked":12,"healthy":2,"warning":2,"error":5,"unknown":3,"skipped":0,"remaining":1,
+            "throttled":1,"paced":0,"notSaved":0,"purged":{"jobRuns":0,"webhookRetryAttempts":0,"whatsappHealth":0}})
     );
 
     for Case { name, status, token_valid, token_expired, reason, .. } in cases {
         let id = ids[name];
         let rows = health_rows(&env, id).await;
+        if status == NOT_CHECKED {
+            assert!(rows.is_empty(), "{name}: no audit row for a connection not checked");
+            let c = conn_row(&env, id).await;
+            assert_eq!(c.health_status, "healthy", "{name}: status kept");
+            assert!(!c.checked && !c.updated_recently, "{name}: first in line next run");
+            continue;
+        }
         assert_eq!(rows.len(), 1, "{name}: one audit row");
         let h = &rows[0];
         assert_eq!(h.status, status, "{name}: status ({})", h.api_response);
@@ -347,7 +389,9 @@ async fn classification_table_end_to_end() {
         "{}",
         expired[0].api_response
     );
-    assert!(health_rows(&env, ids["timeout"]).await[0].response_time >= 10_000);
+    if calls == Calls::Single {
+        assert!(health_rows(&env, ids["timeout"]).await[0].response_time >= 10_000);
+    }
     assert_eq!(health_rows(&env, ids["no_token"]).await[0].response_time, 0);
 
     // Token facts from debug_token.
@@ -367,18 +411,29 @@ async fn classification_table_end_to_end() {
         "no debug_token answer, no token facts"
     );
 
-    // What Meta was sent: the app token for debug_token, the user token in the header only.
-    let sent = fake.requests();
-    let phone = sent.iter().find(|r| r.target.starts_with("/v25.0/101?")).expect("phone call");
+    // What Meta was sent: the app token for debug_token, the user token with its own call only,
+    // never in a request's URL but for debug_token's own single call (SPEC 5.3).
+    let sent = graph::calls(&fake.requests());
+    let phone = sent.iter().find(|c| c.target.starts_with("/v25.0/101?")).expect("phone call");
     assert_eq!(phone.target, "/v25.0/101?fields=health_status,status,quality_rating");
-    assert_eq!(phone.header("authorization"), Some("Bearer EAAB-healthy"));
-    let debug =
-        sent.iter().find(|r| r.target.contains("input_token=EAAB-healthy")).expect("debug_token call");
-    assert_eq!(debug.header("authorization"), Some(format!("Bearer {APP_ID}|{APP_SECRET}").as_str()));
+    assert_eq!(phone.token.as_deref(), Some("EAAB-healthy"));
+    let debug = sent.iter().find(|c| c.target.contains("input_token=EAAB-healthy")).expect("debug_token call");
+    assert_eq!(debug.token, Some(format!("{APP_ID}|{APP_SECRET}")));
     assert!(
-        !sent.iter().any(|r| r.target.contains("110") || r.target.contains("111")),
+        !sent.iter().any(|c| c.target.contains("110") || c.target.contains("111")),
         "no call without a usable token"
     );
+    let requests = fake.requests();
+    match calls {
+        Calls::Batched => {
+            assert_eq!(requests.len(), 1, "the whole table in one batch request");
+            assert!(requests.iter().all(|r| !r.target.contains("EAAB-")), "no token in a URL");
+        }
+        Calls::Single => {
+            assert_eq!(requests.len(), sent.len());
+            assert!(requests.iter().filter(|r| !r.target.contains("/debug_token?")).all(|r| !r.target.contains("EAAB-")));
+        }
+    }
 
     // Logs: one JSON object per line, tagged, and no secret of any kind.
     let out = app.output();
@@ -451,14 +506,14 @@ async fn selection_skips_inactive_and_recent_and_takes_stalest_first() {
     assert_eq!(health_rows(&env, config_phone).await.len(), 1);
 
     let order: Vec<String> =
-        fake.requests().iter().map(|r| r.target.split('?').next().unwrap().to_owned()).collect();
+        graph::calls(&fake.requests()).iter().map(|c| c.target.split('?').next().unwrap().to_owned()).collect();
     assert_eq!(
         order.last().map(String::as_str),
         Some("/v25.0/2002"),
         "never-checked first, the 30-hour-old last: {order:?}"
     );
     assert!(order.contains(&"/v25.0/4004".to_owned()), "WABA read when no phone id: {order:?}");
-    let waba = fake.requests().into_iter().find(|r| r.target.starts_with("/v25.0/4004")).unwrap();
+    let waba = graph::calls(&fake.requests()).into_iter().find(|c| c.target.starts_with("/v25.0/4004")).unwrap();
     assert_eq!(waba.target, "/v25.0/4004?fields=health_status");
 
     // Right after, everything is recent: nothing to do.
@@ -481,6 +536,7 @@ async fn time_budget_leaves_remaining_for_the_next_run() {
     let mut vars = env.variables(&fake.url);
     vars.insert("job_time_budget_seconds".into(), "1".into());
     vars.insert("health_check_concurrency".into(), "1".into());
+    vars.insert("graph_batch_size".into(), "1".into());
     let app = app("jobs-http", &vars).await;
 
     let first = post_health(&app).await;
@@ -522,10 +578,13 @@ async fn at_most_concurrency_graph_calls_in_flight() {
     }
     let mut vars = env.variables(&fake.url);
     vars.insert("health_check_concurrency".into(), "3".into());
+    // Two connections a batch: five requests for nine connections.
+    vars.insert("graph_batch_size".into(), "2".into());
     let app = app("jobs-http", &vars).await;
     let r = post_health(&app).await;
     assert_eq!(r.json["summary"]["healthy"], 9, "{}", r.json);
-    assert_eq!(fake.max_in_flight(), 3, "three calls at once, never more");
+    assert_eq!(fake.requests().len(), 5);
+    assert_eq!(fake.max_in_flight(), 3, "three requests at once, never more");
 }
 
 /// Hosted Spin kills a request at about 30 s: with Graph answering in 9 s a call, a run with the
@@ -541,7 +600,9 @@ async fn a_run_answers_within_its_budget_and_keeps_every_finished_check() {
         seed::connection(&env.db, Connection { phone_number_id: Some(&phone), ..Default::default() }).await;
     }
     let fake = graph::start(&script).await;
-    let app = std::sync::Arc::new(app("jobs-http", &env.variables(&fake.url)).await);
+    let mut vars = env.variables(&fake.url);
+    vars.insert("graph_batch_size".into(), "1".into());
+    let app = std::sync::Arc::new(app("jobs-http", &vars).await);
     let started = std::time::Instant::now();
     let run = tokio::spawn({
         let app = app.clone();
@@ -588,7 +649,7 @@ async fn the_configs_phone_id_serves_when_the_connection_has_none() {
         .unwrap();
     let app = app("jobs-http", &env.variables(&fake.url)).await;
     assert_eq!(post_health(&app).await.status, 200);
-    let calls: Vec<String> = fake.requests().iter().map(|r| r.target.clone()).collect();
+    let calls: Vec<String> = graph::calls(&fake.requests()).into_iter().map(|c| c.target).collect();
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert!(calls[0].starts_with("/v25.0/5551?"), "{calls:?}");
     assert_eq!(env.health_status(id).await, "error", "the config's phone was read");
@@ -616,9 +677,8 @@ async fn a_connected_config_is_preferred_to_a_newer_one() {
         .unwrap();
     let app = app("jobs-http", &env.variables(&fake.url)).await;
     assert_eq!(post_health(&app).await.status, 200);
-    let auth: Vec<String> =
-        fake.requests().iter().filter_map(|r| r.header("authorization").map(str::to_owned)).collect();
-    assert_eq!(auth, ["Bearer EAAB-connected"]);
+    let tokens: Vec<Option<String>> = graph::calls(&fake.requests()).into_iter().map(|c| c.token).collect();
+    assert_eq!(tokens, [Some("EAAB-connected".to_owned())]);
 }
 
 fn blocked_phone() -> Canned {
@@ -661,10 +721,9 @@ async fn an_estate_larger_than_a_page_is_checked_once_stalest_first() {
         (r.json["summary"]["checked"].as_u64(), r.json["summary"]["remaining"].as_u64()),
         (Some(450), Some(0))
     );
-    let order: Vec<u32> = fake
-        .requests()
+    let order: Vec<u32> = graph::calls(&fake.requests())
         .iter()
-        .map(|r| r.target.split('?').next().unwrap().rsplit('/').next().unwrap().parse().unwrap())
+        .map(|c| c.target.split('?').next().unwrap().rsplit('/').next().unwrap().parse().unwrap())
         .collect();
     assert_eq!(order, (1..=450).rev().collect::<Vec<_>>(), "each once, stalest first");
     let audit: i64 = env.count("SELECT count(*) FROM whatsapp_health").await;
@@ -686,6 +745,7 @@ async fn a_cron_run_has_a_budget_of_its_own() {
     vars.insert("job_time_budget_seconds".into(), "1".into());
     vars.insert("cron_time_budget_seconds".into(), "60".into());
     vars.insert("health_check_concurrency".into(), "1".into());
+    vars.insert("graph_batch_size".into(), "1".into());
     let result = app("cron-health-check", &vars).await.cron(0).await.unwrap();
     assert_eq!(result, Ok(()));
     let runs = env.job_runs().await;

@@ -50,6 +50,9 @@ fn the_cloud_manifest_has_the_routes_and_no_cron() {
     assert!(cloud.cron_triggers.is_empty());
     assert_eq!(cloud.http_routes, manifest().http_routes);
     assert_eq!(cloud.component_ids().collect::<Vec<_>>(), ["jobs-http"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let allowance: toml::Value = text.parse::<toml::Table>().unwrap()["variables"]["outbound_requests_per_hour"].clone();
+    assert_eq!(allowance["default"].as_str(), Some("450"), "below Fermyon Cloud's 500 outbound requests an hour");
     let vars = std::collections::HashMap::from([
         ("cron_secret".to_string(), SECRET.to_string()),
         ("database_url".to_string(), "postgres://u@localhost/db".to_string()),

@@ -109,9 +109,9 @@ async fn a_failed_run_alerts_once_an_hour() {
     seed::connection(&env.db, Connection::default()).await;
     for (url, proxy) in urls.iter().zip(&proxies) {
         let cutter = proxy.clone();
-        let graph = FakeHttp::start(move |_| {
+        let graph = FakeHttp::start(move |req| {
             cutter.cut();
-            graph::healthy_phone()
+            graph::each_call(req, graph::healthy_phone())
         })
         .await;
         let mut vars = env.variables(&graph.url);

@@ -230,11 +230,11 @@ async fn a_lock_taken_over_mid_run_is_not_deleted_at_release() {
     let env = Env::new().await;
     // The Graph API answers slowly; meanwhile our lock "expires" and another run takes it.
     let redis_url = env.redis_url.clone();
-    let graph = FakeHttp::start(move |_| {
+    let graph = FakeHttp::start(move |req| {
         let client = redis::Client::open(redis_url.as_str()).unwrap();
         let mut c = client.get_connection().unwrap();
         let _: () = redis::cmd("SET").arg(LOCK).arg("whatsapp-health-check-other").query(&mut c).unwrap();
-        graph::healthy_phone()
+        graph::each_call(req, graph::healthy_phone())
     })
     .await;
     seed::connection(&env.db, Connection::default()).await;
@@ -255,9 +255,9 @@ async fn postgres_down_mid_run_fails_cleanly_and_releases_the_lock() {
     let via_proxy = env.database_url.replace(&pg_addr.to_string(), &proxy.addr.to_string());
     assert_ne!(via_proxy, env.database_url);
     let cutter = proxy.clone();
-    let graph = FakeHttp::start(move |_| {
+    let graph = FakeHttp::start(move |req| {
         cutter.cut();
-        graph::healthy_phone()
+        graph::each_call(req, graph::healthy_phone())
     })
     .await;
     // Seeded `warning` and answered healthy: a write that got through would show.

@@ -48,15 +48,34 @@ function graph(url, token) {
   }
 }
 
+// A batch request (POST /v25.0/, a form with `batch`, `access_token`): each operation answered
+// as its single call would be, as Meta does, in an array of {code, body as a JSON string}.
+function batch(url, form) {
+  const operations = JSON.parse(form.get('batch') || '[]');
+  if (operations.length > 50) return graphError(400, 100, 'Too many requests in batch message. Maximum batch size is 50');
+  return [200, operations.map((op) => {
+    const call = new URL(url.pathname + op.relative_url, 'http://127.0.0.1');
+    const token = call.searchParams.get('access_token') || form.get('access_token') || '';
+    const [code, body] = graph(call, token);
+    return { code, body: JSON.stringify(body) };
+  })];
+}
+
 createServer((req, res) => {
-  const url = new URL(req.url, 'http://127.0.0.1');
-  const token = (req.headers.authorization || '').replace(/^Bearer /, '');
-  const [status, body] = graph(url, token);
-  // Meta answers quickly, but not instantly.
-  setTimeout(() => {
-    log('Graph API', `${req.method} ${url.pathname} -> ${status}`);
-    send(res, status, body);
-  }, 80);
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    const url = new URL(req.url, 'http://127.0.0.1');
+    const [status, body] = req.method === 'POST'
+      ? batch(url, new URLSearchParams(Buffer.concat(chunks).toString('utf8')))
+      : graph(url, (req.headers.authorization || '').replace(/^Bearer /, ''));
+    // Meta answers quickly, but not instantly.
+    setTimeout(() => {
+      const calls = Array.isArray(body) ? ` (${body.length} calls)` : '';
+      log('Graph API', `${req.method} ${url.pathname}${calls} -> ${status}`);
+      send(res, status, body);
+    }, 80);
+  });
 }).listen(3901, '127.0.0.1', () => log('Graph API', 'listening on http://127.0.0.1:3901'));
 
 const attempts = new Map();

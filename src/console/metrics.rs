@@ -7,6 +7,8 @@ use std::fmt::Write;
 use super::Estate;
 use crate::config::Config;
 use crate::db::Db;
+use crate::graph::limits::Figures;
+use crate::redis::Redis;
 use crate::runner::{job_runs, overview, RunError};
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -36,7 +38,8 @@ impl Text {
 pub fn render(config: &Config) -> Result<String, RunError> {
     let db = Db::open(&config.database_url)?;
     let jobs = overview::states(&db, config)?;
-    let estate = super::read(&db, config)?;
+    let redis = Redis::open(&config.redis_url)?;
+    let estate = super::read(&db, &redis, config)?;
     let mut out = Text(String::new());
 
     let states: [JobGauge; 3] = [
@@ -73,7 +76,7 @@ pub fn render(config: &Config) -> Result<String, RunError> {
         }
     }
 
-    let Estate { webhooks, connections, expiring_tokens, .. } = estate;
+    let Estate { webhooks, connections, expiring_tokens, meta, .. } = estate;
     const WEBHOOKS: &str = "whatrack_webhooks";
     out.metric(WEBHOOKS, "Webhooks waiting for a retry (pending; due now, among them) and dead-lettered.");
     for (state, n) in [("pending", webhooks.pending), ("due", webhooks.due), ("dead", webhooks.dead)] {
@@ -91,5 +94,28 @@ pub fn render(config: &Config) -> Result<String, RunError> {
     const EXPIRING: &str = "whatrack_tokens_expiring";
     out.metric(EXPIRING, "Tokens of active connections that expire within token_expiry_warning_days.");
     out.sample(EXPIRING, &[], expiring_tokens.count as i64);
+
+    if let Some(stored) = meta.graph_usage {
+        const APP: &str = "whatrack_graph_app_usage_percent";
+        const BUSINESS: &str = "whatrack_graph_business_usage_percent";
+        let figures = |f: &Figures| [("call_count", f.call_count), ("total_cputime", f.total_cputime), ("total_time", f.total_time)];
+        if let Some(app) = stored.usage.app {
+            out.metric(APP, "Meta's latest X-App-Usage figures: the app's share of its hourly limit.");
+            for (figure, value) in figures(&app) {
+                out.sample(APP, &[("figure", figure)], value.round() as i64);
+            }
+        }
+        if !stored.usage.businesses.is_empty() {
+            out.metric(BUSINESS, "Meta's latest X-Business-Use-Case-Usage figures, per business (WABA).");
+            for (business, usage) in &stored.usage.businesses {
+                for (figure, value) in figures(&usage.figures) {
+                    out.sample(BUSINESS, &[("business", business), ("figure", figure)], value.round() as i64);
+                }
+            }
+        }
+    }
+    const COOLING: &str = "whatrack_graph_cool_down";
+    out.metric(COOLING, "1 while Meta's app-wide throttle keeps the health check from calling the Graph API.");
+    out.sample(COOLING, &[], meta.cool_down_until.is_some().into());
     Ok(out.0)
 }

@@ -3,7 +3,8 @@
 //! - [`page`]: the dashboard page (`GET /api/v1/jobs/ui`), static files that hold no data and read
 //!   the JSON routes with the secret the operator types in.
 //! - [`Estate`] (`GET /api/v1/jobs/console`): what the page shows beyond the overview and the runs:
-//!   the dead-letter queue, connections by health with the latest reasons, expiring tokens.
+//!   the dead-letter queue, connections by health with the latest reasons, expiring tokens, and
+//!   what the app last learnt of Meta's limits.
 //! - [`metrics`] (`GET /api/v1/metrics`): the same figures, and the jobs', for Prometheus.
 //!
 //! Everything is read from Postgres and Redis when asked; nothing is counted up in the component,
@@ -19,8 +20,10 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::jobs::health_check::meta_limits::{self, MetaLimits};
 use crate::jobs::webhook_retry::policy::Rules;
 use crate::jobs::webhook_retry::queue::{self, Gauges};
+use crate::redis::Redis;
 use crate::runner::RunError;
 use estate::{ExpiringTokens, HealthCount, Unhealthy};
 
@@ -32,18 +35,21 @@ pub struct Estate {
     /// The latest unhealthy connections ([`estate::LISTED`] at most) and why.
     pub unhealthy: Vec<Unhealthy>,
     pub expiring_tokens: ExpiringTokens,
+    /// Meta's latest usage figures, and its cool-down while one is on.
+    pub meta: MetaLimits,
 }
 
 pub fn estate(config: &Config) -> Result<Estate, RunError> {
-    read(&Db::open(&config.database_url)?, config)
+    read(&Db::open(&config.database_url)?, &Redis::open(&config.redis_url)?, config)
 }
 
-/// [`estate`] on a connection the caller already holds.
-fn read(db: &Db, config: &Config) -> Result<Estate, RunError> {
+/// [`estate`] on connections the caller already holds.
+fn read(db: &Db, redis: &Redis, config: &Config) -> Result<Estate, RunError> {
     Ok(Estate {
         webhooks: queue::gauges(db, &Rules::of(config))?,
         connections: estate::by_health(db)?,
         unhealthy: estate::latest_unhealthy(db)?,
         expiring_tokens: estate::expiring_tokens(db, config.token_expiry_warning_days)?,
+        meta: meta_limits::read(redis)?,
     })
 }

@@ -23,6 +23,8 @@ use crate::crypto;
 use crate::db::{Db, DbError};
 use crate::jobs::webhook_retry;
 use crate::log::Logger;
+use crate::outbound::Allowance;
+use crate::redis::Redis;
 use crate::time::Deadline;
 
 /// Why a POST was not stored.
@@ -84,11 +86,21 @@ pub async fn receive(
         return Ok(Received::Duplicate);
     };
     let deadline = Deadline::after(config.webhook_forward_timeout);
-    let forwarded = match config.webhook_processor_url {
-        None => false,
-        Some(_) => {
-            let answer =
-                webhook_retry::deliver(config, &id, body, 0, config.webhook_forward_timeout, deadline).await;
+    // The forward spends from the hour's outbound allowance when one is set, counted in Redis.
+    let counter = config.outbound_requests_per_hour.map(|_| Redis::open(&config.redis_url));
+    let forwarded = match (&config.webhook_processor_url, &counter) {
+        (None, _) => false,
+        (Some(_), Some(Err(e))) => {
+            log.warn(
+                "webhook stored; not forwarded (outbound requests cannot be counted), left to the retry job",
+                json!({ "webhookLogId": id, "reason": e.to_string() }),
+            );
+            false
+        }
+        (Some(_), counter) => {
+            let allowance = Allowance::new(counter.as_ref().and_then(|r| r.as_ref().ok()), config.outbound_requests_per_hour);
+            let timeout = config.webhook_forward_timeout;
+            let answer = webhook_retry::deliver(config, &id, body, 0, timeout, deadline, allowance).await;
             match answer {
                 // Stored is what Meta's answer depends on: a row left unprocessed here is only
                 // delivered again by the retry job, while a 500 would have Meta retry for days.

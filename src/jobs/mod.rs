@@ -12,7 +12,8 @@ use serde::Serialize;
 use crate::config::{Config, ConfigError, StatusConfig};
 use crate::context::{JobContext, JobError, JobOutcome};
 use crate::db::Db;
-use crate::redis::Redis;
+use crate::redis::{self, Redis};
+use health_check::meta_limits::MetaLimits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobType {
@@ -75,14 +76,25 @@ impl JobType {
     /// What the status route shows: whether a run holds the lock, and the queue's counts for
     /// the webhook retry.
     pub fn status(self, config: &StatusConfig) -> Result<Status, JobError> {
-        let is_running = Redis::open(&config.redis_url)?.is_locked(self.as_str())?;
+        let redis = Redis::open(&config.redis_url)?;
+        // The health check's lock and what it knows of Meta's limits in one round trip: the
+        // status route is the one monitors poll.
+        let (is_running, meta) = match self {
+            JobType::HealthCheck => {
+                let [usage, until] = health_check::meta_limits::KEYS;
+                let values = redis.values(&[&redis::lock_key(self.as_str()), usage, until])?;
+                let meta = MetaLimits::from_values(values[1].as_deref(), values[2].as_deref());
+                (values[0].is_some(), Some(meta))
+            }
+            JobType::WebhookRetry => (redis.is_locked(self.as_str())?, None),
+        };
         let queue = match &config.queue {
             Some(queue) => {
                 Some(webhook_retry::queue::counts(&Db::open(&queue.database_url)?, queue.max_attempts)?)
             }
             None => None,
         };
-        Ok(Status { is_running, job_type: self.as_str(), queue })
+        Ok(Status { is_running, job_type: self.as_str(), queue, meta })
     }
 
     /// Whether the status route shows this job's queue.
@@ -98,4 +110,7 @@ pub struct Status {
     pub job_type: &'static str,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub queue: Option<webhook_retry::queue::Counts>,
+    /// The health check's: what the app has learnt of Meta's limits.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<MetaLimits>,
 }

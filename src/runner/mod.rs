@@ -33,6 +33,7 @@ use crate::context::{JobContext, JobError, JobOutcome};
 use crate::db::{Db, DbError};
 use crate::jobs::JobType;
 use crate::log::Logger;
+use crate::outbound::Allowance;
 use crate::redis::{Redis, RedisError};
 use crate::time::{self, Deadline, FINISH_GRACE};
 use job_runs::RunStatus;
@@ -67,6 +68,8 @@ pub struct Completed {
     pub summary: Value,
     /// Set when the job is paused: the run was recorded `skipped` and did nothing.
     pub paused_since: Option<String>,
+    /// Set when the job itself found it must not run now (why): recorded `skipped`.
+    pub skipped: Option<&'static str>,
 }
 
 /// Attempts per run to reserve a jobId, each losing only to a run that reserved the same one.
@@ -97,8 +100,9 @@ pub async fn run_job(
             // A fresh connection: the failure may have been the run's own Redis.
             let redis = Redis::open(&config.redis_url).ok();
             let alert = Alert::run_failed(job.as_str(), &error);
-            alerts::send(config.alert_webhook_url.as_deref(), redis.as_ref(), vec![alert], finish, &log)
-                .await;
+            let allowance = Allowance::new(redis.as_ref(), config.outbound_requests_per_hour);
+            let url = config.alert_webhook_url.as_deref();
+            alerts::send(url, redis.as_ref(), allowance, vec![alert], finish, &log).await;
         }
     }
     result
@@ -213,8 +217,14 @@ async fn execute(
 /// Step 5's record: the row says how the run ended. A failure is recorded as best it can be
 /// (when Postgres itself is what failed, the row cannot be written; the log has it).
 fn record(db: &Db, job_id: &str, ended: Ended, log: &Logger) -> Result<Completed, RunError> {
-    let completed = |summary, paused_since| Completed { job_id: job_id.to_owned(), summary, paused_since };
+    let completed =
+        |summary, paused_since| Completed { job_id: job_id.to_owned(), summary, paused_since, skipped: None };
     match ended {
+        Ended::Ran(JobOutcome { summary, skipped: Some(why), .. }) => {
+            log.info("run skipped", json!({ "reason": why, "summary": summary }));
+            job_runs::finish(db, job_id, RunStatus::Skipped, Some(&summary), Some(why))?;
+            Ok(Completed { skipped: Some(why), ..completed(summary, None) })
+        }
         Ended::Ran(outcome) => {
             let status = if outcome.remaining > 0 { RunStatus::Partial } else { RunStatus::Succeeded };
             log.info("run finished", json!({ "status": status, "summary": outcome.summary }));

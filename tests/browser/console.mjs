@@ -68,6 +68,7 @@ try {
       expiringCount: text(document.getElementById('expiring-count')),
       warningDays: text(document.getElementById('warning-days')),
       expiring: cells('#expiring'),
+      metaUsage: text(document.getElementById('meta-usage')),
       // Markup that came in as text must stay text: no element made from it, no script run.
       images: document.querySelectorAll('img').length,
       scripts: [...document.querySelectorAll('script')].map((s) => s.getAttribute('src')),

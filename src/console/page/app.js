@@ -196,6 +196,8 @@ function drawEstate(estate) {
   }
   if (estate.unhealthy.length === 0) unhealthy.append(row(['None', '', '', '']));
 
+  $('meta-usage').textContent = metaUsage(estate.meta);
+
   const tokens = estate.expiringTokens;
   $('warning-days').textContent = tokens.withinDays;
   $('expiring-count').textContent = tokens.count;
@@ -203,6 +205,20 @@ function drawEstate(estate) {
   expiring.replaceChildren();
   for (const t of tokens.soonest) expiring.append(row([t.phoneNumberId || t.connectionId, when(t.expiresAt)]));
   if (tokens.soonest.length === 0) expiring.append(row(['None', '']));
+}
+
+// Meta's latest X-App-Usage figures, and its cool-down while one is on.
+function metaUsage(meta) {
+  const parts = [];
+  const app = meta.graphUsage && meta.graphUsage.usage.app;
+  if (app) {
+    parts.push(`Meta's usage of the app's hourly limit: calls ${app.callCount}%, CPU ${app.totalCputime}%, ` +
+      `time ${app.totalTime}% (${when(meta.graphUsage.at)})`);
+  } else {
+    parts.push("Meta's usage of the app's hourly limit: low (no usage header in the last day)");
+  }
+  if (meta.coolDownUntil) parts.push(`Meta throttled the app: no Graph call until ${when(meta.coolDownUntil)}`);
+  return parts.join('. ');
 }
 
 async function load() {

@@ -1,30 +1,39 @@
 //! The WhatsApp token health check (SPEC section 5).
 //!
-//! A run: select the active connections that are due, stalest first ([`connections`]); check up
-//! to `health_check_concurrency` of them at once against the Graph API; classify each answer
-//! ([`classify`], the table of SPEC 5); write the results in batches as they complete, so a run
-//! killed at any moment keeps what it finished; and alert on connections that moved into
-//! `error`. (The runner then trims old audit rows: `runner::retention`.)
+//! A run: unless Meta's cool-down for the app is on, select the active connections that are
+//! due, stalest first ([`connections`]); check them against the Graph API, a batch request of up
+//! to `graph_batch_size` calls at a time ([`requests`]) and up to `health_check_concurrency`
+//! requests at once; classify each connection's answers ([`classify`], the table of SPEC 5);
+//! write the results in batches as they complete, so a run killed at any moment keeps what it
+//! finished; and alert on connections that moved into `error`. (The runner then trims old audit
+//! rows: `runner::retention`.)
 //!
-//! The time budget bounds the whole run: no check starts after it and no Graph call outlives it.
-//! A check the budget cut short is `remaining` (first in line next run), not an `unknown` charged
-//! to the connection.
+//! Two things end a run's calls before its list ends, and neither is charged to a connection: the
+//! time budget (no request starts after it and none outlives it), and Meta's limits ([`pacing`]:
+//! a throttle or usage at the ceiling). What they leave is `remaining`, first in line next run.
 
 pub mod classify;
 pub mod connections;
+pub mod meta_limits;
+pub mod pacing;
+mod requests;
 
+use std::cell::RefCell;
 use std::pin::pin;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::alerts::Alert;
 use crate::context::{self, JobContext, JobError, JobOutcome, Turn};
-use crate::graph::{self, CutShort, Node};
-use classify::{Health, Inputs, Verdict};
-use connections::{CheckResult, DueConnection};
+use crate::graph;
+use crate::time;
+use classify::Health;
+use connections::CheckResult;
+use pacing::{Halt, Pacing};
+use requests::{Checked, Left, Outcome};
 
 /// Due connections read per statement: enough to keep the checks busy between reads, few
 /// enough that a run's memory does not grow with the estate.
@@ -45,6 +54,10 @@ pub struct Summary {
     pub unknown: u64,
     pub skipped: u64,
     pub remaining: u64,
+    /// Not checked because Meta throttled the app or their business (left for a later run).
+    pub throttled: u64,
+    /// Not checked because Meta's usage figures reached `graph_usage_ceiling_percent`.
+    pub paced: u64,
     /// Checked, but the database refused to store the result (a trigger or constraint of
     /// WhaTrack's); the connection stays due.
     pub not_saved: u64,
@@ -62,14 +75,13 @@ impl Summary {
     }
 }
 
-/// One finished check: the row to write, and why Meta refused the app, if it did.
-struct Checked {
-    conn: DueConnection,
-    result: CheckResult,
-    app_refused: Option<String>,
-}
-
 pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
+    let cooling = ctx.redis.cool_downs(time::unix_millis())?;
+    if let Some(until) = cooling.app_until {
+        let until = time::iso_millis(until);
+        ctx.log.info("Meta throttled the app: no Graph call until its cool-down ends", json!({ "coolDownUntil": until }));
+        return Ok(JobOutcome::skipped(COOLING_DOWN, json!({ "coolDownUntil": until })));
+    }
     let hours = ctx.config.health_recheck_after_hours;
     let cutoff = connections::cutoff(ctx.db, hours)?;
     let skipped = cutoff.recently_checked;
@@ -80,41 +92,74 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
         version: &ctx.config.meta_api_version,
         app: ctx.config.meta_app(),
         deadline: ctx.deadline,
+        batch_size: ctx.config.graph_batch_size,
+        allowance: ctx.allowance(),
     };
+    let pacing = &RefCell::new(Pacing::new(ctx.config.graph_usage_ceiling_percent, cooling.businesses));
     let mut due = connections::due(ctx.db, &cutoff, PAGE, ctx.deadline);
     let mut run = RunState { summary: Summary { skipped, ..Default::default() }, alerts: Vec::new() };
     let mut app_refused = None;
     {
-        let turns =
-            pin!(ctx.within_budget(&mut due, ctx.config.health_check_concurrency, |conn| async move {
-                check(ctx, client, conn).await.ok()
-            }));
-        let mut batches = pin!(context::batches(turns, WRITE_BATCH, WRITE_EVERY));
+        let work = requests::group(ctx, &mut due, client.probes_per_request(), pacing);
+        let turns = ctx.within_budget(work, ctx.config.health_check_concurrency, |work| {
+            requests::carry_out(ctx, client, pacing, work)
+        });
+        let outcomes = pin!(turns.flat_map(|turn| {
+            stream::iter(match turn {
+                Turn::Done(outcomes) => outcomes,
+                Turn::NotStarted(work) => work.not_started(),
+            })
+        }));
+        let mut batches = pin!(context::batches(outcomes, WRITE_BATCH, WRITE_EVERY));
         while let Some(batch) = batches.next().await {
             let mut finished = Vec::with_capacity(batch.len());
-            for turn in batch {
-                match turn {
-                    Turn::Done(Some(checked)) => {
+            for outcome in batch {
+                match outcome {
+                    Outcome::Checked(checked) => {
                         app_refused = app_refused.or_else(|| checked.app_refused.clone());
                         finished.push(checked);
                     }
-                    // Not started, or cut short by the budget: first in line next run.
-                    _ => run.summary.remaining += 1,
+                    Outcome::Left(why) => run.count_left(why),
                 }
             }
             run.write(ctx, finished)?;
+            run.alerts.extend(meta_limits::keep_cool_downs(ctx, &mut pacing.borrow_mut()));
         }
     }
     if let Some(e) = due.error {
         return Err(e.into());
     }
-    if ctx.deadline.passed() {
-        // The budget ended the reading too: what is still due, less what this run checked and
+    let halted = pacing.borrow().halted();
+    if ctx.deadline.passed() || halted.is_some() {
+        // The run stopped reading the list: what is still due, less what this run checked and
         // left due (unknown, or refused by the database), is what it did not get to.
         let still_due = connections::count_still_due(ctx.db, &cutoff)?;
         let checked_but_due = run.summary.unknown + run.summary.not_saved;
         run.summary.remaining = still_due.saturating_sub(checked_but_due);
+        let counted = run.summary.throttled + run.summary.paced;
+        let not_reached = run.summary.remaining.saturating_sub(counted);
+        match halted {
+            Some(Halt::Throttled) => run.summary.throttled += not_reached,
+            Some(Halt::Paced) => run.summary.paced += not_reached,
+            Some(Halt::Allowance) | None => {}
+        }
     }
+    match halted {
+        Some(Halt::Throttled) => ctx.log.warn(
+            "Meta throttled the app: no further Graph call this run",
+            json!({ "throttled": run.summary.throttled, "remaining": run.summary.remaining }),
+        ),
+        Some(Halt::Paced) => ctx.log.warn(
+            "Meta's usage figures reached graph_usage_ceiling_percent: no further Graph call this run",
+            json!({ "paced": run.summary.paced, "remaining": run.summary.remaining }),
+        ),
+        Some(Halt::Allowance) => ctx.log.warn(
+            "the hour's outbound_requests_per_hour is spent: the rest waits for a later run",
+            json!({ "remaining": run.summary.remaining }),
+        ),
+        None => {}
+    }
+    meta_limits::save_usage(ctx, &pacing.borrow().usage);
 
     if let Some(why) = app_refused {
         ctx.log.error("Meta refused the app credentials for debug_token", json!({ "reason": why }));
@@ -125,6 +170,9 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
     Ok(JobOutcome::new(&run.summary, run.summary.remaining))
 }
 
+/// Why a run did nothing at all.
+const COOLING_DOWN: &str = "Meta throttled the app: nothing is called until the cool-down ends (summary.coolDownUntil)";
+
 /// What a run has written so far, and the alerts it owes.
 struct RunState {
     summary: Summary,
@@ -132,6 +180,15 @@ struct RunState {
 }
 
 impl RunState {
+    fn count_left(&mut self, why: Left) {
+        self.summary.remaining += 1;
+        match why {
+            Left::Later | Left::Halted(Halt::Allowance) => {}
+            Left::Halted(Halt::Throttled) => self.summary.throttled += 1,
+            Left::Halted(Halt::Paced) => self.summary.paced += 1,
+        }
+    }
+
     /// Writes a batch; a row the database refuses is logged and counted, and the others land.
     fn write(&mut self, ctx: &JobContext<'_>, batch: Vec<Checked>) -> Result<(), JobError> {
         let results: Vec<CheckResult> = batch.iter().map(|c| c.result.clone()).collect();
@@ -158,81 +215,4 @@ impl RunState {
         }
         Ok(())
     }
-}
-
-/// Checks one connection. Every problem is a verdict about the connection, except a check the
-/// run's budget cut short.
-async fn check(
-    ctx: &JobContext<'_>,
-    client: &graph::Client<'_>,
-    conn: DueConnection,
-) -> Result<Checked, CutShort> {
-    let (verdict, response_ms, token) = match conn.access_token.as_deref() {
-        None => (classify::unchecked("No token in database"), 0, None),
-        Some(stored) => match ctx.config.keys.decrypt(stored) {
-            Err(e) => {
-                ctx.log.warn(
-                    "token decryption failed",
-                    json!({ "connectionId": conn.id, "reason": e.to_string() }),
-                );
-                (classify::unchecked("Token decryption failed"), 0, None)
-            }
-            Ok(token) => {
-                let (verdict, ms) = check_token(ctx, client, &conn, &token).await?;
-                (verdict, ms, Some(token))
-            }
-        },
-    };
-    // Meta sometimes echoes its input in error messages; a token must never reach the audit table.
-    let reason = match &token {
-        Some(t) if !t.is_empty() => verdict.reason.replace(t.as_str(), "[redacted]"),
-        _ => verdict.reason.clone(),
-    };
-    ctx.log.info(
-        "connection checked",
-        json!({ "connectionId": conn.id, "status": verdict.health, "reason": reason, "responseTime": response_ms }),
-    );
-    let result = CheckResult {
-        connection_id: conn.id.clone(),
-        config_id: conn.config_id.clone(),
-        health: verdict.health,
-        token_valid: verdict.token_valid,
-        token_expired: verdict.token_expired,
-        reason,
-        response_ms,
-        token_status: verdict.token.map(|t| t.status),
-        token_expires_at: verdict.token.and_then(|t| t.expires_at),
-    };
-    Ok(Checked { conn, result, app_refused: verdict.app_refused })
-}
-
-async fn check_token(
-    ctx: &JobContext<'_>,
-    client: &graph::Client<'_>,
-    conn: &DueConnection,
-    token: &str,
-) -> Result<(Verdict, u64), CutShort> {
-    let Some(node) = node_of(conn) else {
-        return Ok((classify::unchecked("No phone number id or WABA id to check"), 0));
-    };
-    let debug = client.debug_token(token).await?;
-    let (node_answer, node_ms) = client.node_health(token, &node).await?;
-    let debug_ms = debug.as_ref().map_or(0, |(_, ms)| *ms);
-    let verdict = classify::classify(&Inputs {
-        debug: debug.as_ref().map(|(answer, _)| answer),
-        node: &node_answer,
-        now: crate::time::unix_secs(),
-        warning_days: ctx.config.token_expiry_warning_days,
-        previous_unknowns: conn.recent_unknowns,
-    });
-    Ok((verdict, debug_ms + node_ms))
-}
-
-/// The phone number to read health from (the connection's, else the config's), else the WABA.
-fn node_of(conn: &DueConnection) -> Option<Node> {
-    let present = |s: &Option<String>| s.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
-    present(&conn.phone_number_id)
-        .or_else(|| present(&conn.config_phone_id))
-        .map(Node::Phone)
-        .or_else(|| present(&conn.waba_id).or_else(|| present(&conn.config_waba_id)).map(Node::Waba))
 }

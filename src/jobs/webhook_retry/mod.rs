@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::context::{self, JobContext, JobError, JobOutcome, Turn};
 use crate::crypto;
 use crate::db::{write_isolating, Pages};
-use crate::outbound::{self, OutboundError, Request, Response};
+use crate::outbound::{self, Allowance, OutboundError, Request, Response};
 use crate::time::Deadline;
 use policy::{Decision, Fate, Rules};
 use queue::{AttemptRecord, Claimed, Queue, Stuck, Swept};
@@ -127,7 +127,7 @@ async fn deliver_due(
         left -= page.len() as u32;
         Ok(page)
     });
-    let deadline = ctx.deadline;
+    let (deadline, allowance) = (ctx.deadline, ctx.allowance());
     let recorded = async {
         let deliveries =
             pin!(ctx.within_budget(&mut claims, config.webhook_retry_concurrency, |webhook| async move {
@@ -140,6 +140,7 @@ async fn deliver_due(
                     attempt,
                     DELIVERY_TIMEOUT,
                     deadline,
+                    allowance,
                 )
                 .await;
                 (webhook, result, started.elapsed())
@@ -158,6 +159,13 @@ async fn deliver_due(
                 match &result {
                     // Cut short by the budget: not attempted, as far as anyone is charged.
                     Err(OutboundError::OutOfTime) => progress.unattempted.push(webhook.id),
+                    // The hour's outbound allowance is spent: the same, and no more claims.
+                    Err(OutboundError::NotSent(why)) => {
+                        if !stop.replace(true) {
+                            ctx.log.warn("no further delivery this run", json!({ "reason": why }));
+                        }
+                        progress.unattempted.push(webhook.id);
+                    }
                     Err(e @ (OutboundError::Denied(_) | OutboundError::InvalidUrl(_))) => {
                         progress.misconfigured.get_or_insert_with(|| e.to_string());
                         stop.set(true);
@@ -211,6 +219,7 @@ pub async fn deliver(
     attempt: u32,
     timeout: Duration,
     deadline: Deadline,
+    allowance: Allowance<'_>,
 ) -> Result<Response, OutboundError> {
     let url = config.webhook_processor_url.as_deref().unwrap_or_default();
     let mut headers = vec![
@@ -221,7 +230,7 @@ pub async fn deliver(
     if let Some(secret) = &config.meta_app_secret {
         headers.push((crypto::SIGNATURE_HEADER, crypto::hub_signature(secret, body)));
     }
-    outbound::send(Request { method: Method::POST, url, headers, body }, timeout, deadline).await
+    outbound::send(Request { method: Method::POST, url, headers, body }, timeout, deadline, allowance).await
 }
 
 /// One delivery, and what the policy made of it.

@@ -1,4 +1,4 @@
-//! Meta's Graph API: the two calls the health check makes, and the parsing of their answers.
+//! The answers of the two Graph calls the health check makes.
 //!
 //! Parsing is pure (status + body in, [`Answer`] out), through serde, so that every shape Meta
 //! answers with, garbage included, is unit-tested without a network. It is lenient where Meta's
@@ -6,20 +6,9 @@
 //! absent) and strict where the verdict depends on it (`is_valid` must be a boolean); no shape
 //! panics.
 
-use std::time::{Duration, Instant};
-
-use http::header::AUTHORIZATION;
-use http::Method;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::de::{DeserializeOwned, Deserializer};
 use serde::Deserialize;
 use serde_json::Value;
-
-use crate::config::MetaApp;
-use crate::outbound::{self, OutboundError, Request};
-use crate::time::Deadline;
-
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Meta's error object (`{"error":{...}}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,13 +52,6 @@ pub struct PhoneHealth {
     pub quality_rating: Option<String>,
     /// The first error an entity reports, for the human-readable reason.
     pub entity_error: Option<String>,
-}
-
-/// The node whose health is read: a phone number when we know one, else the WABA.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Node {
-    Phone(String),
-    Waba(String),
 }
 
 pub fn parse_debug_token(http_status: u16, body: &[u8]) -> Answer<DebugToken> {
@@ -158,12 +140,12 @@ pub fn parse_phone_health(http_status: u16, body: &[u8]) -> Answer<PhoneHealth> 
 /// Meta's error object: only `code` is required; a field of another type than documented is
 /// read as absent.
 #[derive(Deserialize)]
-struct ErrorBody {
-    error: RawError,
+pub(super) struct ErrorBody {
+    pub error: RawError,
 }
 
 #[derive(Deserialize)]
-struct RawError {
+pub(super) struct RawError {
     code: i64,
     #[serde(default, deserialize_with = "lenient")]
     error_subcode: Option<i64>,
@@ -175,6 +157,18 @@ struct RawError {
     is_transient: Option<bool>,
 }
 
+impl From<RawError> for GraphError {
+    fn from(error: RawError) -> Self {
+        GraphError {
+            code: error.code,
+            subcode: error.error_subcode,
+            kind: error.kind.unwrap_or_else(|| "GraphError".to_owned()),
+            message: error.message.unwrap_or_default(),
+            is_transient: error.is_transient.unwrap_or(false),
+        }
+    }
+}
+
 /// Meta's error object wins on any status; then a status without one is unusable; then the body
 /// must be the object `T` reads (`parse_ok` may still refuse it). Unknown fields are ignored.
 fn parse_answer<T: DeserializeOwned, U>(
@@ -184,14 +178,7 @@ fn parse_answer<T: DeserializeOwned, U>(
 ) -> Answer<U> {
     let json: Option<Value> = serde_json::from_slice(body).ok();
     if let Some(ErrorBody { error }) = json.as_ref().and_then(object) {
-        let error = GraphError {
-            code: error.code,
-            subcode: error.error_subcode,
-            kind: error.kind.unwrap_or_else(|| "GraphError".to_owned()),
-            message: error.message.unwrap_or_default(),
-            is_transient: error.is_transient.unwrap_or(false),
-        };
-        return Answer::Error { http_status, error };
+        return Answer::Error { http_status, error: error.into() };
     }
     if http_status == 429 || http_status >= 500 {
         return Answer::Unusable(format!("HTTP {http_status} from Graph API"));
@@ -207,7 +194,7 @@ fn parse_answer<T: DeserializeOwned, U>(
 
 /// `T` read from a JSON object: not from an array, which serde would also read into a struct,
 /// field by field.
-fn object<T: DeserializeOwned>(v: &Value) -> Option<T> {
+pub(super) fn object<T: DeserializeOwned>(v: &Value) -> Option<T> {
     if v.is_object() {
         T::deserialize(v).ok()
     } else {
@@ -216,73 +203,8 @@ fn object<T: DeserializeOwned>(v: &Value) -> Option<T> {
 }
 
 /// A field read as absent when it is not of the type expected, rather than failing the answer.
-fn lenient<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+pub(super) fn lenient<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
     Ok(Option::<Value>::deserialize(d)?.and_then(|v| T::deserialize(v).ok()))
-}
-
-/// A Graph API client bound to one base URL and version, and to the run's deadline.
-pub struct Client<'a> {
-    pub base_url: &'a str,
-    pub version: &'a str,
-    pub app: Option<MetaApp<'a>>,
-    pub deadline: Deadline,
-}
-
-/// The run's deadline ended a call before Meta answered: the check was not made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CutShort;
-
-impl Client<'_> {
-    /// `debug_token`, when app credentials are configured; with the elapsed milliseconds.
-    pub async fn debug_token(&self, token: &str) -> Result<Option<(Answer<DebugToken>, u64)>, CutShort> {
-        let Some(app) = self.app else { return Ok(None) };
-        let url = format!("{}/{}/debug_token?input_token={}", self.base_url, self.version, encode(token));
-        let auth = format!("Bearer {}|{}", app.id, app.secret);
-        self.get(&url, auth, parse_debug_token).await.map(Some)
-    }
-
-    /// The node's `health_status` (and, for a phone, its status and quality rating).
-    pub async fn node_health(
-        &self,
-        token: &str,
-        node: &Node,
-    ) -> Result<(Answer<PhoneHealth>, u64), CutShort> {
-        let url = match node {
-            Node::Phone(id) => format!(
-                "{}/{}/{}?fields=health_status,status,quality_rating",
-                self.base_url,
-                self.version,
-                encode(id)
-            ),
-            Node::Waba(id) => {
-                format!("{}/{}/{}?fields=health_status", self.base_url, self.version, encode(id))
-            }
-        };
-        self.get(&url, format!("Bearer {token}"), parse_phone_health).await
-    }
-
-    async fn get<T>(
-        &self,
-        url: &str,
-        auth: String,
-        parse: fn(u16, &[u8]) -> Answer<T>,
-    ) -> Result<(Answer<T>, u64), CutShort> {
-        let started = Instant::now();
-        let req = Request { method: Method::GET, url, headers: vec![(AUTHORIZATION, auth)], body: &[] };
-        let answer = match outbound::send(req, CALL_TIMEOUT, self.deadline).await {
-            Ok(resp) => parse(resp.status, &resp.body),
-            Err(OutboundError::OutOfTime) => return Err(CutShort),
-            Err(e) => Answer::Unusable(format!("Graph API call failed: {e}")),
-        };
-        Ok((answer, started.elapsed().as_millis() as u64))
-    }
-}
-
-/// Everything but RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`) is escaped.
-const ESCAPED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
-
-fn encode(s: &str) -> String {
-    utf8_percent_encode(s, ESCAPED).to_string()
 }
 
 #[cfg(test)]
@@ -338,12 +260,5 @@ mod tests {
         assert_eq!(h.can_send_message, vec!["LIMITED", "AVAILABLE", "LIMITED"]);
         assert_eq!(h.status.as_deref(), Some("CONNECTED"));
         assert_eq!(h.entity_error.as_deref(), Some("Payment method missing"));
-    }
-
-    #[test]
-    fn encode_escapes_reserved() {
-        assert_eq!(encode("a|b c&d"), "a%7Cb%20c%26d");
-        assert_eq!(encode("EAAB-x_y.z~"), "EAAB-x_y.z~");
-        assert_eq!(encode("é/1"), "%C3%A9%2F1");
     }
 }
