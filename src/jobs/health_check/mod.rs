@@ -82,11 +82,36 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
         ctx.log.info("Meta throttled the app: no Graph call until its cool-down ends", json!({ "coolDownUntil": until }));
         return Ok(JobOutcome::skipped(COOLING_DOWN, json!({ "coolDownUntil": until })));
     }
-    let hours = ctx.config.health_recheck_after_hours;
-    let cutoff = connections::cutoff(ctx.db, hours)?;
-    let skipped = cutoff.recently_checked;
-    ctx.log.info("health check started", json!({ "skipped": skipped }));
+    let cutoff = connections::cutoff(ctx.db, ctx.config.health_recheck_after_hours)?;
+    ctx.log.info("health check started", json!({ "skipped": cutoff.recently_checked }));
+    let pacing = RefCell::new(Pacing::new(ctx.config.graph_usage_ceiling_percent, cooling.businesses));
+    let mut run = RunState {
+        summary: Summary { skipped: cutoff.recently_checked, ..Default::default() },
+        alerts: Vec::new(),
+        app_refused: None,
+    };
 
+    check_due(ctx, &cutoff, &pacing, &mut run).await?;
+    let halted = pacing.borrow().halted();
+    if ctx.deadline.passed() || halted.is_some() {
+        run.count_not_reached(connections::count_still_due(ctx.db, &cutoff)?, halted);
+    }
+    log_halt(ctx, halted, &run.summary);
+    meta_limits::save_usage(ctx, &pacing.borrow().usage);
+    Ok(run.finish(ctx).await)
+}
+
+/// Why a run did nothing at all.
+const COOLING_DOWN: &str = "Meta throttled the app: nothing is called until the cool-down ends (summary.coolDownUntil)";
+
+/// Checks the due connections until the list, the budget or Meta's patience ends, writing the
+/// results as they come.
+async fn check_due(
+    ctx: &JobContext<'_>,
+    cutoff: &connections::Cutoff,
+    pacing: &RefCell<Pacing>,
+    run: &mut RunState,
+) -> Result<(), JobError> {
     let client = &graph::Client {
         base_url: &ctx.config.meta_graph_url,
         version: &ctx.config.meta_api_version,
@@ -95,10 +120,7 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
         batch_size: ctx.config.graph_batch_size,
         allowance: ctx.allowance(),
     };
-    let pacing = &RefCell::new(Pacing::new(ctx.config.graph_usage_ceiling_percent, cooling.businesses));
-    let mut due = connections::due(ctx.db, &cutoff, PAGE, ctx.deadline);
-    let mut run = RunState { summary: Summary { skipped, ..Default::default() }, alerts: Vec::new() };
-    let mut app_refused = None;
+    let mut due = connections::due(ctx.db, cutoff, PAGE, ctx.deadline);
     {
         let work = requests::group(ctx, &mut due, client.probes_per_request(), pacing);
         let turns = ctx.within_budget(work, ctx.config.health_check_concurrency, |work| {
@@ -115,10 +137,7 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
             let mut finished = Vec::with_capacity(batch.len());
             for outcome in batch {
                 match outcome {
-                    Outcome::Checked(checked) => {
-                        app_refused = app_refused.or_else(|| checked.app_refused.clone());
-                        finished.push(checked);
-                    }
+                    Outcome::Checked(checked) => finished.push(checked),
                     Outcome::Left(why) => run.count_left(why),
                 }
             }
@@ -126,60 +145,64 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
             run.alerts.extend(meta_limits::keep_cool_downs(ctx, &mut pacing.borrow_mut()));
         }
     }
-    if let Some(e) = due.error {
-        return Err(e.into());
+    match due.error {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
     }
-    let halted = pacing.borrow().halted();
-    if ctx.deadline.passed() || halted.is_some() {
-        // The run stopped reading the list: what is still due, less what this run checked and
-        // left due (unknown, or refused by the database), is what it did not get to.
-        let still_due = connections::count_still_due(ctx.db, &cutoff)?;
-        let checked_but_due = run.summary.unknown + run.summary.not_saved;
-        run.summary.remaining = still_due.saturating_sub(checked_but_due);
-        let counted = run.summary.throttled + run.summary.paced;
-        let not_reached = run.summary.remaining.saturating_sub(counted);
-        match halted {
-            Some(Halt::Throttled) => run.summary.throttled += not_reached,
-            Some(Halt::Paced) => run.summary.paced += not_reached,
-            Some(Halt::Allowance) | None => {}
-        }
-    }
+}
+
+fn log_halt(ctx: &JobContext<'_>, halted: Option<Halt>, summary: &Summary) {
+    let remaining = summary.remaining;
     match halted {
         Some(Halt::Throttled) => ctx.log.warn(
             "Meta throttled the app: no further Graph call this run",
-            json!({ "throttled": run.summary.throttled, "remaining": run.summary.remaining }),
+            json!({ "throttled": summary.throttled, "remaining": remaining }),
         ),
         Some(Halt::Paced) => ctx.log.warn(
             "Meta's usage figures reached graph_usage_ceiling_percent: no further Graph call this run",
-            json!({ "paced": run.summary.paced, "remaining": run.summary.remaining }),
+            json!({ "paced": summary.paced, "remaining": remaining }),
         ),
         Some(Halt::Allowance) => ctx.log.warn(
             "the hour's outbound_requests_per_hour is spent: the rest waits for a later run",
-            json!({ "remaining": run.summary.remaining }),
+            json!({ "remaining": remaining }),
         ),
         None => {}
     }
-    meta_limits::save_usage(ctx, &pacing.borrow().usage);
-
-    if let Some(why) = app_refused {
-        ctx.log.error("Meta refused the app credentials for debug_token", json!({ "reason": why }));
-        run.alerts.push(Alert::app_credentials(&why));
-    }
-    // After the commits: an alert announces what the database already says.
-    ctx.send_alerts(run.alerts).await;
-    Ok(JobOutcome::new(&run.summary, run.summary.remaining))
 }
-
-/// Why a run did nothing at all.
-const COOLING_DOWN: &str = "Meta throttled the app: nothing is called until the cool-down ends (summary.coolDownUntil)";
 
 /// What a run has written so far, and the alerts it owes.
 struct RunState {
     summary: Summary,
     alerts: Vec<Alert>,
+    /// Why Meta refused the app's credentials, if it did: one alert, not one per connection.
+    app_refused: Option<String>,
 }
 
 impl RunState {
+    /// The run stopped reading the list (budget, or a halt): what is still due, less what this
+    /// run checked and left due (unknown, or refused by the database), is what it did not get
+    /// to; a halt's share of it is counted as the halt's.
+    fn count_not_reached(&mut self, still_due: u64, halted: Option<Halt>) {
+        let summary = &mut self.summary;
+        summary.remaining = still_due.saturating_sub(summary.unknown + summary.not_saved);
+        let not_reached = summary.remaining.saturating_sub(summary.throttled + summary.paced);
+        match halted {
+            Some(Halt::Throttled) => summary.throttled += not_reached,
+            Some(Halt::Paced) => summary.paced += not_reached,
+            Some(Halt::Allowance) | None => {}
+        }
+    }
+
+    /// The alerts, once every result is written: an alert announces what the database says.
+    async fn finish(mut self, ctx: &JobContext<'_>) -> JobOutcome {
+        if let Some(why) = &self.app_refused {
+            ctx.log.error("Meta refused the app credentials for debug_token", json!({ "reason": why }));
+            self.alerts.push(Alert::app_credentials(why));
+        }
+        ctx.send_alerts(self.alerts).await;
+        JobOutcome::new(&self.summary, self.summary.remaining)
+    }
+
     fn count_left(&mut self, why: Left) {
         self.summary.remaining += 1;
         match why {
@@ -199,6 +222,7 @@ impl RunState {
             );
         })?;
         for (checked, saved) in batch.iter().zip(saved) {
+            self.app_refused = self.app_refused.take().or_else(|| checked.app_refused.clone());
             if !saved {
                 self.summary.not_saved += 1;
                 continue;
