@@ -41,6 +41,7 @@ UNDER_SPIN=(
   "health_check --skip a_cron_run_has_a_budget_of_its_own"
   "throttling"
   "outbound_allowance"
+  "command --include-ignored"
   "operations"
   "runs --skip cron_ --skip a_lock_ttl_shorter_than_a_run_is_refused"
   "console --skip a_paused_job_runs_nothing_until_resumed_or_forced"

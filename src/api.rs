@@ -7,7 +7,9 @@ use http::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::jobs::JobType;
 use crate::runner::job_runs::RunRecord;
+use crate::runner::Completed;
 use crate::runner::overview::JobState;
 use crate::urls;
 
@@ -39,6 +41,25 @@ pub struct RunDone<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paused_since: Option<&'a str>,
 }
+
+impl<'a> RunDone<'a> {
+    /// What a door answers for a run that ended well: completed, paused, or skipped by the job.
+    pub fn of(job: JobType, done: &'a Completed) -> Self {
+        RunDone {
+            job_id: &done.job_id,
+            message: match (&done.paused_since, done.skipped) {
+                (Some(_), _) => PAUSED_MESSAGE,
+                (None, Some(why)) => why,
+                (None, None) => job.done_message(),
+            },
+            summary: &done.summary,
+            paused: done.paused_since.is_some(),
+            paused_since: done.paused_since.as_deref(),
+        }
+    }
+}
+
+const PAUSED_MESSAGE: &str = "Job is paused: nothing ran (POST with ?force=1 runs it anyway)";
 
 /// A job paused or resumed (`POST /api/v1/jobs/<job>/pause`, `/resume`).
 #[derive(Serialize)]
@@ -82,14 +103,20 @@ pub fn respond(status: StatusCode, content_type: &'static str, body: String) -> 
 }
 
 pub fn success(status: StatusCode, fields: impl Serialize) -> Response {
-    json(status, &Success { success: true, fields })
+    respond(status, "application/json", success_body(fields))
 }
 
 pub fn failure(status: StatusCode, error: &str) -> Response {
-    json(status, &Failure { success: false, error: &urls::redact(error) })
+    respond(status, "application/json", failure_body(error))
 }
 
-fn json(status: StatusCode, body: &impl Serialize) -> Response {
+/// [`Success`] as text: a response's body, or the command door's result line.
+pub fn success_body(fields: impl Serialize) -> String {
     // Serialising these types cannot fail: they hold only strings, numbers and JSON values.
-    respond(status, "application/json", serde_json::to_string(body).unwrap_or_default())
+    serde_json::to_string(&Success { success: true, fields }).unwrap_or_default()
+}
+
+/// [`Failure`] as text, its error free of any URL's password.
+pub fn failure_body(error: &str) -> String {
+    serde_json::to_string(&Failure { success: false, error: &urls::redact(error) }).unwrap_or_default()
 }

@@ -26,8 +26,7 @@ impl Guest for Cron {
 export!(Cron);
 
 async fn run() -> anyhow::Result<()> {
-    let name = spin_sdk::variables::get("job").context("reading the variable job")?;
-    let job = JobType::parse(&name).with_context(|| format!("the variable job names no job: {name:?}"))?;
+    let job = JobType::named_by_variable()?;
     let config = Config::load().inspect_err(|e| {
         Logger::new(job.log_name()).error("configuration error", json!({ "error": e.to_string() }));
     })?;

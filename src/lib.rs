@@ -2,10 +2,11 @@
 //!
 //! Map of the crate. Dependencies point one way, down this list:
 //!
-//! - [`router`] and [`cron`]: the two doors. The router checks the secret, then has one small
-//!   function per route; the cron handler runs the job named by the component's `job`
-//!   variable. Both start runs through [`runner::run_job`]. [`api`] holds the contract's JSON
-//!   bodies, one type per shape.
+//! - [`router`], [`cron`] and [`command`]: the three doors. The router checks the secret, then
+//!   has one small function per route; the cron handler and the command door (`wasi:cli/run`,
+//!   for Kubernetes CronJobs and `scripts/run-job.sh`) run the job named by the component's
+//!   `job` variable. All start runs through [`runner::run_job`]. [`api`] holds the contract's
+//!   JSON bodies, one type per shape.
 //! - [`runner`]: the life of one run, whatever started it: reserve a jobId, take the Redis lock,
 //!   record the run in `job_runs` ([`runner::job_runs`]), run the job within its time budget,
 //!   trim the audit tables after the daily job ([`runner::retention`]), release the lock; and
@@ -60,6 +61,8 @@ pub mod urls;
 // link.
 #[cfg(target_arch = "wasm32")]
 mod api;
+#[cfg(target_arch = "wasm32")]
+mod command;
 #[cfg(target_arch = "wasm32")]
 mod cron;
 #[cfg(target_arch = "wasm32")]

@@ -4,10 +4,19 @@
 //! reach a log call (the integration tests grep the captured output to hold us to that).
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{json, Map, Value};
 
 use crate::urls;
+
+/// Set by the command door, whose stdout is the run's result line alone.
+static INFO_ON_STDERR: AtomicBool = AtomicBool::new(false);
+
+/// Every log line goes to stderr from now on.
+pub fn all_to_stderr() {
+    INFO_ON_STDERR.store(true, Ordering::Relaxed);
+}
 
 #[derive(Debug, Clone)]
 pub struct Logger {
@@ -25,7 +34,12 @@ impl Logger {
     }
 
     pub fn info(&self, msg: &str, fields: Value) {
-        emit(&mut std::io::stdout(), self.line("info", msg, fields));
+        let line = self.line("info", msg, fields);
+        if INFO_ON_STDERR.load(Ordering::Relaxed) {
+            emit(&mut std::io::stderr(), line);
+        } else {
+            emit(&mut std::io::stdout(), line);
+        }
     }
 
     pub fn warn(&self, msg: &str, fields: Value) {

@@ -280,25 +280,10 @@ async fn front_door(incoming: &Incoming, req: IncomingRequest) -> Response {
 async fn run(config: &Config, job: JobType, force: bool) -> Response {
     match runner::run_job(job, Trigger::Http, config, force).await {
         // 200 all the same: a scheduler calling a paused job must not raise an alarm.
-        Ok(done) => api::success(
-            StatusCode::OK,
-            api::RunDone {
-                job_id: &done.job_id,
-                message: match (&done.paused_since, done.skipped) {
-                    (Some(_), _) => PAUSED_MESSAGE,
-                    (None, Some(why)) => why,
-                    (None, None) => job.done_message(),
-                },
-                summary: &done.summary,
-                paused: done.paused_since.is_some(),
-                paused_since: done.paused_since.as_deref(),
-            },
-        ),
+        Ok(done) => api::success(StatusCode::OK, api::RunDone::of(job, &done)),
         Err(e) => run_error(e),
     }
 }
-
-const PAUSED_MESSAGE: &str = "Job is paused: nothing ran (POST with ?force=1 runs it anyway)";
 
 /// Pauses (`paused`) or resumes the job.
 fn pause(config: &Config, job: JobType, paused: bool) -> Response {

@@ -86,7 +86,7 @@ fn the_component_imports_only_what_spin_provides() {
     assert!(imports.iter().any(|i| i.starts_with("wasi:http/outgoing-handler@0.2.")), "{imports:?}");
     let mut exports = exports;
     exports.sort();
-    assert_eq!(exports, ["handle-cron-event", "wasi:http/incoming-handler@0.2.0"]);
+    assert_eq!(exports, ["handle-cron-event", "wasi:cli/run@0.2.0", "wasi:http/incoming-handler@0.2.0"]);
 }
 
 fn yaml_documents(file: &str) -> Vec<serde_yaml::Value> {
@@ -163,6 +163,82 @@ fn the_cronjobs_follow_the_cron_triggers() {
         let args: Vec<&str> =
             container["args"].as_sequence().unwrap().iter().filter_map(|a| a.as_str()).collect();
         assert!(args.contains(&"x-cron-secret: $(CRON_SECRET)") && args.contains(&"POST"), "{args:?}");
+    }
+}
+
+fn command_manifest() -> toml::Table {
+    std::fs::read_to_string(root().join("deploy/spin-command.toml")).unwrap().parse().unwrap()
+}
+
+/// The command app is spin.toml's jobs as one component under the command trigger: the same
+/// .wasm, the same variables as the cron components (each declared with spin.toml's default
+/// or requirement, and the job), and the same `allowed_outbound_hosts`.
+#[test]
+fn the_command_manifest_matches_spin_toml() {
+    let (spin, command) = (spin_toml(), command_manifest());
+    assert_eq!(command["trigger"]["command"][0]["component"].as_str(), Some("job"));
+    assert_eq!(command["trigger"].as_table().unwrap().len(), 1, "the command trigger only");
+    let cron = &spin["component"]["cron-webhook-retry"];
+    let job = &command["component"]["job"];
+    assert_eq!(
+        job["source"].as_str().unwrap().strip_prefix("../"),
+        cron["source"].as_str(),
+        "the same .wasm, relative to deploy/"
+    );
+    assert_eq!(job["allowed_outbound_hosts"], cron["allowed_outbound_hosts"]);
+
+    let mut declared = spin["variables"].as_table().unwrap().clone();
+    declared.retain(|name, _| !NOT_IN_CRON_COMPONENTS.contains(&name));
+    let mut expected = declared.clone();
+    expected.insert("job".into(), toml::Value::Table(toml::toml! { default = "" }));
+    assert_eq!(command["variables"].as_table().unwrap(), &expected);
+
+    let listed = job["variables"].as_table().unwrap();
+    for name in expected.keys() {
+        assert_eq!(listed[name].as_str(), Some(format!("{{{{ {name} }}}}").as_str()), "{name}");
+    }
+    assert_eq!(listed.len(), expected.len());
+}
+
+/// The command CronJobs run the command app with SpinKube's shim on spin.toml's schedules, one
+/// at a time, each variable of the command app from the Secret and the job by name.
+#[test]
+fn the_command_cronjobs_follow_the_cron_triggers() {
+    let m = manifest();
+    let command = command_manifest();
+    let declared = command["variables"].as_table().unwrap();
+    let jobs = yaml_documents("command-cronjobs.yaml");
+    assert_eq!(jobs.len(), m.cron_triggers.len());
+    for (expression, component) in &m.cron_triggers {
+        let job_type = m.resolve(component, &base_variables()).unwrap().variables["job"].clone();
+        let job = jobs
+            .iter()
+            .find(|j| {
+                let env = &j["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"];
+                env[0]["name"] == "SPIN_VARIABLE_JOB" && env[0]["value"].as_str() == Some(job_type.as_str())
+            })
+            .unwrap_or_else(|| panic!("no command CronJob runs {job_type}"));
+        let spec = &job["spec"];
+        assert_eq!(spec["schedule"].as_str().unwrap(), without_seconds(expression), "{job_type}");
+        assert_eq!((spec["timeZone"].as_str(), spec["concurrencyPolicy"].as_str()), (Some("Etc/UTC"), Some("Forbid")));
+        assert!(spec["startingDeadlineSeconds"].as_u64().is_some_and(|s| s > 0), "{job_type}");
+        assert!(spec["jobTemplate"]["spec"]["backoffLimit"].as_u64().is_some(), "{job_type}");
+        let pod = &spec["jobTemplate"]["spec"]["template"]["spec"];
+        assert_eq!((pod["runtimeClassName"].as_str(), pod["restartPolicy"].as_str()), (Some("wasmtime-spin-v2"), Some("Never")));
+        let env = pod["containers"][0]["env"].as_sequence().unwrap();
+        let wired: std::collections::BTreeMap<String, &serde_yaml::Value> = env[1..]
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap().to_owned(), &e["valueFrom"]["secretKeyRef"]))
+            .collect();
+        let expected: std::collections::BTreeSet<String> =
+            declared.keys().filter(|n| *n != "job").map(|n| format!("SPIN_VARIABLE_{}", n.to_uppercase())).collect();
+        assert_eq!(wired.keys().cloned().collect::<std::collections::BTreeSet<_>>(), expected, "{job_type}");
+        for (env_name, key_ref) in wired {
+            let name = env_name.trim_start_matches("SPIN_VARIABLE_").to_lowercase();
+            assert_eq!((key_ref["name"].as_str(), key_ref["key"].as_str()), (Some("whatrack-jobs"), Some(name.as_str())));
+            let required = declared[&name].get("required").is_some();
+            assert_eq!(key_ref["optional"].as_bool().unwrap_or(false), !required, "{name}");
+        }
     }
 }
 

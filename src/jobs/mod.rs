@@ -36,6 +36,14 @@ impl JobType {
         Self::ALL.into_iter().find(|j| j.as_str() == s)
     }
 
+    /// The job the component variable `job` names: the cron and command doors run one job each.
+    pub fn named_by_variable() -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let name = spin_sdk::variables::get("job").context("reading the variable job")?;
+        let names = Self::ALL.map(Self::as_str).join(" or ");
+        Self::parse(name.trim()).with_context(|| format!("the variable job names no job: {name:?} (set it to {names})"))
+    }
+
     /// The tag of the job's log lines.
     pub fn log_name(self) -> &'static str {
         match self {

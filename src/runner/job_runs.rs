@@ -48,6 +48,8 @@ impl RunStatus {
 pub enum Trigger {
     Http,
     Cron,
+    /// Spin's command trigger (`wasi:cli/run`): a Kubernetes CronJob, or `scripts/run-job.sh`.
+    Command,
 }
 
 impl Trigger {
@@ -55,7 +57,14 @@ impl Trigger {
         match self {
             Trigger::Http => "http",
             Trigger::Cron => "cron",
+            Trigger::Command => "command",
         }
+    }
+
+    /// Started by a schedule (or an operator's shell) rather than a request, so that no
+    /// request limit cuts it: it gets `cron_time_budget_seconds`.
+    pub fn is_scheduled(self) -> bool {
+        self != Trigger::Http
     }
 }
 
@@ -194,7 +203,7 @@ mod tests {
         for s in [Running, Succeeded, Partial, Failed, Skipped] {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
-        for t in [Trigger::Http, Trigger::Cron] {
+        for t in [Trigger::Http, Trigger::Cron, Trigger::Command] {
             assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
         }
     }

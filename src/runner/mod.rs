@@ -87,7 +87,7 @@ pub async fn run_job(
     let mut log = Logger::new(job.log_name());
     // A request is cut at the platform's limit (about 30 s hosted); a cron tick is not, so the
     // nightly run can get through a whole estate.
-    let deadline = Deadline::after(config.run_budget(trigger == Trigger::Cron)?);
+    let deadline = Deadline::after(config.run_budget(trigger.is_scheduled())?);
     let finish = deadline.extended(FINISH_GRACE);
     let result = run_recorded(job, trigger, config, deadline, force, &mut log).await;
     match &result {

@@ -356,6 +356,35 @@ impl App {
         self.keep_output(&stdout, &stderr);
         Ok(result.wasm()?.map_err(|cron_bindings::fermyon::spin_cron::cron_types::Error::Other(msg)| msg))
     }
+
+    /// Calls the component's `wasi:cli/run` once, as Spin's command trigger (0.5.0) does: what
+    /// `run` returns is discarded, `Err` included (the process exits 0), while a trap or any
+    /// WASI `exit`, `exit(0)` included, fails the run ("Exited with i32 exit status 0").
+    pub async fn run_command(&self) -> Result<CommandRun> {
+        let (mut store, stdout, stderr) = self.store();
+        let instance = self.pre.instantiate_async(&mut store).await.wasm()?;
+        let command = wasmtime_wasi::p2::bindings::Command::new(&mut store, &instance).wasm()?;
+        let called = command.wasi_cli_run().call_run(&mut store).await;
+        let text = |pipe: &MemoryOutputPipe| String::from_utf8_lossy(&pipe.contents()).into_owned();
+        let mut run = CommandRun { succeeded: called.is_ok(), stdout: text(&stdout), stderr: text(&stderr) };
+        if let Err(e) = called {
+            run.stderr.push_str(&match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                Some(exit) => format!("Error: Exited with i32 exit status {}\n", exit.0),
+                None => format!("Error: {e:?}\n"),
+            });
+        }
+        self.keep_output(&stdout, &stderr);
+        Ok(run)
+    }
+}
+
+/// How a command run ended (`wasi:cli/run` returned `Ok`: the process's exit status 0), and
+/// what it printed.
+#[derive(Debug, Clone)]
+pub struct CommandRun {
+    pub succeeded: bool,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// What Spin's HTTP server (hyper 1, HTTP/1.1) reads of a request head at the most: a head that

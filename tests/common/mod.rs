@@ -283,6 +283,33 @@ pub async fn app_of(text: &str, component: &str, vars: &HashMap<String, String>)
     }
 }
 
+/// `deploy/spin-command.toml` with its sources relative to the project, as `app_of` takes them.
+pub fn command_manifest() -> String {
+    std::fs::read_to_string(root().join("deploy/spin-command.toml"))
+        .expect("deploy/spin-command.toml")
+        .replace("source = \"../target/", "source = \"target/")
+}
+
+/// One run of the command app (`deploy/spin-command.toml`) with `vars`, until it exits: under
+/// `spin up` with the command trigger plugin, or through the test host's `wasi:cli/run`. An app
+/// Spin would not start (a required variable unset) is a failed run, Spin's reason on stderr.
+pub async fn run_command(vars: &HashMap<String, String>) -> spin_test_host::CommandRun {
+    let text = command_manifest();
+    match spin::cli() {
+        Some(cli) => spin::run_command(&cli, &text, vars).await.expect("spin up of the command app"),
+        None => {
+            let path = std::env::temp_dir().join(format!("spin.{}.toml", uuid::Uuid::new_v4().simple()));
+            std::fs::write(&path, &text).unwrap();
+            let manifest = Manifest::load(&path).expect("the command manifest");
+            std::fs::remove_file(&path).unwrap();
+            match runtime().app(&manifest, "job", vars) {
+                Ok(app) => app.run_command().await.expect("wasi:cli/run"),
+                Err(e) => spin_test_host::CommandRun { succeeded: false, stdout: String::new(), stderr: format!("{e:#}") },
+            }
+        }
+    }
+}
+
 /// Both cron components of the project's `spin.toml` with their schedules running: under
 /// `spin up`, the real cron trigger fires each every [`spin::EVERY_SECONDS`]; in the test host,
 /// each tick of [`Schedules::run_until`] calls both cron exports once, as one tick of each

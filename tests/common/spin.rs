@@ -72,34 +72,10 @@ impl SpinUp {
         scheduled: bool,
         env: &[(&str, &str)],
     ) -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!("whatrack-spin-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir)?;
         let every = scheduled.then(|| format!("*/{EVERY_SECONDS} * * * * *"));
-        let copy = local_copy(manifest_text, &super::built_wasm_dir(), every.as_deref());
-        std::fs::write(dir.join("spin.toml"), copy)?;
+        let (dir, mut command) = spin_up(cli, manifest_text, variables, every.as_deref())?;
         let addr = free_addr()?;
-        let mut command = tokio::process::Command::new(cli);
-        command
-            .args(["up", "--listen", &addr, "--from"])
-            .arg(dir.join("spin.toml"))
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // `spin up` runs each trigger as a child process of its own: the whole group is
-            // stopped at the end, not just `spin up`.
-            .process_group(0)
-            .kill_on_drop(true);
-        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("SPIN_VARIABLE_")) {
-            command.env_remove(name);
-        }
-        for (name, value) in variables {
-            command.env(format!("SPIN_VARIABLE_{}", name.to_uppercase()), value);
-        }
-        if let Some(store) = std::env::var_os("WHATRACK_SPIN_DATA_HOME") {
-            command.env("XDG_DATA_HOME", store);
-        }
-        command.envs(env.iter().copied());
+        command.args(["--listen", &addr]).envs(env.iter().copied());
         let mut child = command.spawn().with_context(|| format!("starting {cli} up (is {cli} on PATH?)"))?;
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
@@ -209,6 +185,68 @@ impl Drop for SpinUp {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// `cli up --from <a local copy of manifest_text>` in a fresh folder, with `variables` as Spin's
+/// environment and nothing else of ours, both pipes taken; the folder is the caller's to remove.
+fn spin_up(
+    cli: &str,
+    manifest_text: &str,
+    variables: &HashMap<String, String>,
+    every: Option<&str>,
+) -> Result<(PathBuf, tokio::process::Command)> {
+    let dir = std::env::temp_dir().join(format!("whatrack-spin-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("spin.toml"), local_copy(manifest_text, &super::built_wasm_dir(), every))?;
+    let mut command = tokio::process::Command::new(cli);
+    command
+        .args(["up", "--from"])
+        .arg(dir.join("spin.toml"))
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // `spin up` runs each trigger as a child process of its own: the whole group is
+        // stopped at the end, not just `spin up`.
+        .process_group(0)
+        .kill_on_drop(true);
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("SPIN_VARIABLE_")) {
+        command.env_remove(name);
+    }
+    for (name, value) in variables {
+        command.env(format!("SPIN_VARIABLE_{}", name.to_uppercase()), value);
+    }
+    if let Some(store) = std::env::var_os("WHATRACK_SPIN_DATA_HOME") {
+        command.env("XDG_DATA_HOME", store);
+    }
+    Ok((dir, command))
+}
+
+/// Runs the command app of `manifest_text` (its sources relative to the project) under `cli`
+/// until it exits, as `scripts/run-job.sh` does: how it exited and what it printed. Spin writes
+/// a component's stdout to its own stderr (and prints "Logging component stdio to ..." on its
+/// stdout), so the component's output is read from the files of `--log-dir`, as the script does.
+pub async fn run_command(
+    cli: &str,
+    manifest_text: &str,
+    variables: &HashMap<String, String>,
+) -> Result<spin_test_host::CommandRun> {
+    let (dir, mut command) = spin_up(cli, manifest_text, variables, None)?;
+    let logs = dir.join("logs");
+    command.arg("--quiet").arg("--log-dir").arg(&logs);
+    let out = tokio::time::timeout(COMMAND_TIMEOUT, command.output()).await;
+    let read = |file: &str| std::fs::read_to_string(logs.join(file)).unwrap_or_default();
+    let (stdout, stderr) = (read("job_stdout.txt"), read("job_stderr.txt"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = out.with_context(|| format!("{cli} up of the command app still running after {COMMAND_TIMEOUT:?}"))??;
+    Ok(spin_test_host::CommandRun {
+        succeeded: out.status.success(),
+        stdout,
+        stderr: stderr + String::from_utf8_lossy(&out.stderr).as_ref(),
+    })
+}
+
+/// A command run's longest wait: a job under the tests' budgets, and Spin's start.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The manifest with its sources made absolute, and each cron schedule either taken out (so
 /// that nothing runs that the test did not ask for) or, with `every`, set to that expression.
