@@ -14,6 +14,8 @@ scripts/build-components.sh
 command -v chromium >/dev/null || scripts/install-debian.sh chromium
 command -v npm >/dev/null || scripts/install-debian.sh nodejs npm
 [ -d tests/browser/node_modules/playwright-core ] || npm ci --prefix tests/browser --no-audit --no-fund >&2
+# Prisma's own schema parser for tests/prisma.rs (WebAssembly: no engine binaries to download).
+[ -d tests/prisma/node_modules/@prisma/prisma-schema-wasm ] || npm ci --prefix tests/prisma --no-audit --no-fund >&2
 
 # Each test makes its own database; drop those that earlier runs left behind.
 psql "$TEST_PG_ADMIN_URL" -tAc "SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE);', datname) \

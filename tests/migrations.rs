@@ -49,64 +49,10 @@ async fn applying_twice_changes_nothing() {
 
 /// WhaTrack's tables as its app created them: more columns than the jobs use, some of the jobs'
 /// columns missing (an older WhaTrack), and live rows.
-const WHATRACK: &str = r#"
-CREATE TABLE whatsapp_connections (
-    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
-    "organizationId" UUID NOT NULL,
-    "wabaId" TEXT,
-    "phoneNumberId" TEXT,
-    "displayPhoneNumber" TEXT,
-    "verifiedName" TEXT NOT NULL DEFAULT 'Acme',
-    status TEXT NOT NULL DEFAULT 'pending',
-    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    "updatedAt" TIMESTAMP(3) NOT NULL
-);
-CREATE TABLE whatsapp_configs (
-    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
-    "organizationId" UUID NOT NULL,
-    "connectionId" UUID REFERENCES whatsapp_connections(id),
-    "wabaId" TEXT,
-    "phoneId" TEXT,
-    "accessToken" TEXT,
-    "webhookVerifyToken" TEXT,
-    status TEXT NOT NULL DEFAULT 'pending',
-    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    "updatedAt" TIMESTAMP(3) NOT NULL
-);
-CREATE TABLE whatsapp_health (
-    id UUID PRIMARY KEY,
-    "organizationId" UUID NOT NULL,
-    "connectionId" UUID NOT NULL REFERENCES whatsapp_connections(id),
-    status TEXT NOT NULL,
-    "tokenValid" BOOLEAN NOT NULL,
-    "tokenExpired" BOOLEAN NOT NULL,
-    "apiResponse" TEXT,
-    "responseTime" INTEGER,
-    "lastCheck" TIMESTAMP(3) NOT NULL,
-    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    "checkedBy" TEXT
-);
-CREATE TABLE whatsapp_webhook_logs (
-    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
-    "organizationId" UUID,
-    payload JSONB NOT NULL,
-    "eventType" TEXT,
-    processed BOOLEAN NOT NULL DEFAULT false,
-    "signatureValid" BOOLEAN,
-    "processingError" TEXT,
-    "processedAt" TIMESTAMP(3),
-    "retryCount" INTEGER NOT NULL DEFAULT 0,
-    "lastRetryAt" TIMESTAMP(3),
-    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    "sourceIp" TEXT
-);
-INSERT INTO whatsapp_connections (id, "organizationId", "wabaId", "phoneNumberId", "displayPhoneNumber", status, "updatedAt")
-VALUES ('11111111-1111-1111-1111-111111111111', '22222222-2222-2222-2222-222222222222', '2001', '1001', '+1 555 0100', 'active', now());
-"#;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn migrations_apply_on_top_of_whatrack_tables_and_the_job_runs() {
-    let env = Env::with_existing_schema(WHATRACK).await;
+    let env = Env::with_existing_schema(WHATRACK_SCHEMA).await;
     let cols = schema(&env.db).await;
     for kept in [
         "whatsapp_connections.displayPhoneNumber",
@@ -168,7 +114,7 @@ async fn migrations_apply_on_top_of_whatrack_tables_and_the_job_runs() {
 /// failed one left.
 #[tokio::test(flavor = "multi_thread")]
 async fn on_a_busy_database_a_migration_fails_fast_and_never_stalls_writers() {
-    let env = Env::unmigrated(WHATRACK).await;
+    let env = Env::unmigrated(WHATRACK_SCHEMA).await;
     let holder = connect(&env.database_url).await;
     holder.batch_execute("BEGIN; INSERT INTO whatsapp_webhook_logs (payload) VALUES ('{}');").await.unwrap();
     let writer = connect(&env.database_url).await;

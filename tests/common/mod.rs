@@ -75,6 +75,9 @@ pub fn host_of(url: &str) -> String {
 }
 
 /// A test's own database and Redis database.
+/// WhaTrack's own tables as an older WhaTrack has them, before this app's migrations.
+pub const WHATRACK_SCHEMA: &str = include_str!("whatrack.sql");
+
 pub struct Env {
     pub database_url: String,
     pub db: tokio_postgres::Client,
