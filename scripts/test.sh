@@ -3,8 +3,10 @@
 # shipped component (scripts/build.sh), installs Chromium and playwright-core for the
 # dashboard's browser test when missing, then runs the unit tests and the integration tests that
 # load that .wasm into the wasmtime test host; then, when `spin` is on PATH, the integration tests
-# that also run under the real `spin up` (UNDER_SPIN below), again under it. Extra arguments go
-# to `cargo test` and run the test host's part only (e.g. scripts/test.sh --test health_check).
+# that also run under the real `spin up` (UNDER_SPIN below), again under it, and the end-to-end
+# suites once more through PgBouncer in session mode (installed from Debian when missing, as is
+# Prisma's schema parser for tests/prisma.rs). Extra arguments go to `cargo test` and run the
+# test host's part only (e.g. scripts/test.sh --test health_check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,8 @@ scripts/build-components.sh
 command -v chromium >/dev/null || scripts/install-debian.sh chromium
 command -v npm >/dev/null || scripts/install-debian.sh nodejs npm
 [ -d tests/browser/node_modules/playwright-core ] || npm ci --prefix tests/browser --no-audit --no-fund >&2
+# PgBouncer for tests/pooler.rs and the session-mode pass below.
+[ -x /usr/sbin/pgbouncer ] || scripts/install-debian.sh pgbouncer
 # Prisma's own schema parser for tests/prisma.rs (WebAssembly: no engine binaries to download).
 [ -d tests/prisma/node_modules/@prisma/prisma-schema-wasm ] || npm ci --prefix tests/prisma --no-audit --no-fund >&2
 
@@ -44,6 +48,7 @@ UNDER_SPIN=(
   "throttling"
   "outbound_allowance"
   "command --include-ignored"
+  "pooler"
   "operations"
   "runs --skip cron_ --skip a_lock_ttl_shorter_than_a_run_is_refused"
   "console --skip a_paused_job_runs_nothing_until_resumed_or_forced"
@@ -69,6 +74,14 @@ if [ $# -eq 0 ] && command -v spin4 >/dev/null \
   && XDG_DATA_HOME=$spin4_store spin4 plugins list --installed 2>/dev/null | grep -q '^trigger-cron 0\.5'; then
   echo "== under $(spin4 --version) with $(XDG_DATA_HOME=$spin4_store spin4 plugins list --installed | grep '^trigger-cron')" | tee -a "$log"
   WHATRACK_RUNTIME=spin4 WHATRACK_SPIN_DATA_HOME=$spin4_store cargo test --test schedules 2>&1 | tee -a "$log" || status=$?
+fi
+# The end-to-end suites that touch Postgres once more, the app's database behind PgBouncer in
+# session mode (tests/common: WHATRACK_PGBOUNCER), in the test host.
+if [ $# -eq 0 ]; then
+  echo "== the app's Postgres through PgBouncer in session mode" | tee -a "$log"
+  for suite in health_check webhook_retry runs operations console front_door throttling command; do
+    WHATRACK_PGBOUNCER=session cargo test --test "$suite" 2>&1 | tee -a "$log" || status=$?
+  done
 fi
 # One closing line for the whole suite, summed over every test binary.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"

@@ -5,9 +5,11 @@
 //!   go out together within the run's finishing deadline.
 //! - A storm is one message, not hundreds: a run sends at most [`MAX_PER_RUN`] individual alerts
 //!   and, for the rest, one summary per kind ("and 490 more connections moved into error").
-//! - The throttle lives in Redis (`alert:<subject>`, 1 hour), shared by all replicas, and is
-//!   marked only once an alert went out, so a receiver that was down does not silence the next
-//!   hour. When Redis cannot be asked, nothing is sent, since nothing could be throttled.
+//! - The throttle lives in Redis (`alert:<subject>`, 1 hour), shared by all replicas: a run
+//!   claims a subject before sending (`SET NX`, so that runs failing at the same moment send
+//!   one alert between them) and gives the claim back when the alert did not go out, so a
+//!   receiver that was down does not silence the next hour. When Redis cannot be asked, nothing
+//!   is sent, since nothing could be throttled.
 //! - Texts carry ids, statuses and short reasons, never a webhook's payload.
 
 use std::time::Duration;
@@ -91,6 +93,12 @@ impl Alert {
         )
     }
 
+    /// The database refuses the host's statements through a transaction-mode pooler: every run
+    /// fails alike until `database_url` changes.
+    pub fn database_pooler(error: &str) -> Self {
+        Self::new(Kind::RunFailed, "database-pooler", format!("WhaTrack: the jobs cannot use the database: {error}"))
+    }
+
     pub fn run_failed(job_type: &str, error: &str) -> Self {
         Self::new(Kind::RunFailed, job_type, format!("WhaTrack: a {job_type} run failed: {error}"))
     }
@@ -114,10 +122,10 @@ impl Alert {
     pub fn throttled(business: Option<&str>, until: &str) -> Self {
         let text = match business {
             None => format!(
-                "WhaTrack: Meta throttled the app's Graph API calls. The health check calls nothing until {until};                  connections not checked keep their status and go first next run."
+                "WhaTrack: Meta throttled the app's Graph API calls. The health check calls nothing until {until}; connections not checked keep their status and go first next run."
             ),
             Some(id) => format!(
-                "WhaTrack: Meta throttled the Graph API calls for business {id}. Its connections are not checked until {until};                  they keep their status."
+                "WhaTrack: Meta throttled the Graph API calls for business {id}. Its connections are not checked until {until}; they keep their status."
             ),
         };
         Self::new(Kind::Throttled, business.unwrap_or("app"), text)
@@ -157,36 +165,42 @@ pub async fn send(
         log.warn("alerts not sent: Redis is needed to throttle them", json!({ "alerts": alerts.len() }));
         return 0;
     };
-    let mut due = Vec::new();
-    for alert in alerts {
-        match redis.alert_sent_recently(&alert.subject) {
-            Ok(false) => due.push(alert),
-            Ok(true) => {
-                log.info("alert throttled (sent within the hour)", json!({ "subject": alert.subject }))
-            }
-            Err(e) => log.warn(
-                "alert not sent: throttle unavailable",
-                json!({ "subject": alert.subject, "error": e.to_string() }),
-            ),
+    let claim = |alert: &Alert| match redis.claim_alert(&alert.subject, THROTTLE) {
+        Ok(true) => true,
+        Ok(false) => {
+            log.info("alert throttled (sent within the hour)", json!({ "subject": alert.subject }));
+            false
         }
-    }
-    let due = cap(due);
+        Err(e) => {
+            log.warn("alert not sent: throttle unavailable", json!({ "subject": alert.subject, "error": e.to_string() }));
+            false
+        }
+    };
+    let claimed: Vec<Alert> = alerts.into_iter().filter(|a| claim(a)).collect();
+    let capped = cap(claimed.clone());
+    // Those summed up were not sent one by one: their own alert may go out next time.
+    release(redis, claimed.iter().filter(|a| !capped.contains(a)), log);
+    let due: Vec<Alert> = capped.into_iter().filter(|a| claimed.contains(a) || claim(a)).collect();
     let concurrency = due.len().max(1);
-    let sent: Vec<Alert> = stream::iter(due)
-        .map(|alert| async move { post(url, &alert, deadline, allowance, log).await.then_some(alert) })
+    let posted: Vec<(Alert, bool)> = stream::iter(due)
+        .map(|alert| async move {
+            let sent = post(url, &alert, deadline, allowance, log).await;
+            (alert, sent)
+        })
         .buffer_unordered(concurrency)
-        .filter_map(std::future::ready)
         .collect()
         .await;
-    for alert in &sent {
-        if let Err(e) = redis.mark_alert_sent(&alert.subject, THROTTLE) {
-            log.warn(
-                "alert sent but not marked; it may repeat",
-                json!({ "subject": alert.subject, "error": e.to_string() }),
-            );
+    // A receiver that was down does not silence the next hour.
+    release(redis, posted.iter().filter(|(_, sent)| !sent).map(|(a, _)| a), log);
+    posted.iter().filter(|(_, sent)| *sent).count()
+}
+
+fn release<'a>(redis: &Redis, alerts: impl Iterator<Item = &'a Alert>, log: &Logger) {
+    for alert in alerts {
+        if let Err(e) = redis.release_alert(&alert.subject) {
+            log.warn("alert not sent and its throttle not lifted: it waits the hour", json!({ "subject": alert.subject, "error": e.to_string() }));
         }
     }
-    sent.len()
 }
 
 async fn post(url: &str, alert: &Alert, deadline: Deadline, allowance: Allowance<'_>, log: &Logger) -> bool {

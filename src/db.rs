@@ -48,7 +48,10 @@ impl DbError {
             PgError::ConnectionFailed(s) => format!("connection failed: {s}"),
             PgError::BadParameter(s) => format!("bad parameter: {s}"),
             PgError::QueryFailed(QueryError::DbError(d)) => {
-                let message = format!("{} (SQLSTATE {})", d.message, d.code);
+                let message = match behind_a_transaction_pooler(&d.code, &d.message) {
+                    true => format!("{TRANSACTION_POOLER} ({}, SQLSTATE {})", d.message, d.code),
+                    false => format!("{} (SQLSTATE {})", d.message, d.code),
+                };
                 sqlstate = Some(d.code);
                 message
             }
@@ -65,6 +68,11 @@ impl DbError {
         Self { context, message: format!("unexpected answer: {why}"), sqlstate: None }
     }
 
+    /// `database_url` goes through a transaction-mode pooler (see [`TRANSACTION_POOLER`]).
+    pub fn is_behind_a_transaction_pooler(&self) -> bool {
+        self.message.starts_with(TRANSACTION_POOLER)
+    }
+
     /// The server refused the data of a statement, not the statement or the session: a value out
     /// of range (class 22), a constraint (23) or a trigger's `RAISE` (P0). Retrying the other rows
     /// one by one makes sense; after a lost connection or a syntax error it does not.
@@ -76,6 +84,23 @@ impl DbError {
 }
 
 pub type DbResult<T> = Result<T, DbError>;
+
+/// What a pooler in transaction mode does to Spin's Postgres host, and what to do about it. The
+/// host prepares every statement under a name (`s0`, `s1`, ...) and runs it in a second exchange,
+/// which such a pooler may hand to another server connection, where the name means nothing
+/// (SQLSTATE 26000). The component cannot change how the host talks to the database.
+pub const TRANSACTION_POOLER: &str = "database_url goes through a transaction-mode connection pooler \
+(PgBouncer in transaction mode, Supabase's port 6543, Prisma's ?pgbouncer=true), which loses the \
+statements Spin prepares: use the direct database URL, the pooler's session mode, or PgBouncer 1.21+ \
+with max_prepared_statements set";
+
+/// SQLSTATE 26000 (invalid statement name) on one of the host's own statement names: no
+/// statement of ours has a name, so only a pooler can have lost it.
+fn behind_a_transaction_pooler(sqlstate: &str, message: &str) -> bool {
+    let name = message.strip_prefix("prepared statement \"").and_then(|m| m.strip_suffix("\" does not exist"));
+    sqlstate == "26000"
+        && name.is_some_and(|n| n.len() > 1 && n.starts_with('s') && n[1..].bytes().all(|b| b.is_ascii_digit()))
+}
 
 pub struct Db {
     conn: Connection,
@@ -227,4 +252,20 @@ pub fn str(s: &str) -> ParameterValue {
 
 pub fn str_array(items: &[String]) -> ParameterValue {
     ParameterValue::ArrayStr(items.iter().cloned().map(Some).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_host_statement_is_the_poolers_doing() {
+        assert!(behind_a_transaction_pooler("26000", "prepared statement \"s13592\" does not exist"));
+        assert!(behind_a_transaction_pooler("26000", "prepared statement \"s0\" does not exist"));
+        // Another statement name, another SQLSTATE, another message: not ours to explain.
+        assert!(!behind_a_transaction_pooler("26000", "prepared statement \"my_stmt\" does not exist"));
+        assert!(!behind_a_transaction_pooler("26000", "prepared statement \"s\" does not exist"));
+        assert!(!behind_a_transaction_pooler("42P05", "prepared statement \"s1\" already exists"));
+        assert!(!behind_a_transaction_pooler("26000", "cursor \"s1\" does not exist"));
+    }
 }

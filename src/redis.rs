@@ -96,23 +96,27 @@ impl Redis {
         Ok(matches!(reply.as_slice(), [RedisResult::Int64(1)]))
     }
 
-    /// True when an alert on `subject` went out within the throttle window.
-    pub fn alert_sent_recently(&self, subject: &str) -> Result<bool, RedisError> {
-        self.exists(&alert_key(subject))
-    }
-
-    /// Starts the throttle window of `subject`, once its alert went out.
-    pub fn mark_alert_sent(&self, subject: &str, window: Duration) -> Result<(), RedisError> {
+    /// Starts the throttle window of `subject` (`SET NX EX`): true when this caller may send the
+    /// alert, false when one went out (or is going out) within the window. One command, so that
+    /// runs failing at the same moment on any replica send one alert between them.
+    pub fn claim_alert(&self, subject: &str, window: Duration) -> Result<bool, RedisError> {
         let args = vec![
             bin(&alert_key(subject)),
             bin("1"),
+            bin("NX"),
             bin("EX"),
             RedisParameter::Int64(window.as_secs() as i64),
         ];
         match self.exec("SET", args)?.as_slice() {
-            [RedisResult::Status(s)] if s == "OK" => Ok(()),
+            [RedisResult::Status(s)] if s == "OK" => Ok(true),
+            [RedisResult::Nil] => Ok(false),
             other => Err(RedisError(format!("unexpected SET reply {other:?}"))),
         }
+    }
+
+    /// Gives back a claim whose alert did not go out, so that the next run may send it.
+    pub fn release_alert(&self, subject: &str) -> Result<(), RedisError> {
+        self.exec("DEL", vec![bin(&alert_key(subject))]).map(|_| ())
     }
 
     /// Starts a cool-down of the app (`business` `None`) or of one business, ending at `until_ms`.

@@ -305,7 +305,7 @@ async fn redis_down_is_500_not_429_and_recorded() {
 #[tokio::test(flavor = "multi_thread")]
 async fn host_variables_that_do_not_cover_their_urls_are_refused_at_load() {
     let env = Env::new().await;
-    let db_port = url::Url::parse(&env.database_url).unwrap().port().unwrap();
+    let db_port = url::Url::parse(&env.app_database_url()).unwrap().port().unwrap();
     for (name, value, want) in [
         ("database_host", "postgres://127.0.0.1:1".to_string(), format!("postgres://127.0.0.1:{db_port}")),
         ("redis_host", "redis://localhost:1".to_string(), host_of(&env.redis_url)),

@@ -61,6 +61,14 @@ impl RunError {
     pub fn is_contention(&self) -> bool {
         matches!(self, RunError::Busy { .. } | RunError::NoFreeJobId { .. })
     }
+
+    /// `database_url` goes through a transaction-mode pooler ([`crate::db::TRANSACTION_POOLER`]).
+    pub fn is_behind_a_transaction_pooler(&self) -> bool {
+        match self {
+            RunError::Db(e) | RunError::Job(JobError::Db(e)) => e.is_behind_a_transaction_pooler(),
+            _ => false,
+        }
+    }
 }
 
 pub struct Completed {
@@ -99,7 +107,12 @@ pub async fn run_job(
             log.error("run failed", json!({ "error": error, "trigger": trigger.as_str() }));
             // A fresh connection: the failure may have been the run's own Redis.
             let redis = Redis::open(&config.redis_url).ok();
-            let alert = Alert::run_failed(job.as_str(), &error);
+            // Behind a transaction-mode pooler every run of both jobs fails alike: one alert for
+            // the database, not one per job.
+            let alert = match other.is_behind_a_transaction_pooler() {
+                true => Alert::database_pooler(&error),
+                false => Alert::run_failed(job.as_str(), &error),
+            };
             let allowance = Allowance::new(redis.as_ref(), config.outbound_requests_per_hour);
             let url = config.alert_webhook_url.as_deref();
             alerts::send(url, redis.as_ref(), allowance, vec![alert], finish, &log).await;

@@ -83,6 +83,9 @@ pub struct Env {
     pub db: tokio_postgres::Client,
     pub redis_url: String,
     pub redis: redis::aio::MultiplexedConnection,
+    /// With `WHATRACK_PGBOUNCER=session`, the app reaches Postgres through PgBouncer in session
+    /// mode (scripts/test.sh runs the end-to-end suites so once); the test's own client does not.
+    pooler: Option<servers::OwnPgBouncer>,
 }
 
 static REDIS_DB: AtomicU32 = AtomicU32::new(1);
@@ -116,20 +119,34 @@ impl Env {
             .await
             .unwrap();
         let _: () = redis::cmd("FLUSHDB").query_async(&mut redis).await.unwrap();
-        Env { database_url, db, redis_url, redis }
+        let pooler = match std::env::var("WHATRACK_PGBOUNCER").ok().as_deref() {
+            None | Some("") => None,
+            Some("session") => Some(servers::OwnPgBouncer::start(&postgres_address(&database_url), "session", 100)),
+            Some(other) => panic!("WHATRACK_PGBOUNCER={other}: only session mode serves the app"),
+        };
+        Env { database_url, db, redis_url, redis, pooler }
     }
 
     /// The variables a working app needs, pointing at this test's services.
     pub fn variables(&self, graph_url: &str) -> HashMap<String, String> {
+        let database_url = self.app_database_url();
         HashMap::from([
             ("cron_secret".into(), SECRET.into()),
-            ("database_url".into(), self.database_url.clone()),
+            ("database_host".into(), host_of(&database_url)),
+            ("database_url".into(), database_url),
             ("redis_url".into(), self.redis_url.clone()),
             ("token_encryption_key".into(), KEY.into()),
             ("meta_graph_url".into(), graph_url.into()),
-            ("database_host".into(), host_of(&self.database_url)),
             ("redis_host".into(), host_of(&self.redis_url)),
         ])
+    }
+
+    /// The test's database as the app reaches it: directly, or through the suite's pooler.
+    pub fn app_database_url(&self) -> String {
+        match &self.pooler {
+            Some(pooler) => pooler.url_for(&self.database_url, &postgres_address(&self.database_url)),
+            None => self.database_url.clone(),
+        }
     }
 
     pub async fn redis_get(&self, key: &str) -> Option<String> {
@@ -187,6 +204,11 @@ pub struct JobRun {
     pub summary: Option<Value>,
     pub error: Option<String>,
     pub finished: bool,
+}
+
+/// `host:port` of a `postgres://` URL.
+pub fn postgres_address(url: &str) -> String {
+    host_of(url).trim_start_matches("postgres://").to_owned()
 }
 
 pub async fn connect(url: &str) -> tokio_postgres::Client {

@@ -153,3 +153,60 @@ impl Drop for OwnRedis {
         self.stop();
     }
 }
+
+/// Debian's PgBouncer on loopback in front of the suite's Postgres (`target` is its
+/// `host:port`), in `pool_mode` `transaction` or `session`, with `pool_size` server connections
+/// per database and user; stopped when dropped.
+pub struct OwnPgBouncer {
+    child: Child,
+    dir: PathBuf,
+    pub port: u16,
+}
+
+impl OwnPgBouncer {
+    pub fn start(target: &str, pool_mode: &str, pool_size: u32) -> OwnPgBouncer {
+        let (host, port) = target.rsplit_once(':').expect("host:port");
+        let dir = std::env::temp_dir().join(format!("wt-pgbouncer-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Command::new("chmod").arg("777").arg(&dir).status().unwrap();
+        let listen = free_port();
+        std::fs::write(dir.join("users.txt"), "\"postgres\" \"\"\n").unwrap();
+        let config = format!(
+            "[databases]\n* = host={host} port={port}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {listen}\n\
+             unix_socket_dir =\nauth_type = trust\nauth_file = {users}\npool_mode = {pool_mode}\n\
+             default_pool_size = {pool_size}\nmax_client_conn = 500\nlogfile = {log}\n\
+             ignore_startup_parameters = extra_float_digits,options\n",
+            users = dir.join("users.txt").display(),
+            log = dir.join("pgbouncer.log").display(),
+        );
+        std::fs::write(dir.join("pgbouncer.ini"), config).unwrap();
+        // PgBouncer refuses to run as root.
+        let child = as_postgres(&PathBuf::from("/usr/sbin/pgbouncer"))
+            .arg(dir.join("pgbouncer.ini"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pgbouncer (scripts/test.sh installs Debian's package)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", listen)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(10), "pgbouncer did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        OwnPgBouncer { child, dir, port: listen }
+    }
+
+    /// `url` (a database of the suite's Postgres) through this pooler.
+    pub fn url_for(&self, url: &str, target: &str) -> String {
+        url.replace(target, &format!("127.0.0.1:{}", self.port))
+    }
+}
+
+impl Drop for OwnPgBouncer {
+    fn drop(&mut self) {
+        // As root the child is `runuser`; PgBouncer is its child, stopped by name and port.
+        let _ = Command::new("pkill").arg("-f").arg(self.dir.join("pgbouncer.ini")).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
