@@ -96,7 +96,11 @@ impl Alert {
     /// The database refuses the host's statements through a transaction-mode pooler: every run
     /// fails alike until `database_url` changes.
     pub fn database_pooler(error: &str) -> Self {
-        Self::new(Kind::RunFailed, "database-pooler", format!("WhaTrack: the jobs cannot use the database: {error}"))
+        Self::new(
+            Kind::RunFailed,
+            "database-pooler",
+            format!("WhaTrack: the jobs cannot use the database: {error}"),
+        )
     }
 
     pub fn run_failed(job_type: &str, error: &str) -> Self {
@@ -172,7 +176,10 @@ pub async fn send(
             false
         }
         Err(e) => {
-            log.warn("alert not sent: throttle unavailable", json!({ "subject": alert.subject, "error": e.to_string() }));
+            log.warn(
+                "alert not sent: throttle unavailable",
+                json!({ "subject": alert.subject, "error": e.to_string() }),
+            );
             false
         }
     };
@@ -198,7 +205,10 @@ pub async fn send(
 fn release<'a>(redis: &Redis, alerts: impl Iterator<Item = &'a Alert>, log: &Logger) {
     for alert in alerts {
         if let Err(e) = redis.release_alert(&alert.subject) {
-            log.warn("alert not sent and its throttle not lifted: it waits the hour", json!({ "subject": alert.subject, "error": e.to_string() }));
+            log.warn(
+                "alert not sent and its throttle not lifted: it waits the hour",
+                json!({ "subject": alert.subject, "error": e.to_string() }),
+            );
         }
     }
 }

@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use crate::jobs::JobType;
 use crate::runner::job_runs::RunRecord;
-use crate::runner::Completed;
 use crate::runner::overview::JobState;
+use crate::runner::Completed;
 use crate::urls;
 
 /// `{"success":true, ...fields}`.

@@ -97,9 +97,11 @@ with max_prepared_statements set";
 /// SQLSTATE 26000 (invalid statement name) on one of the host's own statement names: no
 /// statement of ours has a name, so only a pooler can have lost it.
 fn behind_a_transaction_pooler(sqlstate: &str, message: &str) -> bool {
-    let name = message.strip_prefix("prepared statement \"").and_then(|m| m.strip_suffix("\" does not exist"));
+    let name =
+        message.strip_prefix("prepared statement \"").and_then(|m| m.strip_suffix("\" does not exist"));
     sqlstate == "26000"
-        && name.is_some_and(|n| n.len() > 1 && n.starts_with('s') && n[1..].bytes().all(|b| b.is_ascii_digit()))
+        && name
+            .is_some_and(|n| n.len() > 1 && n.starts_with('s') && n[1..].bytes().all(|b| b.is_ascii_digit()))
 }
 
 pub struct Db {

@@ -124,11 +124,17 @@ impl Redis {
         let replies = match business {
             None => {
                 let ms = until_ms.saturating_sub(now_ms).max(1) as i64;
-                let args = vec![bin(APP_COOL_DOWN_KEY), bin(&until_ms.to_string()), bin("PX"), RedisParameter::Int64(ms)];
+                let args = vec![
+                    bin(APP_COOL_DOWN_KEY),
+                    bin(&until_ms.to_string()),
+                    bin("PX"),
+                    RedisParameter::Int64(ms),
+                ];
                 self.exec("SET", args)?
             }
             Some(id) => {
-                let args = vec![bin(BUSINESS_COOL_DOWNS_KEY), RedisParameter::Int64(until_ms as i64), bin(id)];
+                let args =
+                    vec![bin(BUSINESS_COOL_DOWNS_KEY), RedisParameter::Int64(until_ms as i64), bin(id)];
                 self.exec("ZADD", args)?
             }
         };
@@ -147,7 +153,10 @@ impl Redis {
         let past = RedisParameter::Int64(now_ms as i64);
         self.exec("ZREMRANGEBYSCORE", vec![bin(BUSINESS_COOL_DOWNS_KEY), bin("-inf"), past])?;
         let businesses = self
-            .exec("ZRANGE", vec![bin(BUSINESS_COOL_DOWNS_KEY), RedisParameter::Int64(0), RedisParameter::Int64(-1)])?
+            .exec(
+                "ZRANGE",
+                vec![bin(BUSINESS_COOL_DOWNS_KEY), RedisParameter::Int64(0), RedisParameter::Int64(-1)],
+            )?
             .into_iter()
             .filter_map(|r| match r {
                 RedisResult::Binary(id) => String::from_utf8(id).ok(),
@@ -158,7 +167,8 @@ impl Redis {
     }
 
     pub fn save_graph_usage(&self, json: &str) -> Result<(), RedisError> {
-        let args = vec![bin(GRAPH_USAGE_KEY), bin(json), bin("EX"), RedisParameter::Int64(GRAPH_USAGE_TTL_SECONDS)];
+        let args =
+            vec![bin(GRAPH_USAGE_KEY), bin(json), bin("EX"), RedisParameter::Int64(GRAPH_USAGE_TTL_SECONDS)];
         match self.exec("SET", args)?.as_slice() {
             [RedisResult::Status(s)] if s == "OK" => Ok(()),
             other => Err(RedisError(format!("unexpected SET reply {other:?}"))),

@@ -475,7 +475,9 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
     let bench = Bench::start().await;
     let mut rows = Vec::new();
     let spin = sizes.under_spin.then(spin_cli).flatten();
-    println!("\nGraph stand-in: a single call answered after L, a batch after L + {PER_OPERATION:?} a call in it");
+    println!(
+        "\nGraph stand-in: a single call answered after L, a batch after L + {PER_OPERATION:?} a call in it"
+    );
     println!(
         "\n| job | runtime | N | L | C | wall | per s | ideal | ideal/wall | stand-in alone | requests/item | SQL/item | peak memory |"
     );
@@ -495,10 +497,12 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
             let alone_requests = if c == 1 { 200 } else { 100 * c };
             let single = single_call(&graph.url);
             let alone = stand_in_alone(&graph.url, &single, alone_requests, c).await;
-            let alone_ratio = (alone_requests as u32 * latency / c as u32).as_secs_f64() / alone.as_secs_f64();
+            let alone_ratio =
+                (alone_requests as u32 * latency / c as u32).as_secs_f64() / alone.as_secs_f64();
             let batch = batch_of_fifty(&graph.url);
             let alone_batched = stand_in_alone(&graph.url, &batch, alone_requests, c).await;
-            let alone_batched_ratio = (alone_requests as u32 * (latency + 50 * PER_OPERATION) / c as u32).as_secs_f64()
+            let alone_batched_ratio = (alone_requests as u32 * (latency + 50 * PER_OPERATION) / c as u32)
+                .as_secs_f64()
                 / alone_batched.as_secs_f64();
             for &n in sizes.connections {
                 if c == 1 && n > sizes.sequential_up_to {
@@ -530,7 +534,8 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
                         Some(cli) => bench.run_under_spin(cli, job == Job::WebhookRetry, &vars).await,
                     };
                     let requests = stand_in.requests()[before..].to_vec();
-                    let done = if job == Job::WebhookRetry { &summary["delivered"] } else { &summary["checked"] };
+                    let done =
+                        if job == Job::WebhookRetry { &summary["delivered"] } else { &summary["checked"] };
                     assert_eq!(done.as_u64(), Some(n as u64), "{}: {summary}", job.name());
                     // The latency-bound ideal: each request's own answer time, C at a time.
                     let mut calls_in = vec![0u32; requests.len()];
@@ -540,7 +545,13 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
                     let answer_times: Duration = requests
                         .iter()
                         .zip(calls_in)
-                        .map(|(r, calls)| if r.method == "POST" && job != Job::WebhookRetry { latency + PER_OPERATION * calls } else { latency })
+                        .map(|(r, calls)| {
+                            if r.method == "POST" && job != Job::WebhookRetry {
+                                latency + PER_OPERATION * calls
+                            } else {
+                                latency
+                            }
+                        })
                         .sum();
                     let ideal = answer_times / c as u32;
                     let alone = if job == Job::HealthCheck { alone_batched_ratio } else { alone_ratio };
@@ -558,7 +569,11 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
                         peak.map_or("-".to_owned(), mb),
                     );
                     rows.push(Row {
-                        name: format!("{} N={n} L={latency_ms} C={c} {}", job.name(), runtime.unwrap_or("test host")),
+                        name: format!(
+                            "{} N={n} L={latency_ms} C={c} {}",
+                            job.name(),
+                            runtime.unwrap_or("test host")
+                        ),
                         job,
                         concurrency: c,
                         items: n,

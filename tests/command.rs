@@ -41,7 +41,10 @@ async fn each_job_runs_once_and_exits_zero_with_its_result() {
     let run = run_command(&command_vars(&env, &fake.url, "whatsapp-health-check")).await;
     assert!(run.succeeded, "{run:?}");
     let line = result_line(&run);
-    assert_eq!((line["success"].as_bool(), line["message"].as_str()), (Some(true), Some("WhatsApp health check completed")));
+    assert_eq!(
+        (line["success"].as_bool(), line["message"].as_str()),
+        (Some(true), Some("WhatsApp health check completed"))
+    );
     assert_eq!(line["summary"]["checked"], 1, "{line}");
     assert!(run.stderr.contains("\"msg\":\"run finished\""), "the log goes to stderr: {}", run.stderr);
 
@@ -51,13 +54,20 @@ async fn each_job_runs_once_and_exits_zero_with_its_result() {
     let run = run_command(&vars).await;
     assert!(run.succeeded, "{run:?}");
     let line = result_line(&run);
-    assert_eq!((line["message"].as_str(), &line["summary"]["delivered"]), (Some("Webhook retry completed"), &json!(1)));
+    assert_eq!(
+        (line["message"].as_str(), &line["summary"]["delivered"]),
+        (Some("Webhook retry completed"), &json!(1))
+    );
     assert_eq!(processor.requests().len(), 1);
 
     let runs = env.job_runs().await;
     assert_eq!(runs.len(), 2);
     for (run, job) in runs.iter().zip(["whatsapp-health-check", "webhook-retry"]) {
-        assert_eq!((run.job_type.as_str(), run.trigger.as_str(), run.status.as_str()), (job, "command", "succeeded"), "{run:?}");
+        assert_eq!(
+            (run.job_type.as_str(), run.trigger.as_str(), run.status.as_str()),
+            (job, "command", "succeeded"),
+            "{run:?}"
+        );
     }
     let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
     assert!(ids[0].starts_with("whatsapp-health-check-") && ids[1].starts_with("webhook-retry-"), "{ids:?}");
@@ -76,7 +86,8 @@ async fn a_locked_run_and_a_paused_job_exit_zero() {
     assert!(locked.succeeded, "{locked:?}");
     assert_eq!(result_line(&locked), json!({"success": false, "error": "Job already running, skipping"}));
     let mut redis = env.redis.clone();
-    let _: () = redis::cmd("DEL").arg("job-lock:whatsapp-health-check").query_async(&mut redis).await.unwrap();
+    let _: () =
+        redis::cmd("DEL").arg("job-lock:whatsapp-health-check").query_async(&mut redis).await.unwrap();
 
     env.db
         .execute("INSERT INTO job_pauses (\"jobType\", \"pausedAt\") VALUES ('whatsapp-health-check', timezone('UTC', now()))", &[])
@@ -102,7 +113,11 @@ async fn a_failed_run_and_a_wrong_configuration_exit_non_zero() {
     vars.insert("database_host".into(), "postgres://127.0.0.1:9".into());
     let down = run_command(&vars).await;
     assert!(!down.succeeded, "{down:?}");
-    assert!(down.stderr.contains("running whatsapp-health-check") && down.stderr.contains("Postgres"), "{}", down.stderr);
+    assert!(
+        down.stderr.contains("running whatsapp-health-check") && down.stderr.contains("Postgres"),
+        "{}",
+        down.stderr
+    );
     let line = result_line(&down);
     assert_eq!(line["success"], false);
     assert!(line["error"].as_str().unwrap().contains("Postgres"), "{line}");

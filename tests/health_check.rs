@@ -417,7 +417,8 @@ async fn classification_table(calls: Calls) {
     let phone = sent.iter().find(|c| c.target.starts_with("/v25.0/101?")).expect("phone call");
     assert_eq!(phone.target, "/v25.0/101?fields=health_status,status,quality_rating");
     assert_eq!(phone.token.as_deref(), Some("EAAB-healthy"));
-    let debug = sent.iter().find(|c| c.target.contains("input_token=EAAB-healthy")).expect("debug_token call");
+    let debug =
+        sent.iter().find(|c| c.target.contains("input_token=EAAB-healthy")).expect("debug_token call");
     assert_eq!(debug.token, Some(format!("{APP_ID}|{APP_SECRET}")));
     assert!(
         !sent.iter().any(|c| c.target.contains("110") || c.target.contains("111")),
@@ -431,7 +432,10 @@ async fn classification_table(calls: Calls) {
         }
         Calls::Single => {
             assert_eq!(requests.len(), sent.len());
-            assert!(requests.iter().filter(|r| !r.target.contains("/debug_token?")).all(|r| !r.target.contains("EAAB-")));
+            assert!(requests
+                .iter()
+                .filter(|r| !r.target.contains("/debug_token?"))
+                .all(|r| !r.target.contains("EAAB-")));
         }
     }
 
@@ -505,15 +509,18 @@ async fn selection_skips_inactive_and_recent_and_takes_stalest_first() {
     assert_eq!(health_rows(&env, never).await.len(), 1);
     assert_eq!(health_rows(&env, config_phone).await.len(), 1);
 
-    let order: Vec<String> =
-        graph::calls(&fake.requests()).iter().map(|c| c.target.split('?').next().unwrap().to_owned()).collect();
+    let order: Vec<String> = graph::calls(&fake.requests())
+        .iter()
+        .map(|c| c.target.split('?').next().unwrap().to_owned())
+        .collect();
     assert_eq!(
         order.last().map(String::as_str),
         Some("/v25.0/2002"),
         "never-checked first, the 30-hour-old last: {order:?}"
     );
     assert!(order.contains(&"/v25.0/4004".to_owned()), "WABA read when no phone id: {order:?}");
-    let waba = graph::calls(&fake.requests()).into_iter().find(|c| c.target.starts_with("/v25.0/4004")).unwrap();
+    let waba =
+        graph::calls(&fake.requests()).into_iter().find(|c| c.target.starts_with("/v25.0/4004")).unwrap();
     assert_eq!(waba.target, "/v25.0/4004?fields=health_status");
 
     // Right after, everything is recent: nothing to do.

@@ -51,8 +51,13 @@ fn the_cloud_manifest_has_the_routes_and_no_cron() {
     assert_eq!(cloud.http_routes, manifest().http_routes);
     assert_eq!(cloud.component_ids().collect::<Vec<_>>(), ["jobs-http"]);
     let text = String::from_utf8(out.stdout).unwrap();
-    let allowance: toml::Value = text.parse::<toml::Table>().unwrap()["variables"]["outbound_requests_per_hour"].clone();
-    assert_eq!(allowance["default"].as_str(), Some("450"), "below Fermyon Cloud's 500 outbound requests an hour");
+    let allowance: toml::Value =
+        text.parse::<toml::Table>().unwrap()["variables"]["outbound_requests_per_hour"].clone();
+    assert_eq!(
+        allowance["default"].as_str(),
+        Some("450"),
+        "below Fermyon Cloud's 500 outbound requests an hour"
+    );
     let vars = std::collections::HashMap::from([
         ("cron_secret".to_string(), SECRET.to_string()),
         ("database_url".to_string(), "postgres://u@localhost/db".to_string()),
@@ -220,22 +225,34 @@ fn the_command_cronjobs_follow_the_cron_triggers() {
             .unwrap_or_else(|| panic!("no command CronJob runs {job_type}"));
         let spec = &job["spec"];
         assert_eq!(spec["schedule"].as_str().unwrap(), without_seconds(expression), "{job_type}");
-        assert_eq!((spec["timeZone"].as_str(), spec["concurrencyPolicy"].as_str()), (Some("Etc/UTC"), Some("Forbid")));
+        assert_eq!(
+            (spec["timeZone"].as_str(), spec["concurrencyPolicy"].as_str()),
+            (Some("Etc/UTC"), Some("Forbid"))
+        );
         assert!(spec["startingDeadlineSeconds"].as_u64().is_some_and(|s| s > 0), "{job_type}");
         assert!(spec["jobTemplate"]["spec"]["backoffLimit"].as_u64().is_some(), "{job_type}");
         let pod = &spec["jobTemplate"]["spec"]["template"]["spec"];
-        assert_eq!((pod["runtimeClassName"].as_str(), pod["restartPolicy"].as_str()), (Some("wasmtime-spin-v2"), Some("Never")));
+        assert_eq!(
+            (pod["runtimeClassName"].as_str(), pod["restartPolicy"].as_str()),
+            (Some("wasmtime-spin-v2"), Some("Never"))
+        );
         let env = pod["containers"][0]["env"].as_sequence().unwrap();
         let wired: std::collections::BTreeMap<String, &serde_yaml::Value> = env[1..]
             .iter()
             .map(|e| (e["name"].as_str().unwrap().to_owned(), &e["valueFrom"]["secretKeyRef"]))
             .collect();
-        let expected: std::collections::BTreeSet<String> =
-            declared.keys().filter(|n| *n != "job").map(|n| format!("SPIN_VARIABLE_{}", n.to_uppercase())).collect();
+        let expected: std::collections::BTreeSet<String> = declared
+            .keys()
+            .filter(|n| *n != "job")
+            .map(|n| format!("SPIN_VARIABLE_{}", n.to_uppercase()))
+            .collect();
         assert_eq!(wired.keys().cloned().collect::<std::collections::BTreeSet<_>>(), expected, "{job_type}");
         for (env_name, key_ref) in wired {
             let name = env_name.trim_start_matches("SPIN_VARIABLE_").to_lowercase();
-            assert_eq!((key_ref["name"].as_str(), key_ref["key"].as_str()), (Some("whatrack-jobs"), Some(name.as_str())));
+            assert_eq!(
+                (key_ref["name"].as_str(), key_ref["key"].as_str()),
+                (Some("whatrack-jobs"), Some(name.as_str()))
+            );
             let required = declared[&name].get("required").is_some();
             assert_eq!(key_ref["optional"].as_bool().unwrap_or(false), !required, "{name}");
         }

@@ -475,7 +475,8 @@ async fn no_password_leaves_in_an_error() {
     // The test servers trust every local login, so the passwords are carried but not checked.
     let with_password =
         |url: &str, user: &str, password: &str| url.replacen("://", &format!("://{user}:{password}@"), 1);
-    let database_url = with_password(&env.app_database_url().replace("postgres@", ""), "postgres", "PgS3cret");
+    let database_url =
+        with_password(&env.app_database_url().replace("postgres@", ""), "postgres", "PgS3cret");
     let redis_url = with_password(&env.redis_url, "default", "RdS3cret");
     let mut vars = env.variables("http://127.0.0.1:9");
     vars.insert("database_url".into(), database_url.clone());

@@ -32,7 +32,8 @@ async fn two_jobs_on_two_replicas_send_the_hours_allowance_and_not_one_more() {
     let env = Env::new().await;
     let script = Script::default();
     let fake = FakeHttp::start(move |req| script.answer(req).after(Duration::from_millis(20))).await;
-    let processor = FakeHttp::start(|_| Canned::json(200, json!({"ok": true})).after(Duration::from_millis(10))).await;
+    let processor =
+        FakeHttp::start(|_| Canned::json(200, json!({"ok": true})).after(Duration::from_millis(10))).await;
     env.db
         .execute(
             "WITH c AS (
@@ -66,9 +67,17 @@ async fn two_jobs_on_two_replicas_send_the_hours_allowance_and_not_one_more() {
     for r in [&health, &retry, &retry_again, &health_again] {
         assert_eq!(r.status, 200, "{}", r.json);
     }
-    let checked = health.json["summary"]["checked"].as_u64().unwrap() + health_again.json["summary"]["checked"].as_u64().unwrap();
-    let delivered = retry.json["summary"]["delivered"].as_u64().unwrap() + retry_again.json["summary"]["delivered"].as_u64().unwrap();
-    assert_eq!(checked + delivered, ALLOWANCE as u64, "{health:?} {retry:?}", health = health.json, retry = retry.json);
+    let checked = health.json["summary"]["checked"].as_u64().unwrap()
+        + health_again.json["summary"]["checked"].as_u64().unwrap();
+    let delivered = retry.json["summary"]["delivered"].as_u64().unwrap()
+        + retry_again.json["summary"]["delivered"].as_u64().unwrap();
+    assert_eq!(
+        checked + delivered,
+        ALLOWANCE as u64,
+        "{health:?} {retry:?}",
+        health = health.json,
+        retry = retry.json
+    );
     assert!(checked > 0 && delivered > 0, "both jobs spent from the same allowance");
     assert_eq!(health_again.json["summary"]["remaining"].as_u64(), Some(100 - checked));
     assert_eq!(health_again.json["summary"]["unknown"], 0, "a check not made is no finding");
@@ -78,7 +87,11 @@ async fn two_jobs_on_two_replicas_send_the_hours_allowance_and_not_one_more() {
     // Nothing is charged for what was not sent.
     assert_eq!(env.count("SELECT count(*) FROM whatsapp_health").await as u64, checked);
     assert_eq!(env.count("SELECT count(*) FROM webhook_retry_attempts").await as u64, delivered);
-    assert_eq!(env.count("SELECT count(*) FROM whatsapp_webhook_logs WHERE \"retryCount\" > 0 AND NOT processed").await, 0);
+    assert_eq!(
+        env.count("SELECT count(*) FROM whatsapp_webhook_logs WHERE \"retryCount\" > 0 AND NOT processed")
+            .await,
+        0
+    );
     let runs = env.job_runs().await;
     assert!(runs.iter().all(|r| r.status == "partial"), "{runs:?}");
 }

@@ -21,7 +21,13 @@ const POOLER_ERROR: &str = "database_url goes through a transaction-mode connect
 
 /// The app's variables with `database_url` through `pooler`, and a processor and an alert
 /// receiver.
-fn pooled_vars(env: &Env, pooler: &OwnPgBouncer, graph: &str, processor: &str, alerts: &str) -> std::collections::HashMap<String, String> {
+fn pooled_vars(
+    env: &Env,
+    pooler: &OwnPgBouncer,
+    graph: &str,
+    processor: &str,
+    alerts: &str,
+) -> std::collections::HashMap<String, String> {
     let mut vars = env.variables(graph);
     let url = pooler.url_for(&env.database_url, &postgres_address(&env.database_url));
     vars.insert("database_host".into(), host_of(&url));
@@ -61,7 +67,8 @@ async fn behind_a_transaction_pooler_every_failure_says_why_and_charges_nothing(
     let pooler = OwnPgBouncer::start(&postgres_address(&env.database_url), "transaction", 4);
     let vars = pooled_vars(&env, &pooler, &graph.url, &processor.url, &receiver.url);
     let stop = Arc::new(AtomicBool::new(false));
-    let traffic = other_traffic(pooler.url_for(&env.database_url, &postgres_address(&env.database_url)), stop.clone());
+    let traffic =
+        other_traffic(pooler.url_for(&env.database_url, &postgres_address(&env.database_url)), stop.clone());
     let app = Arc::new(app("jobs-http", &vars).await);
 
     let requests = (0..30).map(|i| {
@@ -93,7 +100,10 @@ async fn behind_a_transaction_pooler_every_failure_says_why_and_charges_nothing(
             500 => {
                 let error = r.json["error"].as_str().unwrap();
                 assert!(error.contains(POOLER_ERROR), "{method}: {error}");
-                assert!(error.contains("session mode") && error.contains("max_prepared_statements"), "{error}");
+                assert!(
+                    error.contains("session mode") && error.contains("max_prepared_statements"),
+                    "{error}"
+                );
             }
             other => panic!("{method}: {other} {}", r.json),
         }
@@ -102,7 +112,9 @@ async fn behind_a_transaction_pooler_every_failure_says_why_and_charges_nothing(
     // Nothing charged: every health row and every attempt belongs to a run that succeeded.
     let healthy_runs = answers
         .iter()
-        .filter(|(m, r)| *m == "POST" && r.status == 200 && r.json["message"] == "WhatsApp health check completed")
+        .filter(|(m, r)| {
+            *m == "POST" && r.status == 200 && r.json["message"] == "WhatsApp health check completed"
+        })
         .map(|(_, r)| r.json["summary"]["checked"].as_i64().unwrap())
         .sum::<i64>();
     assert_eq!(env.count("SELECT count(*) FROM whatsapp_health").await, healthy_runs);
@@ -156,7 +168,9 @@ async fn behind_a_session_pooler_the_jobs_and_routes_work() {
     let mut reads = Vec::new();
     for i in 0..30 {
         let app = app.clone();
-        let path = ["/api/v1/jobs/whatsapp-health-check/runs", "/api/v1/jobs/webhook-retry", "/api/v1/jobs/console"][i % 3];
+        let path =
+            ["/api/v1/jobs/whatsapp-health-check/runs", "/api/v1/jobs/webhook-retry", "/api/v1/jobs/console"]
+                [i % 3];
         reads.push(tokio::spawn(async move { call(&app, "GET", path, &[("x-cron-secret", SECRET)]).await }));
     }
     for read in reads {

@@ -88,7 +88,12 @@ async fn columns(env: &Env, table: &str) -> BTreeMap<String, (String, bool)> {
         .await
         .unwrap()
         .iter()
-        .map(|r| (r.get(0), (r.get::<_, String>(1).replace("int4", "integer").replace("bool", "boolean"), r.get(2))))
+        .map(|r| {
+            (
+                r.get(0),
+                (r.get::<_, String>(1).replace("int4", "integer").replace("bool", "boolean"), r.get(2)),
+            )
+        })
         .collect()
 }
 
@@ -114,9 +119,9 @@ async fn indexes(env: &Env, table: &str) -> Vec<Index> {
             Index {
                 name: r.get(0),
                 unique: r.get(1),
-                predicate: r.get::<_, Option<String>>(2).map(|p| {
-                    p.strip_prefix('(').and_then(|p| p.strip_suffix(')')).unwrap_or(&p).to_owned()
-                }),
+                predicate: r
+                    .get::<_, Option<String>>(2)
+                    .map(|p| p.strip_prefix('(').and_then(|p| p.strip_suffix(')')).unwrap_or(&p).to_owned()),
                 columns: keys
                     .into_iter()
                     .zip(descending)
@@ -135,15 +140,20 @@ async fn the_prisma_schema_describes_the_migrated_database() {
     let env = Env::with_existing_schema(WHATRACK_SCHEMA).await;
     let models = datamodel();
     let tables: BTreeSet<&str> = models.iter().map(|m| m.table.as_str()).collect();
-    for table in OWN_TABLES.iter().chain(&["whatsapp_connections", "whatsapp_configs", "whatsapp_health", "whatsapp_webhook_logs"]) {
+    for table in OWN_TABLES.iter().chain(&[
+        "whatsapp_connections",
+        "whatsapp_configs",
+        "whatsapp_health",
+        "whatsapp_webhook_logs",
+    ]) {
         assert!(tables.contains(table), "no model maps {table}");
     }
     for model in &models {
         let in_db = columns(&env, &model.table).await;
         for field in &model.fields {
-            let (kind, not_null) = in_db
-                .get(&field.column)
-                .unwrap_or_else(|| panic!("{}.{}: no such column in {}", model.model, field.column, model.table));
+            let (kind, not_null) = in_db.get(&field.column).unwrap_or_else(|| {
+                panic!("{}.{}: no such column in {}", model.model, field.column, model.table)
+            });
             assert_eq!(kind, &postgres_type(field), "{}.{}: type", model.model, field.column);
             assert_eq!(*not_null, field.required, "{}.{}: required is NOT NULL", model.model, field.column);
         }

@@ -181,7 +181,11 @@ async fn a_throttled_business_waits_while_the_others_are_checked() {
     let r = post_health(&app).await;
     assert_eq!(r.status, 200, "{}", r.json);
     let summary = &r.json["summary"];
-    assert_eq!((summary["checked"].as_i64(), summary["throttled"].as_i64()), (Some(43), Some(17)), "{summary}");
+    assert_eq!(
+        (summary["checked"].as_i64(), summary["throttled"].as_i64()),
+        (Some(43), Some(17)),
+        "{summary}"
+    );
     assert_eq!(summary["remaining"], 17, "{summary}");
     let throttled_at = script.first_throttled_request().expect("Meta throttled the business");
     let read_after: Vec<i32> = phones_read(&fake.requests()[throttled_at + 1..]);
@@ -193,11 +197,20 @@ async fn a_throttled_business_waits_while_the_others_are_checked() {
         )
     };
     assert_eq!(
-        (env.count(&checked_of("3003")).await, env.count(&checked_of("3004")).await, env.count(&checked_of("3005")).await),
+        (
+            env.count(&checked_of("3003")).await,
+            env.count(&checked_of("3004")).await,
+            env.count(&checked_of("3005")).await
+        ),
         (3, 20, 20)
     );
     let mut redis = env.redis.clone();
-    let until: f64 = redis::cmd("ZSCORE").arg("graph-cooldown:businesses").arg("3003").query_async(&mut redis).await.unwrap();
+    let until: f64 = redis::cmd("ZSCORE")
+        .arg("graph-cooldown:businesses")
+        .arg("3003")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     let in_minutes = (until - chrono::Utc::now().timestamp_millis() as f64) / 60_000.0;
     assert!((6.5..=7.0).contains(&in_minutes), "Meta's 7 minutes, kept: {in_minutes}");
     assert_eq!(env.count("SELECT count(*) FROM whatsapp_health WHERE status = 'unknown'").await, 0);
@@ -208,11 +221,19 @@ async fn a_throttled_business_waits_while_the_others_are_checked() {
     // Inside the business's cool-down: its connections wait, nothing is called.
     let before = fake.requests().len();
     let again = post_health(&app).await;
-    assert_eq!((again.json["summary"]["checked"].as_i64(), again.json["summary"]["throttled"].as_i64()), (Some(0), Some(17)));
+    assert_eq!(
+        (again.json["summary"]["checked"].as_i64(), again.json["summary"]["throttled"].as_i64()),
+        (Some(0), Some(17))
+    );
     assert_eq!(fake.requests().len(), before, "{}", again.json);
 
     // Over, the business's connections are checked.
-    let _: () = redis::cmd("ZREM").arg("graph-cooldown:businesses").arg("3003").query_async(&mut redis).await.unwrap();
+    let _: () = redis::cmd("ZREM")
+        .arg("graph-cooldown:businesses")
+        .arg("3003")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     script.throttle_business_after("3003", u64::MAX, 0);
     let last = post_health(&app).await;
     assert_eq!(last.json["summary"]["checked"].as_i64(), Some(17), "{}", last.json);
@@ -306,8 +327,16 @@ async fn a_batch_answered_with_garbage_blames_no_connection() {
         seed_estate(&env, "2001", 1, 5).await;
         let r = post_health(&app("jobs-http", &env.variables(&fake.url)).await).await;
         assert_eq!(r.status, 200, "{name}: {}", r.json);
-        assert_eq!((r.json["summary"]["unknown"].as_i64(), r.json["summary"]["error"].as_i64()), (Some(5), Some(0)), "{name}");
-        assert_eq!(env.count("SELECT count(*) FROM whatsapp_connections WHERE \"healthStatus\" = 'healthy'").await, 5, "{name}");
+        assert_eq!(
+            (r.json["summary"]["unknown"].as_i64(), r.json["summary"]["error"].as_i64()),
+            (Some(5), Some(0)),
+            "{name}"
+        );
+        assert_eq!(
+            env.count("SELECT count(*) FROM whatsapp_connections WHERE \"healthStatus\" = 'healthy'").await,
+            5,
+            "{name}"
+        );
     }
 }
 
@@ -320,7 +349,12 @@ async fn a_null_element_is_unknown_for_that_connection_only() {
     let fake = graph::start(&script).await;
     seed_estate(&env, "2001", 1, 5).await;
     let r = post_health(&app("jobs-http", &env.variables(&fake.url)).await).await;
-    assert_eq!((r.json["summary"]["healthy"].as_i64(), r.json["summary"]["unknown"].as_i64()), (Some(4), Some(1)), "{}", r.json);
+    assert_eq!(
+        (r.json["summary"]["healthy"].as_i64(), r.json["summary"]["unknown"].as_i64()),
+        (Some(4), Some(1)),
+        "{}",
+        r.json
+    );
     assert_eq!(fake.requests().len(), 1);
     let unknown: String = env
         .db

@@ -98,7 +98,9 @@ pub fn render(config: &Config) -> Result<String, RunError> {
     if let Some(stored) = meta.graph_usage {
         const APP: &str = "whatrack_graph_app_usage_percent";
         const BUSINESS: &str = "whatrack_graph_business_usage_percent";
-        let figures = |f: &Figures| [("call_count", f.call_count), ("total_cputime", f.total_cputime), ("total_time", f.total_time)];
+        let figures = |f: &Figures| {
+            [("call_count", f.call_count), ("total_cputime", f.total_cputime), ("total_time", f.total_time)]
+        };
         if let Some(app) = stored.usage.app {
             out.metric(APP, "Meta's latest X-App-Usage figures: the app's share of its hourly limit.");
             for (figure, value) in figures(&app) {
@@ -115,7 +117,10 @@ pub fn render(config: &Config) -> Result<String, RunError> {
         }
     }
     const COOLING: &str = "whatrack_graph_cool_down";
-    out.metric(COOLING, "1 while Meta's app-wide throttle keeps the health check from calling the Graph API.");
+    out.metric(
+        COOLING,
+        "1 while Meta's app-wide throttle keeps the health check from calling the Graph API.",
+    );
     out.sample(COOLING, &[], meta.cool_down_until.is_some().into());
     Ok(out.0)
 }

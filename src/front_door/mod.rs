@@ -98,7 +98,10 @@ pub async fn receive(
             false
         }
         (Some(_), counter) => {
-            let allowance = Allowance::new(counter.as_ref().and_then(|r| r.as_ref().ok()), config.outbound_requests_per_hour);
+            let allowance = Allowance::new(
+                counter.as_ref().and_then(|r| r.as_ref().ok()),
+                config.outbound_requests_per_hour,
+            );
             let timeout = config.webhook_forward_timeout;
             let answer = webhook_retry::deliver(config, &id, body, 0, timeout, deadline, allowance).await;
             match answer {

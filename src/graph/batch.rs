@@ -141,6 +141,8 @@ mod tests {
     fn a_refused_batch_carries_metas_error_to_every_operation() {
         let body = br#"{"error":{"message":"(#4) Application request limit reached","type":"OAuthException","is_transient":true,"code":4}}"#;
         let replies = parse_answer(403, body, 3);
-        assert!(replies.iter().all(|r| matches!(r, Reply::Refused { http_status: 403, error } if error.code == 4)));
+        assert!(replies
+            .iter()
+            .all(|r| matches!(r, Reply::Refused { http_status: 403, error } if error.code == 4)));
     }
 }

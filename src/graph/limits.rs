@@ -86,9 +86,8 @@ pub struct Usage {
 impl Usage {
     /// From an answer's headers (name, value), names in any case.
     pub fn from_headers(headers: &[(String, String)]) -> Usage {
-        let header = |name: &str| {
-            headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-        };
+        let header =
+            |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
         let app = header(APP_USAGE_HEADER).and_then(|v| serde_json::from_str::<Figures>(v).ok());
         let businesses = header(BUSINESS_USAGE_HEADER).map(parse_business_usage).unwrap_or_default();
         Usage { app, businesses }
@@ -154,7 +153,13 @@ mod tests {
     use super::*;
 
     fn error(code: i64) -> GraphError {
-        GraphError { code, subcode: None, kind: "OAuthException".into(), message: String::new(), is_transient: true }
+        GraphError {
+            code,
+            subcode: None,
+            kind: "OAuthException".into(),
+            message: String::new(),
+            is_transient: true,
+        }
     }
 
     #[test]

@@ -132,7 +132,8 @@ impl Client<'_> {
             Some(answer) => answer,
             None => {
                 let url = format!("{}/{}/{}", self.base_url, self.version, node_path(probe.node));
-                let (answer, headers) = self.get(&url, format!("Bearer {}", probe.token), parse_phone_health).await?;
+                let (answer, headers) =
+                    self.get(&url, format!("Bearer {}", probe.token), parse_phone_health).await?;
                 usage.update(Usage::from_headers(&headers));
                 requests += 1;
                 answer
@@ -182,7 +183,10 @@ impl Client<'_> {
         let started = Instant::now();
         let timeout = CALL_TIMEOUT + PER_OPERATION * operations.len() as u32;
         let (replies, usage) = match self.send(req, timeout).await? {
-            Ok(resp) => (batch::parse_answer(resp.status, &resp.body, operations.len()), Usage::from_headers(&resp.headers)),
+            Ok(resp) => (
+                batch::parse_answer(resp.status, &resp.body, operations.len()),
+                Usage::from_headers(&resp.headers),
+            ),
             Err(e) => {
                 let why = format!("Graph API batch call failed: {e}");
                 (vec![Reply::Missing(why); operations.len()], Usage::default())
@@ -223,7 +227,8 @@ fn answer_of<T>(reply: Option<Reply>, parse: fn(u16, &[u8]) -> Answer<T>, app_op
     match reply {
         Some(Reply::Answered { code, body }) => parse(code, body.as_bytes()),
         Some(Reply::Refused { http_status, error })
-            if limits::throttle_of(&error).is_some() || (app_operation && matches!(error.code, 190 | 102)) =>
+            if limits::throttle_of(&error).is_some()
+                || (app_operation && matches!(error.code, 190 | 102)) =>
         {
             Answer::Error { http_status, error }
         }
@@ -268,7 +273,14 @@ mod tests {
 
     fn client(app: Option<MetaApp<'static>>, batch_size: usize) -> Client<'static> {
         let deadline = Deadline::after(Duration::ZERO);
-        Client { base_url: "", version: "v25.0", app, deadline, batch_size, allowance: Allowance::unlimited() }
+        Client {
+            base_url: "",
+            version: "v25.0",
+            app,
+            deadline,
+            batch_size,
+            allowance: Allowance::unlimited(),
+        }
     }
 
     #[test]
@@ -282,7 +294,13 @@ mod tests {
     }
 
     fn refused(code: i64) -> Option<Reply> {
-        let error = GraphError { code, subcode: None, kind: "OAuthException".into(), message: "m".into(), is_transient: false };
+        let error = GraphError {
+            code,
+            subcode: None,
+            kind: "OAuthException".into(),
+            message: "m".into(),
+            is_transient: false,
+        };
         Some(Reply::Refused { http_status: 400, error })
     }
 

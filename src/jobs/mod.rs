@@ -41,7 +41,8 @@ impl JobType {
         use anyhow::Context;
         let name = spin_sdk::variables::get("job").context("reading the variable job")?;
         let names = Self::ALL.map(Self::as_str).join(" or ");
-        Self::parse(name.trim()).with_context(|| format!("the variable job names no job: {name:?} (set it to {names})"))
+        Self::parse(name.trim())
+            .with_context(|| format!("the variable job names no job: {name:?} (set it to {names})"))
     }
 
     /// The tag of the job's log lines.

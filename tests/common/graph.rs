@@ -59,7 +59,14 @@ pub fn app_throttled() -> Canned {
 
 /// Meta's answer to a call about a WhatsApp Business Account over its limit.
 pub fn business_throttled() -> Canned {
-    graph_error(400, 80007, None, "OAuthException", "(#80007) Rate limit hit for WhatsApp Business Account", true)
+    graph_error(
+        400,
+        80007,
+        None,
+        "OAuthException",
+        "(#80007) Rate limit hit for WhatsApp Business Account",
+        true,
+    )
 }
 
 /// In a batch, Meta's `null`: no answer for that operation.
@@ -134,7 +141,8 @@ impl Batch {
                 let mut params: Vec<(String, String)> =
                     url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
                 let own = params.iter().position(|(k, _)| k == "access_token").map(|i| params.remove(i).1);
-                let kept: Vec<String> = query.split('&').filter(|p| !p.starts_with("access_token=")).map(str::to_owned).collect();
+                let kept: Vec<String> =
+                    query.split('&').filter(|p| !p.starts_with("access_token=")).map(str::to_owned).collect();
                 let target = if kept.iter().all(|p| p.is_empty()) {
                     format!("{prefix}/{path}")
                 } else {
@@ -262,7 +270,8 @@ impl Script {
         let (answer, throttled) = match Batch::read(req) {
             Some(batch) => self.answer_batch(&batch),
             None => {
-                let token = req.header("authorization").and_then(|a| a.strip_prefix("Bearer ")).map(str::to_owned);
+                let token =
+                    req.header("authorization").and_then(|a| a.strip_prefix("Bearer ")).map(str::to_owned);
                 let path = req.target.split('?').next().unwrap_or_default();
                 let query: HashMap<String, String> = url::form_urlencoded::parse(
                     req.target.split_once('?').map(|(_, q)| q).unwrap_or_default().as_bytes(),
@@ -316,7 +325,12 @@ impl Script {
     }
 
     /// One call's answer, and whether it was a throttle.
-    fn answer_call(&self, path: &str, query: &HashMap<String, String>, token: Option<&str>) -> (Canned, bool) {
+    fn answer_call(
+        &self,
+        path: &str,
+        query: &HashMap<String, String>,
+        token: Option<&str>,
+    ) -> (Canned, bool) {
         let node = path.rsplit('/').next().unwrap_or_default().to_owned();
         {
             let mut limits = self.limits.lock().unwrap();
@@ -342,11 +356,21 @@ impl Script {
                 return (bad_app_token(), false);
             }
             let input = query.get("input_token").cloned().unwrap_or_default();
-            return (self.tokens.lock().unwrap().get(&input).cloned().unwrap_or_else(|| valid_token(0)), false);
+            return (
+                self.tokens.lock().unwrap().get(&input).cloned().unwrap_or_else(|| valid_token(0)),
+                false,
+            );
         }
         let known = self.known_tokens.lock().unwrap();
         if !known.is_empty() && !token.is_some_and(|t| known.contains(t)) {
-            let invalid = graph_error(400, 190, None, "OAuthException", "Invalid OAuth access token - Cannot parse access token", false);
+            let invalid = graph_error(
+                400,
+                190,
+                None,
+                "OAuthException",
+                "Invalid OAuth access token - Cannot parse access token",
+                false,
+            );
             return (invalid, false);
         }
         (self.nodes.lock().unwrap().get(&node).cloned().unwrap_or_else(healthy_phone), false)

@@ -121,7 +121,9 @@ impl Env {
         let _: () = redis::cmd("FLUSHDB").query_async(&mut redis).await.unwrap();
         let pooler = match std::env::var("WHATRACK_PGBOUNCER").ok().as_deref() {
             None | Some("") => None,
-            Some("session") => Some(servers::OwnPgBouncer::start(&postgres_address(&database_url), "session", 100)),
+            Some("session") => {
+                Some(servers::OwnPgBouncer::start(&postgres_address(&database_url), "session", 100))
+            }
             Some(other) => panic!("WHATRACK_PGBOUNCER={other}: only session mode serves the app"),
         };
         Env { database_url, db, redis_url, redis, pooler }
@@ -329,7 +331,11 @@ pub async fn run_command(vars: &HashMap<String, String>) -> spin_test_host::Comm
             std::fs::remove_file(&path).unwrap();
             match runtime().app(&manifest, "job", vars) {
                 Ok(app) => app.run_command().await.expect("wasi:cli/run"),
-                Err(e) => spin_test_host::CommandRun { succeeded: false, stdout: String::new(), stderr: format!("{e:#}") },
+                Err(e) => spin_test_host::CommandRun {
+                    succeeded: false,
+                    stdout: String::new(),
+                    stderr: format!("{e:#}"),
+                },
             }
         }
     }

@@ -237,7 +237,8 @@ pub async fn run_command(
     let read = |file: &str| std::fs::read_to_string(logs.join(file)).unwrap_or_default();
     let (stdout, stderr) = (read("job_stdout.txt"), read("job_stderr.txt"));
     let _ = std::fs::remove_dir_all(&dir);
-    let out = out.with_context(|| format!("{cli} up of the command app still running after {COMMAND_TIMEOUT:?}"))??;
+    let out =
+        out.with_context(|| format!("{cli} up of the command app still running after {COMMAND_TIMEOUT:?}"))??;
     Ok(spin_test_host::CommandRun {
         succeeded: out.status.success(),
         stdout,

@@ -63,7 +63,10 @@ pub fn keep_cool_downs(ctx: &JobContext<'_>, pacing: &mut Pacing) -> Vec<Alert> 
         let fields = json!({ "business": business, "coolDownUntil": time::iso_millis(until) });
         ctx.log.warn("Meta throttled the app's calls", fields);
         if let Err(e) = ctx.redis.cool_down(business, until, now) {
-            ctx.log.error("cool-down not kept: the next run may call Meta too soon", json!({ "error": e.to_string() }));
+            ctx.log.error(
+                "cool-down not kept: the next run may call Meta too soon",
+                json!({ "error": e.to_string() }),
+            );
         }
         alerts.push(Alert::throttled(business, &time::iso_millis(until)));
     }
@@ -76,9 +79,9 @@ pub fn save_usage(ctx: &JobContext<'_>, usage: &Usage) {
         return;
     }
     let stored = StoredUsage { at: time::iso_millis(time::unix_millis()), usage: usage.clone() };
-    let saved = serde_json::to_string(&stored).map_err(|e| e.to_string()).and_then(|json| {
-        ctx.redis.save_graph_usage(&json).map_err(|e| e.to_string())
-    });
+    let saved = serde_json::to_string(&stored)
+        .map_err(|e| e.to_string())
+        .and_then(|json| ctx.redis.save_graph_usage(&json).map_err(|e| e.to_string()));
     if let Err(e) = saved {
         ctx.log.warn("Meta's usage figures not kept", json!({ "error": e }));
     }

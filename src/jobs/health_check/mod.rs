@@ -79,7 +79,10 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
     let cooling = ctx.redis.cool_downs(time::unix_millis())?;
     if let Some(until) = cooling.app_until {
         let until = time::iso_millis(until);
-        ctx.log.info("Meta throttled the app: no Graph call until its cool-down ends", json!({ "coolDownUntil": until }));
+        ctx.log.info(
+            "Meta throttled the app: no Graph call until its cool-down ends",
+            json!({ "coolDownUntil": until }),
+        );
         return Ok(JobOutcome::skipped(COOLING_DOWN, json!({ "coolDownUntil": until })));
     }
     let cutoff = connections::cutoff(ctx.db, ctx.config.health_recheck_after_hours)?;
@@ -102,7 +105,8 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
 }
 
 /// Why a run did nothing at all.
-const COOLING_DOWN: &str = "Meta throttled the app: nothing is called until the cool-down ends (summary.coolDownUntil)";
+const COOLING_DOWN: &str =
+    "Meta throttled the app: nothing is called until the cool-down ends (summary.coolDownUntil)";
 
 /// Checks the due connections until the list, the budget or Meta's patience ends, writing the
 /// results as they come.

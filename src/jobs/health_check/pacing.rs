@@ -98,7 +98,10 @@ impl Pacing {
                     Throttle::Business if self.held.get(*business) != Some(&Halt::Throttled) => {
                         self.held.insert((*business).to_owned(), Halt::Throttled);
                         let minutes = usage.businesses.get(*business).and_then(|b| b.regain_minutes);
-                        self.fresh.push(CoolDown { business: Some((*business).to_owned()), minutes: or_default(minutes) });
+                        self.fresh.push(CoolDown {
+                            business: Some((*business).to_owned()),
+                            minutes: or_default(minutes),
+                        });
                     }
                     _ => {}
                 }
@@ -152,20 +155,32 @@ mod tests {
     }
 
     fn throttled(code: i64) -> Probed {
-        let error = GraphError { code, subcode: None, kind: "OAuthException".into(), message: String::new(), is_transient: true };
+        let error = GraphError {
+            code,
+            subcode: None,
+            kind: "OAuthException".into(),
+            message: String::new(),
+            is_transient: true,
+        };
         Probed { debug: None, node: Answer::Error { http_status: 400, error }, ms: 1 }
     }
 
     fn business_usage(id: &str, peak: f64, regain: Option<u32>) -> Usage {
         let figures = Figures { call_count: peak, ..Figures::default() };
-        Usage { app: None, businesses: [(id.to_owned(), BusinessUsage { figures, regain_minutes: regain })].into() }
+        Usage {
+            app: None,
+            businesses: [(id.to_owned(), BusinessUsage { figures, regain_minutes: regain })].into(),
+        }
     }
 
     #[test]
     fn an_app_throttle_halts_the_run_once_with_metas_wait() {
         let mut pacing = Pacing::new(90, []);
-        let verdicts =
-            pacing.observe(&["b1", "b2", "b3"], &[healthy(), throttled(4), throttled(613)], business_usage("b9", 100.0, Some(12)));
+        let verdicts = pacing.observe(
+            &["b1", "b2", "b3"],
+            &[healthy(), throttled(4), throttled(613)],
+            business_usage("b9", 100.0, Some(12)),
+        );
         assert_eq!(verdicts, [None, Some(Halt::Throttled), Some(Halt::Throttled)]);
         assert_eq!(pacing.halted(), Some(Halt::Throttled));
         assert_eq!(pacing.holds("anyone"), Some(Halt::Throttled));
@@ -179,7 +194,10 @@ mod tests {
         let verdicts = pacing.observe(&["b1", "b2"], &[throttled(80_007), healthy()], Usage::default());
         assert_eq!(verdicts, [Some(Halt::Throttled), None]);
         assert_eq!(pacing.halted(), None);
-        assert_eq!((pacing.holds("b0"), pacing.holds("b1"), pacing.holds("b2")), (Some(Halt::Throttled), Some(Halt::Throttled), None));
+        assert_eq!(
+            (pacing.holds("b0"), pacing.holds("b1"), pacing.holds("b2")),
+            (Some(Halt::Throttled), Some(Halt::Throttled), None)
+        );
         assert_eq!(
             pacing.take_cool_downs(),
             [CoolDown { business: Some("b1".into()), minutes: DEFAULT_COOL_DOWN_MINUTES }]

@@ -96,7 +96,8 @@ fn prepare(ctx: &JobContext<'_>, conn: DueConnection, pacing: &RefCell<Pacing>) 
     let token = match ctx.config.keys.decrypt(stored) {
         Ok(token) => token,
         Err(e) => {
-            ctx.log.warn("token decryption failed", json!({ "connectionId": conn.id, "reason": e.to_string() }));
+            ctx.log
+                .warn("token decryption failed", json!({ "connectionId": conn.id, "reason": e.to_string() }));
             return Err(settle(ctx, conn, classify::unchecked("Token decryption failed")));
         }
     };
@@ -128,8 +129,10 @@ pub async fn carry_out(
     // Asked again as the request starts: a throttle may have come since the group was formed.
     let (group, mut outcomes): (Vec<Ready>, Vec<Outcome>) = {
         let pacing = pacing.borrow();
-        let (go, held): (Vec<Ready>, Vec<Ready>) = group.into_iter().partition(|r| pacing.holds(&r.business).is_none());
-        let held = held.iter().filter_map(|r| pacing.holds(&r.business)).map(|h| Outcome::Left(Left::Halted(h)));
+        let (go, held): (Vec<Ready>, Vec<Ready>) =
+            group.into_iter().partition(|r| pacing.holds(&r.business).is_none());
+        let held =
+            held.iter().filter_map(|r| pacing.holds(&r.business)).map(|h| Outcome::Left(Left::Halted(h)));
         (go, held.collect())
     };
     if group.is_empty() {
@@ -177,7 +180,13 @@ fn classified(ctx: &JobContext<'_>, ready: Ready, probed: Probed) -> Checked {
 }
 
 /// The row a verdict becomes, logged.
-fn finish(ctx: &JobContext<'_>, conn: DueConnection, verdict: Verdict, response_ms: u64, token: Option<&str>) -> Checked {
+fn finish(
+    ctx: &JobContext<'_>,
+    conn: DueConnection,
+    verdict: Verdict,
+    response_ms: u64,
+    token: Option<&str>,
+) -> Checked {
     // Meta sometimes echoes its input in error messages; a token must never reach the audit table.
     let reason = match token {
         Some(t) if !t.is_empty() => verdict.reason.replace(t, "[redacted]"),
