@@ -19,24 +19,31 @@ use serde_json::{json, Value};
 
 const POOLER_ERROR: &str = "database_url goes through a transaction-mode connection pooler";
 
-/// The app's variables with `database_url` through `pooler`, and a processor and an alert
+/// The app in front of `pooler`, with the stand-ins it calls: Graph, a processor and an alert
 /// receiver.
-fn pooled_vars(
-    env: &Env,
-    pooler: &OwnPgBouncer,
-    graph: &str,
-    processor: &str,
-    alerts: &str,
-) -> std::collections::HashMap<String, String> {
-    let mut vars = env.variables(graph);
-    let url = pooler.url_for(&env.database_url, &postgres_address(&env.database_url));
-    vars.insert("database_host".into(), host_of(&url));
-    vars.insert("database_url".into(), url);
-    vars.insert("webhook_processor_url".into(), format!("{processor}/hook"));
-    vars.insert("webhook_processor_host".into(), processor.into());
-    vars.insert("alert_webhook_url".into(), format!("{alerts}/alerts"));
-    vars.insert("alert_webhook_host".into(), alerts.into());
-    vars
+struct Pooled {
+    pooler: OwnPgBouncer,
+    receiver: FakeHttp,
+    vars: std::collections::HashMap<String, String>,
+    _stand_ins: (FakeHttp, FakeHttp),
+}
+
+impl Pooled {
+    async fn start(env: &Env, pool_mode: &str, pool_size: u32) -> Pooled {
+        let graph = graph::start(&Script::default()).await;
+        let processor = FakeHttp::start(|_| Canned::json(200, json!({"ok": true}))).await;
+        let receiver = FakeHttp::start(|_| Canned::text(200, "ok")).await;
+        let pooler = OwnPgBouncer::start(&postgres_address(&env.database_url), pool_mode, pool_size);
+        let mut vars = env.variables(&graph.url);
+        let url = pooler.url_for(&env.database_url);
+        vars.insert("database_host".into(), host_of(&url));
+        vars.insert("database_url".into(), url);
+        vars.insert("webhook_processor_url".into(), format!("{}/hook", processor.url));
+        vars.insert("webhook_processor_host".into(), processor.url.clone());
+        vars.insert("alert_webhook_url".into(), format!("{}/alerts", receiver.url));
+        vars.insert("alert_webhook_host".into(), receiver.url.clone());
+        Pooled { pooler, receiver, vars, _stand_ins: (graph, processor) }
+    }
 }
 
 /// Other clients of the pooler, as WhaTrack's own traffic is: their transactions keep the
@@ -58,18 +65,15 @@ fn other_traffic(url: String, stop: Arc<AtomicBool>) -> Vec<tokio::task::JoinHan
 #[tokio::test(flavor = "multi_thread")]
 async fn behind_a_transaction_pooler_every_failure_says_why_and_charges_nothing() {
     let env = Env::new().await;
-    let graph = graph::start(&Script::default()).await;
-    let processor = FakeHttp::start(|_| Canned::json(200, json!({"ok": true}))).await;
-    let receiver = FakeHttp::start(|_| Canned::text(200, "ok")).await;
     let connection =
         seed::connection(&env.db, Connection { health_status: "warning", ..Default::default() }).await;
     let webhook = seed::webhook(&env.db, Webhook::default()).await;
-    let pooler = OwnPgBouncer::start(&postgres_address(&env.database_url), "transaction", 4);
-    let vars = pooled_vars(&env, &pooler, &graph.url, &processor.url, &receiver.url);
+    // Held whole: a field left out of a pattern would be dropped, and its server with it.
+    let pooled = Pooled::start(&env, "transaction", 4).await;
+    let (pooler, receiver, vars) = (&pooled.pooler, &pooled.receiver, &pooled.vars);
     let stop = Arc::new(AtomicBool::new(false));
-    let traffic =
-        other_traffic(pooler.url_for(&env.database_url, &postgres_address(&env.database_url)), stop.clone());
-    let app = Arc::new(app("jobs-http", &vars).await);
+    let traffic = other_traffic(pooler.url_for(&env.database_url), stop.clone());
+    let app = Arc::new(app("jobs-http", vars).await);
 
     let requests = (0..30).map(|i| {
         let app = app.clone();
@@ -152,14 +156,11 @@ async fn behind_a_transaction_pooler_every_failure_says_why_and_charges_nothing(
 #[tokio::test(flavor = "multi_thread")]
 async fn behind_a_session_pooler_the_jobs_and_routes_work() {
     let env = Env::new().await;
-    let graph = graph::start(&Script::default()).await;
-    let processor = FakeHttp::start(|_| Canned::json(200, json!({"ok": true}))).await;
-    let receiver = FakeHttp::start(|_| Canned::text(200, "ok")).await;
     seed::connection(&env.db, Connection::default()).await;
     seed::webhook(&env.db, Webhook::default()).await;
-    let pooler = OwnPgBouncer::start(&postgres_address(&env.database_url), "session", 100);
-    let vars = pooled_vars(&env, &pooler, &graph.url, &processor.url, &receiver.url);
-    let app = Arc::new(app("jobs-http", &vars).await);
+    let pooled = Pooled::start(&env, "session", 100).await;
+    let (receiver, vars) = (&pooled.receiver, &pooled.vars);
+    let app = Arc::new(app("jobs-http", vars).await);
 
     let health = post_health(&app).await;
     assert_eq!((health.status, &health.json["summary"]["checked"]), (200, &json!(1)), "{}", health.json);

@@ -146,7 +146,7 @@ impl Env {
     /// The test's database as the app reaches it: directly, or through the suite's pooler.
     pub fn app_database_url(&self) -> String {
         match &self.pooler {
-            Some(pooler) => pooler.url_for(&self.database_url, &postgres_address(&self.database_url)),
+            Some(pooler) => pooler.url_for(&self.database_url),
             None => self.database_url.clone(),
         }
     }

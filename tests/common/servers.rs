@@ -196,8 +196,8 @@ impl OwnPgBouncer {
     }
 
     /// `url` (a database of the suite's Postgres) through this pooler.
-    pub fn url_for(&self, url: &str, target: &str) -> String {
-        url.replace(target, &format!("127.0.0.1:{}", self.port))
+    pub fn url_for(&self, url: &str) -> String {
+        url.replace(&super::postgres_address(url), &format!("127.0.0.1:{}", self.port))
     }
 }
 
