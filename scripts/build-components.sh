@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh
 cargo build --manifest-path bench/minimal-status/Cargo.toml --target-dir "${CARGO_TARGET_DIR:-target}" --target wasm32-wasip2 --release
-cargo build --manifest-path test-host/fixtures/outlived-parent/Cargo.toml --target-dir "${CARGO_TARGET_DIR:-target}" --target wasm32-wasip2 --release
+cargo build --manifest-path test-host/fixtures/host-rules/Cargo.toml --target-dir "${CARGO_TARGET_DIR:-target}" --target wasm32-wasip2 --release

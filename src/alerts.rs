@@ -107,14 +107,14 @@ impl Alert {
         Self::new(Kind::RunFailed, job_type, format!("WhaTrack: a {job_type} run failed: {error}"))
     }
 
-    /// Meta refused `debug_token` for the app itself: no token could be checked.
+    /// Meta refused the app's own credentials: the health check goes on without `debug_token`.
     pub fn app_credentials(reason: &str) -> Self {
         Self::new(
             Kind::AppCredentials,
             "meta-app",
             format!(
                 "WhaTrack: Meta refused the app credentials (meta_app_id / meta_app_secret) for debug_token: {reason}. \
-                 Tokens are not being checked until they are fixed."
+                 The health check goes on without debug_token (no token expiry or scope checks) until they are fixed."
             ),
         )
     }

@@ -18,13 +18,16 @@
 //!   FROM unnest($1::text[]) x))`. Never `id::text = $1`, which cannot use the index and reads
 //!   the whole table for every row it looks for.
 //!
-//! Every statement that returns rows goes through [`Db::rows`] (or [`Db::row`]), never through
+//! Every statement that returns rows goes through [`Db::rows`] (or [`Db::row`], or
+//! [`Db::rows_in_order`]), never through
 //! Spin's `query` as it is: Spin 4's Postgres host learns a result's columns from its first row
 //! and waits for that row, so a query that finds nothing never returns there. [`Db::rows`]
 //! wraps the statement so that it always answers exactly one row, its rows as a JSON array
 //! ([`as_json_rows`]), and decodes that array into the caller's type by column name. The
 //! columns a statement returns are therefore named (`AS "retryCount"`) as the fields of the type
-//! it is read into.
+//! it is read into. An aggregate keeps no order unless told: a statement whose order matters
+//! numbers its rows in that order (`row_number() OVER (ORDER BY ...) AS ord`) and is read with
+//! [`Db::rows_in_order`], which aggregates them by that number.
 
 use serde::de::DeserializeOwned;
 use spin_sdk::pg4::{Connection, DbValue, ParameterValue, PgError, QueryError};
@@ -87,21 +90,26 @@ pub type DbResult<T> = Result<T, DbError>;
 
 /// What a pooler in transaction mode does to Spin's Postgres host, and what to do about it. The
 /// host prepares every statement under a name (`s0`, `s1`, ...) and runs it in a second exchange,
-/// which such a pooler may hand to another server connection, where the name means nothing
-/// (SQLSTATE 26000). The component cannot change how the host talks to the database.
+/// which such a pooler may hand to another server connection: there the name means nothing
+/// (SQLSTATE 26000), or, with two replicas (two processes counting names from `s0`) behind one
+/// pooler, it is taken already (42P05) or names another replica's statement, whose parameters
+/// are not ours (08P01). The component cannot change how the host talks to the database.
 pub const TRANSACTION_POOLER: &str = "database_url goes through a transaction-mode connection pooler \
 (PgBouncer in transaction mode, Supabase's port 6543, Prisma's ?pgbouncer=true), which loses the \
 statements Spin prepares: use the direct database URL, the pooler's session mode, or PgBouncer 1.21+ \
 with max_prepared_statements set";
 
-/// SQLSTATE 26000 (invalid statement name) on one of the host's own statement names: no
-/// statement of ours has a name, so only a pooler can have lost it.
+/// SQLSTATE 26000 (invalid statement name), 42P05 (duplicate statement) or 08P01 (protocol
+/// violation) about one of the host's own statement names: no statement of ours has a name, so
+/// only a pooler can have mixed them up.
 fn behind_a_transaction_pooler(sqlstate: &str, message: &str) -> bool {
-    let name =
-        message.strip_prefix("prepared statement \"").and_then(|m| m.strip_suffix("\" does not exist"));
-    sqlstate == "26000"
-        && name
-            .is_some_and(|n| n.len() > 1 && n.starts_with('s') && n[1..].bytes().all(|b| b.is_ascii_digit()))
+    let name = message.split_once("prepared statement \"").and_then(|(_, rest)| rest.split_once('"'));
+    let hosts = |n: &str| n.len() > 1 && n.starts_with('s') && n[1..].bytes().all(|b| b.is_ascii_digit());
+    match (sqlstate, name) {
+        ("26000", Some((n, " does not exist"))) | ("42P05", Some((n, " already exists"))) => hosts(n),
+        ("08P01", Some((n, _))) => hosts(n),
+        _ => false,
+    }
 }
 
 pub struct Db {
@@ -114,14 +122,34 @@ impl Db {
     }
 
     /// The rows `sql` returns (a `SELECT`, or an `INSERT`/`UPDATE`/`DELETE` with `RETURNING`), each
-    /// read into `T` by column name. An empty result is an empty `Vec`, on every Spin.
+    /// read into `T` by column name, in no particular order. An empty result is an empty `Vec`,
+    /// on every Spin.
     pub fn rows<T: DeserializeOwned>(
         &self,
         context: &'static str,
         sql: &str,
         params: &[ParameterValue],
     ) -> DbResult<Vec<T>> {
-        let set = self.conn.query(&as_json_rows(sql), params).map_err(|e| DbError::new(context, e))?;
+        self.json_rows(context, &as_json_rows(sql, ""), params)
+    }
+
+    /// [`Db::rows`] in the order of the statement's `ord` column.
+    pub fn rows_in_order<T: DeserializeOwned>(
+        &self,
+        context: &'static str,
+        sql: &str,
+        params: &[ParameterValue],
+    ) -> DbResult<Vec<T>> {
+        self.json_rows(context, &as_json_rows(sql, ORDERED), params)
+    }
+
+    fn json_rows<T: DeserializeOwned>(
+        &self,
+        context: &'static str,
+        wrapped: &str,
+        params: &[ParameterValue],
+    ) -> DbResult<Vec<T>> {
+        let set = self.conn.query(wrapped, params).map_err(|e| DbError::new(context, e))?;
         let json = match set.rows.first().map(Vec::as_slice) {
             Some([DbValue::Str(json)]) => json,
             _ => return Err(DbError::decode(context, "not the one JSON row asked for")),
@@ -159,14 +187,17 @@ impl Db {
     }
 }
 
+/// The order [`Db::rows_in_order`] aggregates in: the statement's own numbering of its rows.
+pub const ORDERED: &str = " ORDER BY t.ord";
+
 /// `sql` as one row holding its rows as a JSON array of objects keyed by column name (`[]` when
-/// it returns none). A CTE rather than a subquery, so that an `INSERT ... RETURNING` can be
-/// wrapped too; Postgres aggregates the CTE's rows in the order the statement returns them.
-/// Postgres allows an `INSERT`/`UPDATE`/`DELETE` inside a `WITH` only at the top level, so a
-/// statement read this way keeps its own `WITH` to `SELECT`s.
+/// it returns none), aggregated in `order` ([`ORDERED`], or empty for none). A CTE rather than a
+/// subquery, so that an `INSERT ... RETURNING` can be wrapped too. Postgres allows an
+/// `INSERT`/`UPDATE`/`DELETE` inside a `WITH` only at the top level, so a statement read this way
+/// keeps its own `WITH` to `SELECT`s.
 /// The statement goes on lines of its own: a file's last line may be a comment.
-pub fn as_json_rows(sql: &str) -> String {
-    format!("WITH t AS (\n{sql}\n) SELECT coalesce(json_agg(t), '[]'::json)::text FROM t")
+pub fn as_json_rows(sql: &str, order: &str) -> String {
+    format!("WITH t AS (\n{sql}\n) SELECT coalesce(json_agg(t{order}), '[]'::json)::text FROM t")
 }
 
 /// Writes `rows` with `write` in one go; when the database refuses their data (a trigger or
@@ -267,7 +298,15 @@ mod tests {
         // Another statement name, another SQLSTATE, another message: not ours to explain.
         assert!(!behind_a_transaction_pooler("26000", "prepared statement \"my_stmt\" does not exist"));
         assert!(!behind_a_transaction_pooler("26000", "prepared statement \"s\" does not exist"));
-        assert!(!behind_a_transaction_pooler("42P05", "prepared statement \"s1\" already exists"));
+        // Two replicas behind one pooler: a name taken, or another replica's statement.
+        assert!(behind_a_transaction_pooler("42P05", "prepared statement \"s1\" already exists"));
+        assert!(behind_a_transaction_pooler(
+            "08P01",
+            "bind message supplies 1 parameters, but prepared statement \"s7\" requires 3"
+        ));
+        assert!(!behind_a_transaction_pooler("42P05", "prepared statement \"mine\" already exists"));
+        assert!(!behind_a_transaction_pooler("08P01", "invalid message format"));
+        assert!(!behind_a_transaction_pooler("42P05", "prepared statement \"s1\" does not exist"));
         assert!(!behind_a_transaction_pooler("26000", "cursor \"s1\" does not exist"));
     }
 }

@@ -432,7 +432,7 @@ async fn the_page_shows_the_estate_in_a_real_browser() {
     let paused = post(&app, "/api/v1/jobs/whatsapp-health-check/pause").await;
     assert_eq!(paused.status, 200, "{}", paused.json);
     // Meta's figures as the last run kept them, and a cool-down on.
-    let usage = json!({"at": "2026-11-30T01:00:00.000Z", "usage": {"app": {"callCount": 91.0, "totalCputime": 12.0, "totalTime": 40.0}, "businesses": {}}});
+    let usage = json!({"app": {"callCount": 91.0, "totalCputime": 12.0, "totalTime": 40.0, "at": "2026-11-30T01:00:00.000Z"}, "businesses": {}});
     env.redis_set("graph-usage", &usage.to_string()).await;
     let until = chrono::Utc::now().timestamp_millis() + 600_000;
     env.redis_set("graph-cooldown:app", &until.to_string()).await;

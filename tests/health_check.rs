@@ -348,7 +348,7 @@ async fn classification_table(calls: Calls) {
     assert_eq!(
         r.json["summary"],
         json!({"checked":12,"healthy":2,"warning":2,"error":5,"unknown":3,"skipped":0,"remaining":1,
-            "throttled":1,"paced":0,"notSaved":0,"purged":{"jobRuns":0,"webhookRetryAttempts":0,"whatsappHealth":0}})
+            "throttled":1,"paced":0,"unanswered":0,"notSaved":0,"purged":{"jobRuns":0,"webhookRetryAttempts":0,"whatsappHealth":0}})
     );
 
     for Case { name, status, token_valid, token_expired, reason, .. } in cases {
@@ -569,6 +569,48 @@ async fn time_budget_leaves_remaining_for_the_next_run() {
     assert_eq!(audit, 5, "one audit row per connection");
     let calls = fake.requests().len();
     assert!((5..=10).contains(&calls), "{calls} Graph calls");
+}
+
+/// The due list is read a page (200) at a time, each page after the last one's key. With one
+/// check time shared by more connections than a page holds, and never-checked ones before
+/// them, every connection is read once, in order, none skipped at a page's edge.
+#[tokio::test(flavor = "multi_thread")]
+async fn paging_across_ties_in_the_check_time_reads_each_connection_once() {
+    let env = Env::new().await;
+    let script = Script::default();
+    let fake = graph::start(&script).await;
+    env.db
+        .execute(
+            "WITH c AS (
+                 INSERT INTO whatsapp_connections (\"organizationId\", \"wabaId\", \"phoneNumberId\", status,
+                     \"lastHealthCheckAt\", \"updatedAt\")
+                 SELECT gen_random_uuid(), '2001', p::text, 'active',
+                     CASE WHEN p <= 30 THEN NULL ELSE timestamp '2026-01-01 00:00:00.123' END, timezone('UTC', now())
+                 FROM generate_series(1, 530) p
+                 RETURNING id, \"organizationId\")
+             INSERT INTO whatsapp_configs (\"organizationId\", \"connectionId\", \"accessToken\", status, \"updatedAt\")
+             SELECT \"organizationId\", id, $1, 'connected', timezone('UTC', now()) FROM c",
+            &[&seed::encrypt("EAAB-ties")],
+        )
+        .await
+        .unwrap();
+    let mut vars = env.variables(&fake.url);
+    vars.insert("health_check_concurrency".into(), "1".into());
+    let app = app("jobs-http", &vars).await;
+    let r = post_health(&app).await;
+    assert_eq!(
+        (r.json["summary"]["healthy"].as_i64(), r.json["summary"]["remaining"].as_i64()),
+        (Some(530), Some(0))
+    );
+    let read: Vec<u32> = graph::calls(&fake.requests())
+        .iter()
+        .map(|c| c.target.split('?').next().unwrap().rsplit('/').next().unwrap().parse().unwrap())
+        .collect();
+    let mut once = read.clone();
+    once.sort_unstable();
+    once.dedup();
+    assert_eq!((read.len(), once.len()), (530, 530), "each read once");
+    assert!(read[..30].iter().all(|p| *p <= 30), "never-checked first: {:?}", &read[..30]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

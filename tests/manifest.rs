@@ -268,16 +268,19 @@ fn base_variables() -> std::collections::HashMap<String, String> {
 }
 
 /// `scripts/dev.sh` accepts the cron plugin versions the suite runs the component under (0.3 to
-/// 0.5) and refuses others, saying what to run; a fake `spin` stands in for each installed
-/// state, and the real one for the state of this machine when it is on PATH.
+/// 0.5) and newer ones (the plugin index's current one, 0.6.0 in 2026-06, with a line naming the
+/// tested versions), and refuses only those known not to work, saying what to run; a fake
+/// `spin` stands in for each installed state, and the real one for the state of this machine
+/// when it is on PATH.
 #[test]
 fn the_cron_plugin_check_names_the_version_to_install() {
     for (listed, ok) in [
         ("trigger-cron 0.4.2 [installed]\n", true),
         ("trigger-command 0.5.0 [installed]\ntrigger-cron 0.3.0 [installed]\n", true),
         ("trigger-cron 0.5.0 [installed]\nkube 0.3.0 [installed]\n", true),
+        ("trigger-cron 0.6.0 [installed]\n", true),
+        ("trigger-cron 1.2.0 [installed]\n", true),
         ("trigger-cron 0.2.1 [installed]\n", false),
-        ("trigger-cron 0.6.0 [installed]\n", false),
         ("kube 0.3.0 [installed]\n", false),
     ] {
         let bin = std::env::temp_dir().join(format!("fake-spin-{}", uuid::Uuid::new_v4().simple()));
@@ -297,6 +300,13 @@ fn the_cron_plugin_check_names_the_version_to_install() {
         if !ok {
             assert!(said.contains("spin plugins install trigger-cron --version 0.4.2 --yes"), "{said}");
         }
+        let newer = listed.contains("0.6.0") || listed.contains("1.2.0");
+        assert_eq!(
+            said.contains("newer than the versions this component was run under (0.3.0 and 0.5.0)"),
+            newer,
+            "{said}"
+        );
+        assert!(!newer || said.lines().count() == 1, "one line: {said}");
     }
     let real = std::process::Command::new("spin").args(["plugins", "list", "--installed"]).output();
     if let Some(listed) = real.ok().filter(|out| out.status.success()) {
@@ -307,8 +317,8 @@ fn the_cron_plugin_check_names_the_version_to_install() {
             .arg(root().join("scripts/check-cron-plugin.sh"))
             .output()
             .unwrap();
-        let run_here = ["0.3.", "0.4.", "0.5."].iter().any(|line| version.starts_with(line));
-        assert_eq!(out.status.success(), run_here, "real spin: {listed}");
+        let known_not_to_work = ["0.0.", "0.1.", "0.2."].iter().any(|line| version.starts_with(line));
+        assert_eq!(out.status.success(), !version.is_empty() && !known_not_to_work, "real spin: {listed}");
     }
 }
 

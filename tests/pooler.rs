@@ -152,6 +152,82 @@ async fn behind_a_transaction_pooler_every_failure_says_why_and_charges_nothing(
     assert!(app.output().contains(POOLER_ERROR) || run_failures == 0, "the log says it too");
 }
 
+/// Two replicas (two app processes under `spin up`) behind one transaction-mode pooler: each
+/// names the statements it prepares from `s0`, so besides a name the pooler lost (26000) one
+/// meets the other's: taken already (42P05), or another statement's under our name (08P01).
+/// Every failure says what is wrong in the same words, with one alert between them, and
+/// charges nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_behind_a_transaction_pooler_fail_the_same_clear_way() {
+    let env = Env::new().await;
+    seed::connection(&env.db, Connection { health_status: "warning", ..Default::default() }).await;
+    let webhook = seed::webhook(&env.db, Webhook::default()).await;
+    let pooled = Pooled::start(&env, "transaction", 2).await;
+    let replicas =
+        [Arc::new(app("jobs-http", &pooled.vars).await), Arc::new(app("jobs-http", &pooled.vars).await)];
+    let mut requests = Vec::new();
+    for i in 0..60 {
+        let app = replicas[i % 2].clone();
+        requests.push(tokio::spawn(async move {
+            let (method, path) = match i % 5 {
+                0 => ("POST", "/api/v1/jobs/webhook-retry"),
+                1 => ("POST", "/api/v1/jobs/whatsapp-health-check"),
+                2 => ("GET", "/api/v1/jobs/webhook-retry"),
+                _ => ("GET", "/api/v1/jobs/whatsapp-health-check/runs"),
+            };
+            (method, call(&app, method, path, &[("x-cron-secret", SECRET)]).await)
+        }));
+    }
+    let mut sqlstates = std::collections::BTreeSet::new();
+    let mut failed = 0;
+    for request in requests {
+        let (method, r) = request.await.unwrap();
+        match r.status {
+            200 => {}
+            429 => assert_eq!(r.json["error"], "Job already running, skipping"),
+            500 => {
+                failed += 1;
+                let error = r.json["error"].as_str().unwrap();
+                assert!(error.contains(POOLER_ERROR), "{method}: {error}");
+                let state = error.rsplit("SQLSTATE ").next().unwrap().trim_end_matches(')');
+                sqlstates.insert(state.to_owned());
+            }
+            other => panic!("{method}: {other} {}", r.json),
+        }
+    }
+    assert!(failed > 0, "the pooler mixed up none of the replicas' statements this time");
+    eprintln!("SQLSTATEs met by two replicas: {sqlstates:?}");
+    assert!(sqlstates.iter().all(|s| ["26000", "42P05", "08P01"].contains(&s.as_str())), "{sqlstates:?}");
+    let (retry_count, processed, attempts): (i32, bool, i64) = {
+        let row = env
+            .db
+            .query_one(
+                "SELECT \"retryCount\", processed, (SELECT count(*) FROM webhook_retry_attempts) \
+                 FROM whatsapp_webhook_logs WHERE id = $1",
+                &[&webhook],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    };
+    // Each failed attempt counted with its record, and a delivery recorded once.
+    assert_eq!(
+        i64::from(retry_count) + i64::from(processed),
+        attempts,
+        "an attempt is charged only with its record"
+    );
+    let texts: Vec<String> = pooled
+        .receiver
+        .requests()
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        texts.len() <= 1 && texts.iter().all(|t| t.contains(POOLER_ERROR)),
+        "one alert at most: {texts:?}"
+    );
+}
+
 /// In session mode a client keeps its server connection: everything works as direct.
 #[tokio::test(flavor = "multi_thread")]
 async fn behind_a_session_pooler_the_jobs_and_routes_work() {

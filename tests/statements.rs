@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use whatrack_jobs::db::as_json_rows;
+use whatrack_jobs::db::{as_json_rows, ORDERED};
 
 /// The files under `dir` whose name ends in `.{extension}`, sorted.
 fn files_under(dir: &Path, extension: &str) -> Vec<PathBuf> {
@@ -68,7 +68,9 @@ async fn prepare_and_explain_all(env: &Env) {
     for (i, (path, sql)) in statements().into_iter().enumerate() {
         let prepared = env.db.prepare(&sql).await.unwrap_or_else(|e| panic!("{path}: {e:?}"));
         if !prepared.columns().is_empty() {
-            env.db.prepare(&as_json_rows(&sql)).await.unwrap_or_else(|e| panic!("{path}, as read: {e:?}"));
+            let ordered = prepared.columns().iter().any(|c| c.name() == "ord");
+            let read = as_json_rows(&sql, if ordered { ORDERED } else { "" });
+            env.db.prepare(&read).await.unwrap_or_else(|e| panic!("{path}, as read: {e:?}"));
         }
         let nulls = vec!["NULL"; prepared.params().len()].join(", ");
         let args = if nulls.is_empty() { String::new() } else { format!("({nulls})") };

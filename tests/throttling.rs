@@ -8,7 +8,7 @@ mod common;
 use common::fake::{Canned, FakeHttp};
 use common::graph::{self, Script};
 use common::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const APP_ID: &str = "123456";
 const APP_SECRET: &str = "app-secret-never-logged-42";
@@ -265,8 +265,9 @@ async fn rising_usage_stops_the_run_before_the_limit() {
     assert_eq!(env.redis_get("graph-cooldown:app").await, None, "pacing keeps no cool-down");
 
     let status = call(&app, "GET", "/api/v1/jobs/whatsapp-health-check", &[("x-cron-secret", SECRET)]).await;
-    let app_usage = &status.json["graphUsage"]["usage"]["app"];
+    let app_usage = &status.json["graphUsage"]["app"];
     assert_eq!(app_usage["callCount"], 95.0, "{}", status.json);
+    assert!(app_usage["at"].as_str().unwrap().ends_with('Z'), "read when: {}", status.json);
     let metrics = call(&app, "GET", "/api/v1/metrics", &[("x-cron-secret", SECRET)]).await;
     assert!(
         metrics.text.contains("whatrack_graph_app_usage_percent{figure=\"call_count\"} 95"),
@@ -274,9 +275,91 @@ async fn rising_usage_stops_the_run_before_the_limit() {
         metrics.text
     );
 
-    // The next run reads the figures afresh: it calls, and stops again at once.
+    // The next run starts from those figures: one request, and it stops again at once.
     let again = post_health(&app).await;
     assert_eq!(again.json["summary"]["checked"].as_i64(), Some(10), "{}", again.json);
+}
+
+/// A run that stopped at the ceiling leaves its figures, with when they were read; the next,
+/// at the default concurrency, sends one request first and no more while Meta's figures stay
+/// at the ceiling: Meta never has to throttle it. Once Meta's hour has passed, the first
+/// request's low figures let the run go on at full concurrency.
+#[tokio::test(flavor = "multi_thread")]
+async fn pacing_starts_from_the_figures_of_the_last_run() {
+    let env = Env::new().await;
+    let script = Script::default();
+    // Half a percent a call, and Meta throttles the app at 100%.
+    script.app_usage_per_call(0.5).throttle_app_after(200);
+    let fake = graph::start(&script).await;
+    seed_estate(&env, "2001", 1, 600).await;
+    let mut vars = env.variables(&fake.url);
+    vars.insert("graph_batch_size".into(), "10".into());
+    vars.insert("graph_usage_ceiling_percent".into(), "95".into());
+    let mut one_at_a_time = vars.clone();
+    one_at_a_time.insert("health_check_concurrency".into(), "1".into());
+    let first = post_health(&app("jobs-http", &one_at_a_time).await).await;
+    assert_eq!(first.json["summary"]["checked"].as_i64(), Some(190), "{}", first.json);
+    let after_first = fake.requests().len();
+    let kept = env.redis_get("graph-usage").await.expect("the figures are kept");
+    let kept: Value = serde_json::from_str(&kept).unwrap();
+    assert_eq!(kept["app"]["callCount"], 95.0, "{kept}");
+
+    let app = app("jobs-http", &vars).await;
+    let second = post_health(&app).await;
+    assert_eq!(second.status, 200, "{}", second.json);
+    let summary = &second.json["summary"];
+    assert_eq!(fake.requests().len(), after_first + 1, "one request first: {summary}");
+    assert_eq!(script.first_throttled_request(), None, "Meta never throttled: {summary}");
+    assert_eq!(
+        (summary["checked"].as_i64(), summary["throttled"].as_i64()),
+        (Some(10), Some(0)),
+        "{summary}"
+    );
+    assert_eq!(summary["paced"].as_i64(), Some(400), "{summary}");
+    assert!(app.output().contains("\"cautious\":true"), "the run says why it went slowly");
+
+    // Meta's hour over (and its limit out of the way of the requests already in flight when
+    // the figures come back to the ceiling).
+    script.usage_lapsed().throttle_app_after(u64::MAX);
+    let third = post_health(&app).await;
+    let summary = &third.json["summary"];
+    let (checked, paced) = (summary["checked"].as_i64().unwrap(), summary["paced"].as_i64().unwrap());
+    assert!(checked >= 190 && checked + paced == 400, "{summary}");
+    assert!(fake.max_in_flight() > 1, "full concurrency once the first request's figures allowed");
+}
+
+/// Meta reports a business's usage on the operations about it (`include_headers=true`), not
+/// always on the batch: read there, a business at the ceiling waits while the others go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_business_at_the_ceiling_waits_when_its_figures_come_per_operation() {
+    let env = Env::new().await;
+    let script = Script::default();
+    for phone in 21..=40 {
+        script.business(&phone.to_string(), "3003");
+    }
+    script.business_usage_per_call("3003", 10.0);
+    let fake = graph::start(&script).await;
+    // 3003's connections are the stalest: they fill the first two requests.
+    seed_estate(&env, "3003", 21, 20).await;
+    seed_estate(&env, "3004", 1, 20).await;
+    let mut vars = env.variables(&fake.url);
+    vars.insert("health_check_concurrency".into(), "1".into());
+    vars.insert("graph_batch_size".into(), "10".into());
+    let app = app("jobs-http", &vars).await;
+    let r = post_health(&app).await;
+    let summary = &r.json["summary"];
+    assert_eq!((summary["checked"].as_i64(), summary["paced"].as_i64()), (Some(30), Some(10)), "{summary}");
+    let requests = fake.requests();
+    assert!(
+        phones_read(&requests[1..]).iter().all(|p| *p <= 20),
+        "no call for 3003 once its figures reached the ceiling"
+    );
+    assert!(
+        fake.requests().iter().all(|r| String::from_utf8_lossy(&r.body).contains("include_headers=true")),
+        "each operation's headers asked for"
+    );
+    let kept: Value = serde_json::from_str(&env.redis_get("graph-usage").await.unwrap()).unwrap();
+    assert_eq!(kept["businesses"]["3003"]["callCount"], 100.0, "{kept}");
 }
 
 /// Batches of whole connections, never more than Meta's 50 calls.
@@ -307,37 +390,6 @@ async fn batches_hold_at_most_fifty_calls() {
     let refused = post_health(&common::app("jobs-http", &vars).await).await;
     assert_eq!(refused.status, 500);
     assert!(refused.json["error"].as_str().unwrap().contains("graph_batch_size"), "{}", refused.json);
-}
-
-/// A batch answer that is not Meta's array costs no connection an `error`: the whole batch is
-/// unknown, and the connections keep their status.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_batch_answered_with_garbage_blames_no_connection() {
-    for (name, answer) in [
-        ("an HTML page", Canned::text(200, "<html>maintenance</html>")),
-        ("an object", Canned::json(200, json!({"data": []}))),
-        ("a gateway error", Canned::text(502, "Bad Gateway")),
-        (
-            "Meta's error object",
-            graph::graph_error(400, 190, None, "OAuthException", "Invalid OAuth access token", false),
-        ),
-    ] {
-        let env = Env::new().await;
-        let fake = FakeHttp::start(move |_| answer.clone()).await;
-        seed_estate(&env, "2001", 1, 5).await;
-        let r = post_health(&app("jobs-http", &env.variables(&fake.url)).await).await;
-        assert_eq!(r.status, 200, "{name}: {}", r.json);
-        assert_eq!(
-            (r.json["summary"]["unknown"].as_i64(), r.json["summary"]["error"].as_i64()),
-            (Some(5), Some(0)),
-            "{name}"
-        );
-        assert_eq!(
-            env.count("SELECT count(*) FROM whatsapp_connections WHERE \"healthStatus\" = 'healthy'").await,
-            5,
-            "{name}"
-        );
-    }
 }
 
 /// A `null` element is `unknown` for its own connection; the others in the batch are checked.

@@ -50,15 +50,19 @@ pub struct ExpiringTokens {
 }
 
 pub fn by_health(db: &Db) -> DbResult<Vec<HealthCount>> {
-    db.rows("connections by health", CONNECTIONS_BY_HEALTH, &[])
+    db.rows_in_order("connections by health", CONNECTIONS_BY_HEALTH, &[])
 }
 
 pub fn latest_unhealthy(db: &Db) -> DbResult<Vec<Unhealthy>> {
-    db.rows("latest unhealthy connections", LATEST_UNHEALTHY_CONNECTIONS, &[ParameterValue::Int64(LISTED)])
+    db.rows_in_order(
+        "latest unhealthy connections",
+        LATEST_UNHEALTHY_CONNECTIONS,
+        &[ParameterValue::Int64(LISTED)],
+    )
 }
 
 pub fn expiring_tokens(db: &Db, within_days: u32) -> DbResult<ExpiringTokens> {
     let params = [ParameterValue::Int32(within_days as i32), ParameterValue::Int64(LISTED)];
-    let soonest: Vec<Expiring> = db.rows("expiring tokens", EXPIRING_TOKENS, &params)?;
+    let soonest: Vec<Expiring> = db.rows_in_order("expiring tokens", EXPIRING_TOKENS, &params)?;
     Ok(ExpiringTokens { count: soonest.first().map_or(0, |e| e.total), within_days, soonest })
 }

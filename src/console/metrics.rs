@@ -95,22 +95,25 @@ pub fn render(config: &Config) -> Result<String, RunError> {
     out.metric(EXPIRING, "Tokens of active connections that expire within token_expiry_warning_days.");
     out.sample(EXPIRING, &[], expiring_tokens.count as i64);
 
-    if let Some(stored) = meta.graph_usage {
+    if let Some(known) = meta.graph_usage {
         const APP: &str = "whatrack_graph_app_usage_percent";
         const BUSINESS: &str = "whatrack_graph_business_usage_percent";
         let figures = |f: &Figures| {
             [("call_count", f.call_count), ("total_cputime", f.total_cputime), ("total_time", f.total_time)]
         };
-        if let Some(app) = stored.usage.app {
+        if let Some(app) = known.app {
             out.metric(APP, "Meta's latest X-App-Usage figures: the app's share of its hourly limit.");
-            for (figure, value) in figures(&app) {
+            for (figure, value) in figures(&app.reported.figures) {
                 out.sample(APP, &[("figure", figure)], value.round() as i64);
             }
         }
-        if !stored.usage.businesses.is_empty() {
-            out.metric(BUSINESS, "Meta's latest X-Business-Use-Case-Usage figures, per business (WABA).");
-            for (business, usage) in &stored.usage.businesses {
-                for (figure, value) in figures(&usage.figures) {
+        if !known.businesses.is_empty() {
+            out.metric(
+                BUSINESS,
+                "Meta's latest X-Business-Use-Case-Usage figures, per business (WABA): those at the ceiling and the busiest.",
+            );
+            for (business, seen) in &known.businesses {
+                for (figure, value) in figures(&seen.reported.figures) {
                     out.sample(BUSINESS, &[("business", business), ("figure", figure)], value.round() as i64);
                 }
             }

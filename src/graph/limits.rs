@@ -2,11 +2,14 @@
 //! once an app's or a business's usage is noticeable (Meta's "Rate Limiting" guide).
 //!
 //! - `X-App-Usage: {"call_count":N,"total_cputime":N,"total_time":N}`: the app's share of its
-//!   rolling-hour limit, in percent. Calls made with the app token count here.
+//!   rolling-hour limit, in percent. Calls made with the app token count here. When Meta names
+//!   a wait for the app (`estimated_time_to_regain_access`), the app's cool-down takes it.
 //! - `X-Business-Use-Case-Usage: {"<business id>":[{"type":..,"call_count":N,"total_cputime":N,
 //!   "total_time":N,"estimated_time_to_regain_access":M}]}`: the same per business (for WhatsApp,
 //!   the WABA), with the minutes until a throttled business may call again.
 //!
+//! Meta puts them on a batch request's answer and on each operation's (`include_headers=true`,
+//! where a business's figures come with the calls about it); both are read.
 //! A header that is missing means nothing (usage is low); one that does not parse is ignored,
 //! never a reason to fail a check.
 
@@ -65,32 +68,47 @@ impl Figures {
     }
 }
 
-/// One business's usage: its highest figures over the use-case types Meta lists for it.
+/// One limit's usage as Meta reported it: the highest figures over the entries it listed (a
+/// business has one per use-case type), and the wait it announced, if any.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct BusinessUsage {
+pub struct Reported {
     #[serde(flatten)]
     pub figures: Figures,
     /// Meta's `estimated_time_to_regain_access`, when it gives one.
     pub regain_minutes: Option<u32>,
 }
 
-/// The latest figures Meta sent (a run keeps the newest of each).
+impl Reported {
+    fn max(self, other: Reported) -> Reported {
+        Reported {
+            figures: self.figures.max(other.figures),
+            regain_minutes: self.regain_minutes.max(other.regain_minutes),
+        }
+    }
+}
+
+/// The figures one answer carried: the app's and each business's.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Usage {
-    pub app: Option<Figures>,
-    pub businesses: BTreeMap<String, BusinessUsage>,
+    pub app: Option<Reported>,
+    pub businesses: BTreeMap<String, Reported>,
 }
 
 impl Usage {
-    /// From an answer's headers (name, value), names in any case.
-    pub fn from_headers(headers: &[(String, String)]) -> Usage {
-        let header =
-            |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
-        let app = header(APP_USAGE_HEADER).and_then(|v| serde_json::from_str::<Figures>(v).ok());
-        let businesses = header(BUSINESS_USAGE_HEADER).map(parse_business_usage).unwrap_or_default();
-        Usage { app, businesses }
+    /// From an answer's headers (name, value), names in any case: a batch request's own, or one
+    /// operation's (`include_headers=true`).
+    pub fn from_headers<'h>(headers: impl IntoIterator<Item = (&'h str, &'h str)>) -> Usage {
+        let mut usage = Usage::default();
+        for (name, value) in headers {
+            if name.eq_ignore_ascii_case(APP_USAGE_HEADER) {
+                usage.app = serde_json::from_str::<Entry>(value).ok().map(Entry::reported);
+            } else if name.eq_ignore_ascii_case(BUSINESS_USAGE_HEADER) {
+                usage.businesses = parse_business_usage(value);
+            }
+        }
+        usage
     }
 
     /// Takes what `newer` reports over what this holds.
@@ -104,21 +122,25 @@ impl Usage {
     pub fn is_empty(&self) -> bool {
         self.app.is_none() && self.businesses.is_empty()
     }
+}
 
-    /// The longest wait Meta announced for any business in this answer.
-    pub fn longest_regain_minutes(&self) -> Option<u32> {
-        self.businesses.values().filter_map(|b| b.regain_minutes).max()
+/// One entry of either header: the three figures, and Meta's wait when it gives one.
+#[derive(Deserialize)]
+struct Entry {
+    #[serde(flatten)]
+    figures: Figures,
+    #[serde(default, deserialize_with = "lenient")]
+    estimated_time_to_regain_access: Option<f64>,
+}
+
+impl Entry {
+    fn reported(self) -> Reported {
+        let regain = self.estimated_time_to_regain_access.filter(|m| *m > 0.0).map(|m| m.ceil() as u32);
+        Reported { figures: self.figures, regain_minutes: regain }
     }
 }
 
-fn parse_business_usage(value: &str) -> BTreeMap<String, BusinessUsage> {
-    #[derive(Deserialize)]
-    struct Entry {
-        #[serde(flatten)]
-        figures: Figures,
-        #[serde(default, deserialize_with = "lenient")]
-        estimated_time_to_regain_access: Option<f64>,
-    }
+fn parse_business_usage(value: &str) -> BTreeMap<String, Reported> {
     let Ok(by_business) = serde_json::from_str::<BTreeMap<String, serde_json::Value>>(value) else {
         return BTreeMap::new();
     };
@@ -126,13 +148,7 @@ fn parse_business_usage(value: &str) -> BTreeMap<String, BusinessUsage> {
         .into_iter()
         .filter_map(|(id, entries)| {
             let entries: Vec<Entry> = serde_json::from_value(entries).ok()?;
-            let usage = entries.into_iter().fold(BusinessUsage::default(), |acc, e| BusinessUsage {
-                figures: acc.figures.max(e.figures),
-                regain_minutes: match (acc.regain_minutes, e.estimated_time_to_regain_access) {
-                    (a, Some(m)) if m > 0.0 => Some(a.unwrap_or(0).max(m.ceil() as u32)),
-                    (a, _) => a,
-                },
-            });
+            let usage = entries.into_iter().map(Entry::reported).fold(Reported::default(), Reported::max);
             Some((id, usage))
         })
         .collect()
@@ -174,24 +190,31 @@ mod tests {
         }
     }
 
-    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    fn headers<'h>(pairs: &'h [(&'h str, &'h str)]) -> impl Iterator<Item = (&'h str, &'h str)> {
+        pairs.iter().copied()
     }
 
     #[test]
     fn app_usage_read_in_any_case() {
-        let usage = Usage::from_headers(&headers(&[(
+        let usage = Usage::from_headers(headers(&[(
             "X-App-Usage",
             r#"{"call_count":28,"total_time":25,"total_cputime":"91"}"#,
         )]));
         let app = usage.app.unwrap();
-        assert_eq!((app.call_count, app.total_time, app.total_cputime), (28.0, 25.0, 91.0));
-        assert_eq!(app.peak(), 91.0);
+        let f = app.figures;
+        assert_eq!((f.call_count, f.total_time, f.total_cputime), (28.0, 25.0, 91.0));
+        assert_eq!((f.peak(), app.regain_minutes), (91.0, None));
+        // Meta's wait, when it names one for the app.
+        let waiting = Usage::from_headers(headers(&[(
+            "x-app-usage",
+            r#"{"call_count":100,"total_time":40,"total_cputime":10,"estimated_time_to_regain_access":4.5}"#,
+        )]));
+        assert_eq!(waiting.app.unwrap().regain_minutes, Some(5));
     }
 
     #[test]
     fn business_usage_takes_the_highest_figures_and_wait() {
-        let usage = Usage::from_headers(&headers(&[(
+        let usage = Usage::from_headers(headers(&[(
             "x-business-use-case-usage",
             r#"{"1001":[{"type":"whatsapp_business_management","call_count":40,"total_cputime":5,"total_time":7,"estimated_time_to_regain_access":0},
                         {"type":"messaging","call_count":12,"total_cputime":96,"total_time":3,"estimated_time_to_regain_access":7}],
@@ -200,13 +223,12 @@ mod tests {
         let b = usage.businesses["1001"];
         assert_eq!((b.figures.call_count, b.figures.total_cputime, b.regain_minutes), (40.0, 96.0, Some(7)));
         assert_eq!(usage.businesses["1002"].regain_minutes, None);
-        assert_eq!(usage.longest_regain_minutes(), Some(7));
     }
 
     #[test]
     fn missing_or_garbage_headers_mean_nothing() {
-        assert!(Usage::from_headers(&[]).is_empty());
-        let garbage = Usage::from_headers(&headers(&[
+        assert!(Usage::from_headers(headers(&[])).is_empty());
+        let garbage = Usage::from_headers(headers(&[
             ("x-app-usage", "not json"),
             ("x-business-use-case-usage", r#"{"1001":"soon"}"#),
         ]));
@@ -215,9 +237,9 @@ mod tests {
 
     #[test]
     fn newer_figures_win() {
-        let mut usage = Usage::from_headers(&headers(&[("x-app-usage", r#"{"call_count":10}"#)]));
-        usage.update(Usage::from_headers(&headers(&[("x-app-usage", r#"{"call_count":55}"#)])));
+        let mut usage = Usage::from_headers(headers(&[("x-app-usage", r#"{"call_count":10}"#)]));
+        usage.update(Usage::from_headers(headers(&[("x-app-usage", r#"{"call_count":55}"#)])));
         usage.update(Usage::default());
-        assert_eq!(usage.app.unwrap().call_count, 55.0);
+        assert_eq!(usage.app.unwrap().figures.call_count, 55.0);
     }
 }

@@ -21,7 +21,7 @@ pub use parse::{parse_debug_token, parse_phone_health, Answer, DebugToken, Graph
 use crate::config::MetaApp;
 use crate::outbound::{self, Allowance, OutboundError, Request, Response};
 use crate::time::Deadline;
-use batch::{Operation, Reply};
+use batch::{Operation, Refusal, Reply};
 use limits::Usage;
 
 /// A single call's timeout...
@@ -65,14 +65,27 @@ pub struct Client<'a> {
     pub allowance: Allowance<'a>,
 }
 
-/// Why a request was not made (or not finished), through nobody's fault: the connections'
+/// How a request authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth<'a> {
+    /// With the app's credentials: `debug_token` goes along, and the app token is a batch's own.
+    App,
+    /// Without them (none configured, or Meta refused them this run): node reads only, and a
+    /// batch's own token is this customer token, one Meta has accepted when there is one.
+    Customer(&'a str),
+}
+
+/// Why a request was not made (or not answered), through nobody's fault: the connections'
 /// checks were not made, and nobody is charged.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum NotMade {
     /// The run's deadline came before Meta answered.
     OutOfTime,
     /// The hour's outbound allowance is spent, or could not be counted (why).
     NotSent(String),
+    /// Meta refused the batch request as a whole, or did not answer it with the batch's array:
+    /// about the request, not about any connection in it. With the usage figures it sent.
+    Refused(Refusal, Usage),
 }
 
 /// One request's worth of probes answered, and the usage figures Meta sent with them.
@@ -90,33 +103,48 @@ impl Client<'_> {
         (self.batch_size.min(batch::MAX_OPERATIONS) / calls).max(1)
     }
 
+    /// Whether requests are batches (else single calls).
+    pub fn batches(&self) -> bool {
+        self.batch_size > 1
+    }
+
     /// Checks up to [`Self::probes_per_request`] connections: one batch request, or single calls
-    /// one after the other when batching is off.
-    pub async fn probe(&self, probes: &[Probe<'_>]) -> Result<Answered, NotMade> {
-        if self.batch_size <= 1 {
+    /// one after the other when batching is off (`singly`, or `graph_batch_size` 1).
+    pub async fn probe(
+        &self,
+        probes: &[Probe<'_>],
+        auth: Auth<'_>,
+        singly: bool,
+    ) -> Result<Answered, NotMade> {
+        if singly || !self.batches() {
             let mut answered = Answered { probed: Vec::new(), usage: Usage::default(), requests: 0 };
             for probe in probes {
-                let (probed, usage, requests) = self.probe_singly(probe).await?;
+                let (probed, usage, requests) = self.probe_singly(probe, auth).await?;
                 answered.probed.push(probed);
                 answered.usage.update(usage);
                 answered.requests += requests;
             }
             return Ok(answered);
         }
-        self.probe_in_batch(probes).await
+        self.probe_in_batch(probes, auth).await
     }
 
-    async fn probe_singly(&self, probe: &Probe<'_>) -> Result<(Probed, Usage, u32), NotMade> {
+    /// The app's credentials, when this request may use them.
+    fn app_for(&self, auth: Auth<'_>) -> Option<MetaApp<'_>> {
+        self.app.filter(|_| auth == Auth::App)
+    }
+
+    async fn probe_singly(&self, probe: &Probe<'_>, auth: Auth<'_>) -> Result<(Probed, Usage, u32), NotMade> {
         let started = Instant::now();
         let mut usage = Usage::default();
         let mut requests = 0;
-        let debug = match self.app {
+        let debug = match self.app_for(auth) {
             None => None,
             Some(app) => {
                 let url = format!("{}/{}/{}", self.base_url, self.version, debug_token_path(probe.token));
                 let auth = format!("Bearer {}|{}", app.id, app.secret);
                 let (answer, headers) = self.get(&url, auth, parse_debug_token).await?;
-                usage.update(Usage::from_headers(&headers));
+                usage.update(usage_of(&headers));
                 requests += 1;
                 Some(answer)
             }
@@ -134,7 +162,7 @@ impl Client<'_> {
                 let url = format!("{}/{}/{}", self.base_url, self.version, node_path(probe.node));
                 let (answer, headers) =
                     self.get(&url, format!("Bearer {}", probe.token), parse_phone_health).await?;
-                usage.update(Usage::from_headers(&headers));
+                usage.update(usage_of(&headers));
                 requests += 1;
                 answer
             }
@@ -155,10 +183,11 @@ impl Client<'_> {
         }
     }
 
-    async fn probe_in_batch(&self, probes: &[Probe<'_>]) -> Result<Answered, NotMade> {
+    async fn probe_in_batch(&self, probes: &[Probe<'_>], auth: Auth<'_>) -> Result<Answered, NotMade> {
+        let app = self.app_for(auth);
         let mut operations = Vec::with_capacity(probes.len() * 2);
         for probe in probes {
-            if self.app.is_some() {
+            if app.is_some() {
                 operations.push(Operation::get(debug_token_path(probe.token)));
             }
             operations.push(Operation::get(format!(
@@ -167,12 +196,12 @@ impl Client<'_> {
                 encode(probe.token)
             )));
         }
-        // Operations that carry no token of their own are the app's, when it has credentials.
-        let fallback = match self.app {
-            Some(app) => format!("{}|{}", app.id, app.secret),
-            None => probes.first().map(|p| p.token.to_owned()).unwrap_or_default(),
+        let own_token = match (app, auth) {
+            (Some(app), _) => format!("{}|{}", app.id, app.secret),
+            (None, Auth::Customer(token)) => token.to_owned(),
+            (None, Auth::App) => probes.first().map(|p| p.token.to_owned()).unwrap_or_default(),
         };
-        let body = batch::request_body(&operations, &fallback);
+        let body = batch::request_body(&operations, &own_token);
         let url = format!("{}/{}/", self.base_url, self.version);
         let req = Request {
             method: Method::POST,
@@ -182,26 +211,32 @@ impl Client<'_> {
         };
         let started = Instant::now();
         let timeout = CALL_TIMEOUT + PER_OPERATION * operations.len() as u32;
-        let (replies, usage) = match self.send(req, timeout).await? {
-            Ok(resp) => (
-                batch::parse_answer(resp.status, &resp.body, operations.len()),
-                Usage::from_headers(&resp.headers),
-            ),
+        let resp = match self.send(req, timeout).await? {
+            Ok(resp) => resp,
             Err(e) => {
                 let why = format!("Graph API batch call failed: {e}");
-                (vec![Reply::Missing(why); operations.len()], Usage::default())
+                return Err(NotMade::Refused(Refusal::Unanswered(why), Usage::default()));
             }
         };
+        let mut usage = usage_of(&resp.headers);
+        let replies = match batch::parse_answer(resp.status, &resp.body, operations.len()) {
+            Ok(replies) => replies,
+            Err(refusal) => return Err(NotMade::Refused(refusal, usage)),
+        };
         let ms = started.elapsed().as_millis() as u64;
-        let mut replies = replies.into_iter();
-        let probed = probes
-            .iter()
-            .map(|_| {
-                let debug = self.app.map(|_| answer_of(replies.next(), parse_debug_token, true));
-                let node = answer_of(replies.next(), parse_phone_health, false);
-                Probed { debug, node, ms }
-            })
-            .collect();
+        let mut replies = replies.into_iter().map(|reply| match reply {
+            Reply::Answered { code, body, usage: own } => {
+                usage.update(own);
+                Ok((code, body))
+            }
+            Reply::Missing(why) => Err(why),
+        });
+        let mut probed = Vec::with_capacity(probes.len());
+        for _ in probes {
+            let debug = app.map(|_| answer_of(replies.next(), parse_debug_token));
+            let node = answer_of(replies.next(), parse_phone_health);
+            probed.push(Probed { debug, node, ms });
+        }
         Ok(Answered { probed, usage, requests: 1 })
     }
 
@@ -219,24 +254,18 @@ impl Client<'_> {
     }
 }
 
-/// An operation's reply as the single call's answer would have been. A batch Meta refused as a
-/// whole is transient for every operation, since no single call failed; except a throttle,
-/// which is the throttle for each, and a refused token on `debug_token`'s operations, whose
-/// token is the app's (the batch's fallback).
-fn answer_of<T>(reply: Option<Reply>, parse: fn(u16, &[u8]) -> Answer<T>, app_operation: bool) -> Answer<T> {
+fn usage_of(headers: &[(String, String)]) -> Usage {
+    Usage::from_headers(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+}
+
+/// An operation's reply as the single call's answer would have been.
+fn answer_of<T>(
+    reply: Option<Result<(u16, String), String>>,
+    parse: fn(u16, &[u8]) -> Answer<T>,
+) -> Answer<T> {
     match reply {
-        Some(Reply::Answered { code, body }) => parse(code, body.as_bytes()),
-        Some(Reply::Refused { http_status, error })
-            if limits::throttle_of(&error).is_some()
-                || (app_operation && matches!(error.code, 190 | 102)) =>
-        {
-            Answer::Error { http_status, error }
-        }
-        Some(Reply::Refused { http_status, error }) => Answer::Unusable(format!(
-            "Graph API refused the batch (HTTP {http_status}): {} {}: {}",
-            error.kind, error.code, error.message
-        )),
-        Some(Reply::Missing(why)) => Answer::Unusable(why),
+        Some(Ok((code, body))) => parse(code, body.as_bytes()),
+        Some(Err(why)) => Answer::Unusable(why),
         None => Answer::Unusable("Graph API's batch answer ended before this call".into()),
     }
 }
@@ -291,27 +320,5 @@ mod tests {
         assert_eq!(client(app, 7).probes_per_request(), 3);
         assert_eq!(client(app, 1).probes_per_request(), 1);
         assert_eq!(client(None, 500).probes_per_request(), 50);
-    }
-
-    fn refused(code: i64) -> Option<Reply> {
-        let error = GraphError {
-            code,
-            subcode: None,
-            kind: "OAuthException".into(),
-            message: "m".into(),
-            is_transient: false,
-        };
-        Some(Reply::Refused { http_status: 400, error })
-    }
-
-    #[test]
-    fn a_refused_batch_blames_no_connection() {
-        assert!(matches!(answer_of(refused(190), parse_phone_health, false), Answer::Unusable(_)));
-        assert!(matches!(answer_of(refused(100), parse_debug_token, true), Answer::Unusable(_)));
-        // The app's own token refused: debug_token's operations say so, as a single call would.
-        assert!(matches!(answer_of(refused(190), parse_debug_token, true), Answer::Error { .. }));
-        // A throttle is a throttle for every operation.
-        assert!(matches!(answer_of(refused(4), parse_phone_health, false), Answer::Error { .. }));
-        assert!(matches!(answer_of(None, parse_phone_health, false), Answer::Unusable(_)));
     }
 }

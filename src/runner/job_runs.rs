@@ -163,7 +163,7 @@ pub fn history(db: &Db, job_type: &str) -> DbResult<History> {
 }
 
 pub fn recent(db: &Db, job_type: &str, limit: u32) -> DbResult<Vec<RunRecord>> {
-    db.rows("recent runs", RECENT_RUNS, &[str(job_type), ParameterValue::Int64(i64::from(limit))])
+    db.rows_in_order("recent runs", RECENT_RUNS, &[str(job_type), ParameterValue::Int64(i64::from(limit))])
 }
 
 /// How many runs of a job ended (or stand) in one status.
@@ -177,7 +177,7 @@ pub struct RunCount {
 
 /// Runs started over the last 24 hours, by job and status.
 pub fn runs_24h(db: &Db) -> DbResult<Vec<RunCount>> {
-    db.rows("runs in 24 hours", RUNS_IN_24_HOURS, &[])
+    db.rows_in_order("runs in 24 hours", RUNS_IN_24_HOURS, &[])
 }
 
 /// When a job last succeeded, and how long its last finished run took.

@@ -3,10 +3,14 @@
 //! protocol, with scripted exceptions and Meta's limits (throttling codes, usage headers).
 //!
 //! The batch protocol, as Meta speaks it: `POST /{version}/` with a form body (`batch`, a JSON
-//! array of `{"method","relative_url"}`; `include_headers`; `access_token`, the token of
-//! operations that carry none); more than 50 operations refused with HTTP 400, code 100; the
-//! answer an array in operation order of `{"code":N,"body":"<JSON as a string>"}` or `null`,
-//! answered after the slowest operation (Meta runs them in parallel) plus a per-operation cost.
+//! array of `{"method","relative_url"}`; `include_headers`; `access_token`, the request's own
+//! token, the token of operations that carry none); the request's own token checked before any
+//! operation runs (a bad one refuses the whole batch with code 190); more than 50 operations
+//! refused with HTTP 400, code 100; the answer an array in operation order of
+//! `{"code":N,"headers":[{"name","value"}],"body":"<JSON as a string>"}` (headers only with
+//! `include_headers=true`) or `null`, answered after the slowest operation (Meta runs them in
+//! parallel) plus a per-operation cost. Usage headers come on the batch's answer and on each
+//! operation's; a business's rising figures only on the operations about it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -69,6 +73,18 @@ pub fn business_throttled() -> Canned {
     )
 }
 
+/// What Meta answers a call made with a token it cannot use (revoked, or never issued).
+pub fn invalid_token() -> Canned {
+    graph_error(
+        400,
+        190,
+        None,
+        "OAuthException",
+        "Invalid OAuth access token - Cannot parse access token",
+        false,
+    )
+}
+
 /// In a batch, Meta's `null`: no answer for that operation.
 pub fn no_answer() -> Canned {
     Canned { status: 0, body: String::new(), headers: Vec::new(), delay: Duration::ZERO }
@@ -122,6 +138,9 @@ struct Operation {
 
 struct Batch {
     operations: Vec<Operation>,
+    /// The request's own `access_token`.
+    own_token: Option<String>,
+    include_headers: bool,
 }
 
 impl Batch {
@@ -155,7 +174,11 @@ impl Batch {
                 }
             })
             .collect();
-        Some(Batch { operations })
+        Some(Batch {
+            operations,
+            own_token: form.get("access_token").cloned(),
+            include_headers: form.get("include_headers").is_none_or(|v| v != "false"),
+        })
     }
 }
 
@@ -163,7 +186,14 @@ fn batch_answer(replies: Vec<Canned>, per_operation: Duration, headers: Vec<(Str
     let slowest = replies.iter().map(|r| r.delay).max().unwrap_or_default();
     let elements: Vec<Value> = replies
         .iter()
-        .map(|r| if r.status == 0 { Value::Null } else { json!({ "code": r.status, "body": r.body }) })
+        .map(|r| match r.status {
+            0 => Value::Null,
+            _ => {
+                let headers: Vec<Value> =
+                    r.headers.iter().map(|(n, v)| json!({ "name": n, "value": v })).collect();
+                json!({ "code": r.status, "headers": headers, "body": r.body })
+            }
+        })
         .collect();
     let mut answer = Canned::json(200, Value::Array(elements));
     answer.headers.extend(headers);
@@ -185,6 +215,9 @@ struct Limits {
     business_calls: HashMap<String, u64>,
     /// The businesses throttled so far.
     throttled_businesses: HashSet<String>,
+    /// Businesses whose `X-Business-Use-Case-Usage` rises by this many percent a call about
+    /// them, reported on the operations about them only.
+    business_percent_per_call: HashMap<String, f64>,
 }
 
 #[derive(Clone, Default)]
@@ -200,6 +233,8 @@ pub struct Script {
     limits: Arc<Mutex<Limits>>,
     /// What each batch operation adds to the batch's answer time.
     per_operation: Arc<Mutex<Duration>>,
+    /// Scripted refusals of whole batches, by the batch's own token.
+    batch_refusals: Arc<Mutex<HashMap<String, Canned>>>,
     /// The first answer that carried a throttle, as the number of requests answered before it.
     first_throttled_request: Arc<Mutex<Option<usize>>>,
     requests: Arc<Mutex<usize>>,
@@ -242,6 +277,26 @@ impl Script {
         self
     }
 
+    /// `waba`'s usage rises by `percent` a call about it (its nodes given with [`Self::business`]).
+    pub fn business_usage_per_call(&self, waba: &str, percent: f64) -> &Self {
+        self.limits.lock().unwrap().business_percent_per_call.insert(waba.into(), percent);
+        self
+    }
+
+    /// Meta's usage falls back to nothing (its rolling hour has passed).
+    pub fn usage_lapsed(&self) -> &Self {
+        let mut limits = self.limits.lock().unwrap();
+        limits.calls = 0;
+        limits.business_calls.clear();
+        self
+    }
+
+    /// A batch whose own `access_token` is `token` is refused as a whole with `refusal`.
+    pub fn refuse_batches_with(&self, token: &str, refusal: Canned) -> &Self {
+        self.batch_refusals.lock().unwrap().insert(token.into(), refusal);
+        self
+    }
+
     /// From now on (a throttle already on is lifted).
     pub fn throttle_business_after(&self, waba: &str, calls: u64, regain_minutes: u32) -> &Self {
         let mut limits = self.limits.lock().unwrap();
@@ -280,7 +335,7 @@ impl Script {
                 .collect();
                 let (reply, throttled) = self.answer_call(path, &query, token.as_deref());
                 let mut reply = reply;
-                reply.headers.extend(self.usage_headers());
+                reply.headers.extend(self.usage_headers(Some(path)));
                 (reply, throttled)
             }
         };
@@ -309,19 +364,43 @@ impl Script {
                 return (app_throttled(), true);
             }
         }
+        // Meta checks the request's own token before it runs any operation.
+        if let Some(refusal) = self.refusal_of(batch.own_token.as_deref()) {
+            let mut refusal = refusal;
+            refusal.headers.extend(self.usage_headers(None));
+            return (refusal, false);
+        }
         let mut throttled = false;
         let replies: Vec<Canned> = batch
             .operations
             .iter()
             .map(|op| {
                 let path = op.target.split('?').next().unwrap_or_default();
-                let (reply, t) = self.answer_call(path, &op.query, op.token.as_deref());
+                let (mut reply, t) = self.answer_call(path, &op.query, op.token.as_deref());
                 throttled |= t;
+                if batch.include_headers && reply.status != 0 {
+                    reply.headers.extend(self.usage_headers(Some(path)));
+                }
                 reply
             })
             .collect();
         let per_operation = *self.per_operation.lock().unwrap();
-        (batch_answer(replies, per_operation, self.usage_headers()), throttled)
+        (batch_answer(replies, per_operation, self.usage_headers(None)), throttled)
+    }
+
+    /// Why Meta refuses a batch whose own token is `token`, if it does: a scripted refusal, an
+    /// app token with the wrong secret, or a customer token node reads do not accept.
+    fn refusal_of(&self, token: Option<&str>) -> Option<Canned> {
+        let token = token.unwrap_or_default();
+        if let Some(refusal) = self.batch_refusals.lock().unwrap().get(token) {
+            return Some(refusal.clone());
+        }
+        let app = self.app_token.lock().unwrap().clone();
+        if token.contains('|') {
+            return app.filter(|app| app != token).map(|_| bad_app_token());
+        }
+        let known = self.known_tokens.lock().unwrap();
+        (!known.is_empty() && !known.contains(token)).then(invalid_token)
     }
 
     /// One call's answer, and whether it was a throttle.
@@ -363,22 +442,17 @@ impl Script {
         }
         let known = self.known_tokens.lock().unwrap();
         if !known.is_empty() && !token.is_some_and(|t| known.contains(t)) {
-            let invalid = graph_error(
-                400,
-                190,
-                None,
-                "OAuthException",
-                "Invalid OAuth access token - Cannot parse access token",
-                false,
-            );
-            return (invalid, false);
+            return (invalid_token(), false);
         }
         (self.nodes.lock().unwrap().get(&node).cloned().unwrap_or_else(healthy_phone), false)
     }
 
     /// `X-App-Usage` once usage is noticeable, and `X-Business-Use-Case-Usage` for the
-    /// businesses Meta throttled.
-    fn usage_headers(&self) -> Vec<(String, String)> {
+    /// businesses Meta throttled; for a call about a node (`path`), also its business's rising
+    /// figures.
+    fn usage_headers(&self, path: Option<&str>) -> Vec<(String, String)> {
+        let node = path.map(|p| p.rsplit('/').next().unwrap_or_default().to_owned());
+        let business = node.and_then(|n| self.businesses.lock().unwrap().get(&n).cloned());
         let limits = self.limits.lock().unwrap();
         let mut headers = Vec::new();
         if let Some(percent) = limits.app_percent_per_call {
@@ -389,7 +463,7 @@ impl Script {
                     .to_string(),
             ));
         }
-        let throttled: serde_json::Map<String, Value> = limits
+        let mut businesses: serde_json::Map<String, Value> = limits
             .throttled_businesses
             .iter()
             .map(|waba| {
@@ -399,8 +473,17 @@ impl Script {
                 (waba.clone(), entry)
             })
             .collect();
-        if !throttled.is_empty() {
-            headers.push(("x-business-use-case-usage".to_owned(), Value::Object(throttled).to_string()));
+        if let Some(waba) = business.filter(|w| !businesses.contains_key(w)) {
+            if let Some(percent) = limits.business_percent_per_call.get(&waba) {
+                let calls = limits.business_calls.get(&waba).copied().unwrap_or(0) as f64;
+                let used = (calls * percent).min(100.0).round();
+                let entry = json!([{ "type": "whatsapp_business_management", "call_count": used,
+                                     "total_cputime": 1, "total_time": 1, "estimated_time_to_regain_access": 0 }]);
+                businesses.insert(waba, entry);
+            }
+        }
+        if !businesses.is_empty() {
+            headers.push(("x-business-use-case-usage".to_owned(), Value::Object(businesses).to_string()));
         }
         headers
     }

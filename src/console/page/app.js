@@ -210,10 +210,10 @@ function drawEstate(estate) {
 // Meta's latest X-App-Usage figures, and its cool-down while one is on.
 function metaUsage(meta) {
   const parts = [];
-  const app = meta.graphUsage && meta.graphUsage.usage.app;
+  const app = meta.graphUsage && meta.graphUsage.app;
   if (app) {
     parts.push(`Meta's usage of the app's hourly limit: calls ${app.callCount}%, CPU ${app.totalCputime}%, ` +
-      `time ${app.totalTime}% (${when(meta.graphUsage.at)})`);
+      `time ${app.totalTime}% (${when(app.at)})`);
   } else {
     parts.push("Meta's usage of the app's hourly limit: low (no usage header in the last day)");
   }

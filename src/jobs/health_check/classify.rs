@@ -1,9 +1,10 @@
 //! The classification table of SPEC section 5, as a function from Graph answers to a verdict.
 //!
 //! `debug_token` is asked with the app's credentials, so an error object at the top of its
-//! answer (not under `data`) is about the app, not the customer's token: the check could not be
-//! made (`unknown`, not counted towards the streak of unknowns), and the run raises one alert
-//! naming `meta_app_id`/`meta_app_secret` instead of one per connection.
+//! answer (not under `data`) is about the app, not the customer's token: no finding about the
+//! connection, whose verdict is the node read's (made with its own token), as without app
+//! credentials; the run goes on without `debug_token` and raises one alert naming
+//! `meta_app_id`/`meta_app_secret` instead of one per connection.
 //!
 //! Every finding gets a level; the worst level wins. Our order of badness is
 //! `error > unknown > warning > healthy`: a definite error always shows, but a check that could
@@ -124,12 +125,7 @@ pub fn classify(inputs: &Inputs<'_>) -> Verdict {
             token = Some(facts);
         }
         Some(Answer::Error { error, .. }) if !is_listed_transient(error) => {
-            let why = format!("{} {}: {}", error.kind, code_of(error), short(&error.message));
-            findings.push((
-                Health::Unknown,
-                format!("debug_token refused the app credentials (meta_app_id / meta_app_secret): {why}"),
-            ));
-            app_refused = Some(why);
+            app_refused = Some(format!("{} {}: {}", error.kind, code_of(error), short(&error.message)));
         }
         Some(other) => findings.extend(failure_finding("debug_token", other)),
         None => {}
@@ -158,10 +154,7 @@ pub fn classify(inputs: &Inputs<'_>) -> Verdict {
     if worst == Health::Healthy {
         reason = "Token validated successfully".into();
     }
-    if worst == Health::Unknown
-        && app_refused.is_none()
-        && inputs.previous_unknowns + 1 >= UNKNOWN_STREAK_WARNING
-    {
+    if worst == Health::Unknown && inputs.previous_unknowns + 1 >= UNKNOWN_STREAK_WARNING {
         health = Health::Warning;
         reason = format!("{} transient failures in a row; last: {reason}", inputs.previous_unknowns + 1);
     }
@@ -492,7 +485,7 @@ mod tests {
     }
 
     #[test]
-    fn refused_app_credentials_are_unknown_and_say_so() {
+    fn refused_app_credentials_say_nothing_about_the_customer() {
         let refused = Answer::Error {
             http_status: 400,
             error: GraphError {
@@ -510,14 +503,14 @@ mod tests {
             warning_days: 7,
             previous_unknowns: 5,
         });
-        assert_eq!(v.health, Health::Unknown, "no streak: the failure is ours, not the connection's");
-        assert!(v.reason.contains("meta_app_id / meta_app_secret"), "{}", v.reason);
+        assert_eq!(v.health, Health::Healthy, "the node read, made with the customer's token, decides");
         assert!(v.token_valid, "the customer's token worked for the node call");
+        assert_eq!(v.token, None, "no token facts to write");
         assert_eq!(
             v.app_refused.as_deref(),
             Some("OAuthException 190: Invalid OAuth access token signature.")
         );
-        // A banned phone still shows: error beats unknown.
+        // A banned phone still shows.
         let banned = node_with(|h| h.status = Some("BANNED".into()));
         assert_eq!(run(Some(&refused), &banned).health, Health::Error);
         // A rate limit on debug_token is a transient failure, not a refusal.

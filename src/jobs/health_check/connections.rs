@@ -82,7 +82,7 @@ pub fn due<'a>(
             id.map(|i| str(&i)).into(),
             ParameterValue::Int64(i64::from(page)),
         ];
-        let due: Vec<DueConnection> = db.rows("select due connections", DUE_CONNECTIONS, &params)?;
+        let due: Vec<DueConnection> = db.rows_in_order("select due connections", DUE_CONNECTIONS, &params)?;
         if let Some(last) = due.last() {
             after = Some((last.checked_key.clone(), last.id.clone()));
         }

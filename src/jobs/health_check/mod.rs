@@ -33,7 +33,7 @@ use crate::time;
 use classify::Health;
 use connections::CheckResult;
 use pacing::{Halt, Pacing};
-use requests::{Checked, Left, Outcome};
+use requests::{Checked, Credentials, Left, Outcome, Work};
 
 /// Due connections read per statement: enough to keep the checks busy between reads, few
 /// enough that a run's memory does not grow with the estate.
@@ -58,6 +58,9 @@ pub struct Summary {
     pub throttled: u64,
     /// Not checked because Meta's usage figures reached `graph_usage_ceiling_percent`.
     pub paced: u64,
+    /// Not checked because Meta refused (or did not answer) the request that carried the
+    /// check, for a reason about the request and none of its connections.
+    pub unanswered: u64,
     /// Checked, but the database refused to store the result (a trigger or constraint of
     /// WhaTrack's); the connection stays due.
     pub not_saved: u64,
@@ -86,22 +89,28 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
         return Ok(JobOutcome::skipped(COOLING_DOWN, json!({ "coolDownUntil": until })));
     }
     let cutoff = connections::cutoff(ctx.db, ctx.config.health_recheck_after_hours)?;
-    ctx.log.info("health check started", json!({ "skipped": cutoff.recently_checked }));
-    let pacing = RefCell::new(Pacing::new(ctx.config.graph_usage_ceiling_percent, cooling.businesses));
+    let known = meta_limits::known_usage(ctx)?;
+    let pacing =
+        Pacing::new(ctx.config.graph_usage_ceiling_percent, cooling.businesses, known, time::unix_millis());
+    ctx.log.info(
+        "health check started",
+        json!({ "skipped": cutoff.recently_checked, "cautious": pacing.cautious() }),
+    );
+    let pacing = RefCell::new(pacing);
+    let credentials = RefCell::new(Credentials::default());
     let mut run = RunState {
         summary: Summary { skipped: cutoff.recently_checked, ..Default::default() },
         alerts: Vec::new(),
-        app_refused: None,
     };
 
-    check_due(ctx, &cutoff, &pacing, &mut run).await?;
+    check_due(ctx, &cutoff, &pacing, &credentials, &mut run).await?;
     let halted = pacing.borrow().halted();
     if ctx.deadline.passed() || halted.is_some() {
         run.count_not_reached(connections::count_still_due(ctx.db, &cutoff)?, halted);
     }
     log_halt(ctx, halted, &run.summary);
-    meta_limits::save_usage(ctx, &pacing.borrow().usage);
-    Ok(run.finish(ctx).await)
+    meta_limits::save_usage(ctx, &mut pacing.borrow_mut());
+    Ok(run.finish(ctx, credentials.into_inner().app_refused).await)
 }
 
 /// Why a run did nothing at all.
@@ -109,11 +118,13 @@ const COOLING_DOWN: &str =
     "Meta throttled the app: nothing is called until the cool-down ends (summary.coolDownUntil)";
 
 /// Checks the due connections until the list, the budget or Meta's patience ends, writing the
-/// results as they come.
+/// results as they come. A cautious run ([`Pacing::cautious`]) makes its first request alone,
+/// and starts more only if Meta's figures in its answer allow.
 async fn check_due(
     ctx: &JobContext<'_>,
     cutoff: &connections::Cutoff,
     pacing: &RefCell<Pacing>,
+    credentials: &RefCell<Credentials>,
     run: &mut RunState,
 ) -> Result<(), JobError> {
     let client = &graph::Client {
@@ -126,10 +137,17 @@ async fn check_due(
     };
     let mut due = connections::due(ctx.db, cutoff, PAGE, ctx.deadline);
     {
-        let work = requests::group(ctx, &mut due, client.probes_per_request(), pacing);
-        let turns = ctx.within_budget(work, ctx.config.health_check_concurrency, |work| {
-            requests::carry_out(ctx, client, pacing, work)
-        });
+        let mut work = requests::group(ctx, &mut due, client.probes_per_request(), pacing);
+        let first: Vec<Work> = match pacing.borrow().cautious() {
+            true => through_first_request(&mut work),
+            false => Vec::new(),
+        };
+        let carry_out = |work| requests::carry_out(ctx, client, pacing, credentials, work);
+        let turns = ctx.within_budget(first, 1, carry_out).chain(ctx.within_budget(
+            work,
+            ctx.config.health_check_concurrency,
+            carry_out,
+        ));
         let outcomes = pin!(turns.flat_map(|turn| {
             stream::iter(match turn {
                 Turn::Done(outcomes) => outcomes,
@@ -147,12 +165,26 @@ async fn check_due(
             }
             run.write(ctx, finished)?;
             run.alerts.extend(meta_limits::keep_cool_downs(ctx, &mut pacing.borrow_mut()));
+            meta_limits::save_usage(ctx, &mut pacing.borrow_mut());
         }
     }
     match due.error {
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+/// The work up to and including the first request, taken off `work`.
+fn through_first_request(work: &mut impl Iterator<Item = Work>) -> Vec<Work> {
+    let mut first = Vec::new();
+    for item in work.by_ref() {
+        let request = matches!(item, Work::Request(_));
+        first.push(item);
+        if request {
+            break;
+        }
+    }
+    first
 }
 
 fn log_halt(ctx: &JobContext<'_>, halted: Option<Halt>, summary: &Summary) {
@@ -178,8 +210,6 @@ fn log_halt(ctx: &JobContext<'_>, halted: Option<Halt>, summary: &Summary) {
 struct RunState {
     summary: Summary,
     alerts: Vec<Alert>,
-    /// Why Meta refused the app's credentials, if it did: one alert, not one per connection.
-    app_refused: Option<String>,
 }
 
 impl RunState {
@@ -189,7 +219,8 @@ impl RunState {
     fn count_not_reached(&mut self, still_due: u64, halted: Option<Halt>) {
         let summary = &mut self.summary;
         summary.remaining = still_due.saturating_sub(summary.unknown + summary.not_saved);
-        let not_reached = summary.remaining.saturating_sub(summary.throttled + summary.paced);
+        let not_reached =
+            summary.remaining.saturating_sub(summary.throttled + summary.paced + summary.unanswered);
         match halted {
             Some(Halt::Throttled) => summary.throttled += not_reached,
             Some(Halt::Paced) => summary.paced += not_reached,
@@ -198,8 +229,9 @@ impl RunState {
     }
 
     /// The alerts, once every result is written: an alert announces what the database says.
-    async fn finish(mut self, ctx: &JobContext<'_>) -> JobOutcome {
-        if let Some(why) = &self.app_refused {
+    /// Refused app credentials are one alert, not one per connection.
+    async fn finish(mut self, ctx: &JobContext<'_>, app_refused: Option<String>) -> JobOutcome {
+        if let Some(why) = &app_refused {
             ctx.log.error("Meta refused the app credentials for debug_token", json!({ "reason": why }));
             self.alerts.push(Alert::app_credentials(why));
         }
@@ -213,6 +245,7 @@ impl RunState {
             Left::Later | Left::Halted(Halt::Allowance) => {}
             Left::Halted(Halt::Throttled) => self.summary.throttled += 1,
             Left::Halted(Halt::Paced) => self.summary.paced += 1,
+            Left::Unanswered => self.summary.unanswered += 1,
         }
     }
 
@@ -226,7 +259,6 @@ impl RunState {
             );
         })?;
         for (checked, saved) in batch.iter().zip(saved) {
-            self.app_refused = self.app_refused.take().or_else(|| checked.app_refused.clone());
             if !saved {
                 self.summary.not_saved += 1;
                 continue;

@@ -2,16 +2,31 @@
 //! connections ([`group`]), each request made and its answers turned into results
 //! ([`carry_out`]). What can be decided without Meta (no token, one we cannot decrypt, nothing to
 //! read) is decided here and never waits for a request.
+//!
+//! A batch request carries a token of its own, which Meta checks before it runs any operation:
+//! the app's, or without app credentials a customer's ([`Credentials`] chooses one Meta has
+//! accepted, else a connection last seen healthy). A request Meta refuses as a whole is about
+//! the request, not about any connection in it (SPEC 5, step 6): none of them gets a verdict
+//! from it. When the refusal is about the request's own token, the same connections go again
+//! with another ([`Refused`]), and after [`MAX_REFUSED`] refusals as single calls, so that a
+//! revoked token is found in its own operation and never blinds the others.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 
 use serde_json::json;
 
-use super::classify::{self, Inputs, Verdict};
+use super::classify::{self, Health, Inputs, Verdict};
 use super::connections::{CheckResult, DueConnection};
 use super::pacing::{Halt, Pacing};
 use crate::context::JobContext;
-use crate::graph::{self, Node, NotMade, Probe, Probed};
+use crate::graph::batch::Refusal;
+use crate::graph::limits::{throttle_of, Throttle};
+use crate::graph::{self, Auth, Node, NotMade, Probe, Probed};
+use crate::time;
+
+/// Batch requests refused for their own token before a group's connections go as single calls.
+const MAX_REFUSED: usize = 3;
 
 /// A connection ready for Meta: its token decrypted and the node to read.
 pub struct Ready {
@@ -19,6 +34,94 @@ pub struct Ready {
     token: String,
     node: Node,
     business: String,
+}
+
+/// What the run has learnt of the tokens its requests go with.
+#[derive(Default)]
+pub struct Credentials {
+    /// Meta refused the app's credentials this run (why): no `debug_token` from then on.
+    pub app_refused: Option<String>,
+    /// A customer token Meta accepted as a batch's own this run, and its business.
+    accepted: Option<(String, String)>,
+    /// Customer tokens Meta refused as a batch's own this run.
+    refused: HashSet<String>,
+}
+
+impl Credentials {
+    /// The token a request of `group` goes with: the app's while Meta takes them; else a
+    /// customer's: one Meta accepted this run, else one of a connection last seen healthy, else
+    /// any Meta has not refused; never one of a business held. `None`: every candidate was
+    /// refused, and only single calls remain.
+    fn choose(
+        &self,
+        client: &graph::Client<'_>,
+        group: &[Ready],
+        held: impl Fn(&str) -> bool,
+    ) -> Option<Own> {
+        if client.app.is_some() && self.app_refused.is_none() {
+            return Some(Own::App);
+        }
+        let usable = |token: &str, business: &str| !self.refused.contains(token) && !held(business);
+        if let Some((token, business)) = self.accepted.as_ref().filter(|(t, b)| usable(t, b)) {
+            return Some(Own::Customer { token: token.clone(), business: business.clone() });
+        }
+        let candidates = group.iter().filter(|r| usable(&r.token, &r.business));
+        let last_healthy = |r: &&Ready| r.conn.health_status == Some(Health::Healthy);
+        let chosen = candidates.clone().find(last_healthy).or_else(|| candidates.clone().next())?;
+        Some(Own::Customer { token: chosen.token.clone(), business: chosen.business.clone() })
+    }
+}
+
+/// A request's own token, as chosen.
+enum Own {
+    App,
+    Customer { token: String, business: String },
+}
+
+impl Own {
+    fn auth(&self) -> Auth<'_> {
+        match self {
+            Own::App => Auth::App,
+            Own::Customer { token, .. } => Auth::Customer(token),
+        }
+    }
+}
+
+/// What a request refused as a whole comes to.
+#[derive(Debug, PartialEq, Eq)]
+enum Refused {
+    /// Meta throttled the app: nobody's finding, and no further call this run.
+    AppThrottled,
+    /// Meta throttled the business of the request's own token: that business waits.
+    BusinessThrottled(String),
+    /// Meta refused the request's own customer token: the request goes again with another.
+    Token(String),
+    /// Meta refused the app's credentials (why): the request goes again without them.
+    App(String),
+    /// Anything else (why): no verdict for anyone, and the connections wait for a later run.
+    NoVerdict(String),
+}
+
+fn refused(refusal: &Refusal, own: &Own) -> Refused {
+    let (http_status, error) = match refusal {
+        Refusal::Unanswered(why) => return Refused::NoVerdict(why.clone()),
+        Refusal::Refused { http_status, error } => (http_status, error),
+    };
+    let why = format!(
+        "Graph API refused the request (HTTP {http_status}): {} {}: {}",
+        error.kind, error.code, error.message
+    );
+    match (throttle_of(error), error.code, own) {
+        (Some(Throttle::App), _, _) => Refused::AppThrottled,
+        (Some(Throttle::Business), _, Own::Customer { business, .. }) => {
+            Refused::BusinessThrottled(business.clone())
+        }
+        (None, 190 | 102, Own::Customer { token, .. }) => Refused::Token(token.clone()),
+        (None, 190 | 102, Own::App) => {
+            Refused::App(format!("{} {}: {}", error.kind, error.code, error.message))
+        }
+        _ => Refused::NoVerdict(why),
+    }
 }
 
 /// One turn of the run's concurrency.
@@ -40,13 +143,15 @@ pub enum Left {
     /// The budget ended before its check.
     Later,
     Halted(Halt),
+    /// Meta refused (or did not answer) the request that carried its check, for a reason
+    /// about the request: no verdict.
+    Unanswered,
 }
 
-/// One finished check: the row to write, and why Meta refused the app, if it did.
+/// One finished check: the row to write.
 pub struct Checked {
     pub conn: DueConnection,
     pub result: CheckResult,
-    pub app_refused: Option<String>,
 }
 
 impl Work {
@@ -55,7 +160,7 @@ impl Work {
         match self {
             Work::Settled(Outcome::Left(why)) => vec![Outcome::Left(why)],
             Work::Settled(Outcome::Checked(_)) => vec![Outcome::Left(Left::Later)],
-            Work::Request(group) => group.iter().map(|_| Outcome::Left(Left::Later)).collect(),
+            Work::Request(group) => leave(group.len(), Left::Later).collect(),
         }
     }
 }
@@ -115,68 +220,149 @@ fn settle(ctx: &JobContext<'_>, conn: DueConnection, verdict: Verdict) -> Outcom
     Outcome::Checked(finish(ctx, conn, verdict, 0, None))
 }
 
-/// Makes one request for `work`'s connections and classifies what Meta answered about each.
+/// Checks `work`'s connections with one request (more when Meta refuses the request for its
+/// own token) and classifies what Meta answered about each.
 pub async fn carry_out(
     ctx: &JobContext<'_>,
     client: &graph::Client<'_>,
     pacing: &RefCell<Pacing>,
+    credentials: &RefCell<Credentials>,
     work: Work,
 ) -> Vec<Outcome> {
-    let group = match work {
+    let mut group = match work {
         Work::Settled(outcome) => return vec![outcome],
         Work::Request(group) => group,
     };
-    // Asked again as the request starts: a throttle may have come since the group was formed.
-    let (group, mut outcomes): (Vec<Ready>, Vec<Outcome>) = {
-        let pacing = pacing.borrow();
-        let (go, held): (Vec<Ready>, Vec<Ready>) =
-            group.into_iter().partition(|r| pacing.holds(&r.business).is_none());
-        let held =
-            held.iter().filter_map(|r| pacing.holds(&r.business)).map(|h| Outcome::Left(Left::Halted(h)));
-        (go, held.collect())
-    };
-    if group.is_empty() {
-        return outcomes;
-    }
-    let answered = {
-        let probes: Vec<Probe<'_>> = group.iter().map(|r| Probe { token: &r.token, node: &r.node }).collect();
-        client.probe(&probes).await
-    };
-    let answered = match answered {
-        Ok(answered) => answered,
-        Err(NotMade::OutOfTime) => {
-            outcomes.extend(group.iter().map(|_| Outcome::Left(Left::Later)));
-            return outcomes;
+    let mut outcomes = Vec::new();
+    for refusals in 0..=MAX_REFUSED {
+        // Asked again before each request: a throttle may have come since the group was formed.
+        outcomes.extend(take_held(&mut group, |business| pacing.borrow().holds(business)));
+        if group.is_empty() {
+            break;
         }
-        Err(NotMade::NotSent(why)) => {
-            if pacing.borrow().halted().is_none() {
-                ctx.log.warn("no further Graph request this run", json!({ "reason": why }));
+        let own = credentials.borrow().choose(client, &group, |b| pacing.borrow().holds(b).is_some());
+        let singly = refusals == MAX_REFUSED || own.is_none();
+        // Every customer token refused as a batch's own: single calls, each with its own.
+        let own = own.unwrap_or(Own::Customer { token: String::new(), business: String::new() });
+        let answered = {
+            let probes: Vec<Probe<'_>> =
+                group.iter().map(|r| Probe { token: &r.token, node: &r.node }).collect();
+            client.probe(&probes, own.auth(), singly).await
+        };
+        let (refusal, usage) = match answered {
+            Ok(answered) => {
+                if let (Own::Customer { token, business }, true) = (&own, client.batches() && !singly) {
+                    credentials.borrow_mut().accepted = Some((token.clone(), business.clone()));
+                }
+                outcomes.extend(classify_answered(ctx, pacing, credentials, group, answered));
+                return outcomes;
             }
-            pacing.borrow_mut().halt_for_allowance();
-            outcomes.extend(group.iter().map(|_| Outcome::Left(Left::Halted(Halt::Allowance))));
-            return outcomes;
+            Err(NotMade::OutOfTime) => {
+                outcomes.extend(leave(group.len(), Left::Later));
+                return outcomes;
+            }
+            Err(NotMade::NotSent(why)) => {
+                if pacing.borrow().halted().is_none() {
+                    ctx.log.warn("no further Graph request this run", json!({ "reason": why }));
+                }
+                pacing.borrow_mut().halt_for_allowance();
+                outcomes.extend(leave(group.len(), Left::Halted(Halt::Allowance)));
+                return outcomes;
+            }
+            Err(NotMade::Refused(refusal, usage)) => (refusal, usage),
+        };
+        pacing.borrow_mut().read_figures(&usage, time::unix_millis());
+        match refused(&refusal, &own) {
+            Refused::AppThrottled => {
+                pacing.borrow_mut().throttled(Throttle::App, None, &usage);
+                outcomes.extend(leave(group.len(), Left::Halted(Halt::Throttled)));
+                return outcomes;
+            }
+            Refused::BusinessThrottled(business) => {
+                ctx.log.warn(
+                    "Meta throttled the business of the request's own token: checking the others again",
+                    json!({ "business": business, "connections": group.len() }),
+                );
+                pacing.borrow_mut().throttled(Throttle::Business, Some(&business), &usage);
+            }
+            Refused::Token(token) => {
+                ctx.log.warn(
+                    "Meta refused the request's own token (a customer's): checking its connections again with another",
+                    json!({ "connections": group.len() }),
+                );
+                credentials.borrow_mut().refused.insert(token);
+            }
+            Refused::App(why) => {
+                ctx.log.warn(
+                    "Meta refused the app credentials: checking without debug_token from now on",
+                    json!({ "reason": why }),
+                );
+                credentials.borrow_mut().app_refused.get_or_insert(why);
+            }
+            Refused::NoVerdict(why) => {
+                ctx.log.warn(
+                    "Graph API refused a request as a whole: its connections wait for a later run, with no verdict",
+                    json!({ "reason": why, "connections": group.len() }),
+                );
+                outcomes.extend(leave(group.len(), Left::Unanswered));
+                return outcomes;
+            }
         }
-    };
+    }
+    outcomes
+}
+
+/// `n` connections left unchecked, for `why`.
+fn leave(n: usize, why: Left) -> impl Iterator<Item = Outcome> {
+    std::iter::repeat_with(move || Outcome::Left(why)).take(n)
+}
+
+/// Takes out of `group` the connections whose business is held, as what they come to.
+fn take_held(group: &mut Vec<Ready>, holds: impl Fn(&str) -> Option<Halt>) -> Vec<Outcome> {
+    let (go, held): (Vec<Ready>, Vec<Ready>) =
+        std::mem::take(group).into_iter().partition(|r| holds(&r.business).is_none());
+    *group = go;
+    held.iter().filter_map(|r| holds(&r.business)).map(|h| Outcome::Left(Left::Halted(h))).collect()
+}
+
+/// A request's answers: each connection classified, unless Meta throttled its check.
+fn classify_answered(
+    ctx: &JobContext<'_>,
+    pacing: &RefCell<Pacing>,
+    credentials: &RefCell<Credentials>,
+    group: Vec<Ready>,
+    answered: graph::Answered,
+) -> Vec<Outcome> {
     let businesses: Vec<&str> = group.iter().map(|r| r.business.as_str()).collect();
-    let halts = pacing.borrow_mut().observe(&businesses, &answered.probed, answered.usage);
+    let halts =
+        pacing.borrow_mut().observe(&businesses, &answered.probed, &answered.usage, time::unix_millis());
+    let mut outcomes = Vec::with_capacity(group.len());
     for ((ready, probed), halt) in group.into_iter().zip(answered.probed).zip(halts) {
         outcomes.push(match halt {
             Some(halt) => Outcome::Left(Left::Halted(halt)),
-            None => Outcome::Checked(classified(ctx, ready, probed)),
+            None => {
+                let (checked, app_refused) = classified(ctx, ready, probed);
+                if let Some(why) = app_refused {
+                    credentials.borrow_mut().app_refused.get_or_insert(why);
+                }
+                Outcome::Checked(checked)
+            }
         });
     }
     outcomes
 }
 
-fn classified(ctx: &JobContext<'_>, ready: Ready, probed: Probed) -> Checked {
-    let verdict = classify::classify(&Inputs {
+/// The row a connection's answers come to, and why Meta refused the app, if it did.
+fn classified(ctx: &JobContext<'_>, ready: Ready, probed: Probed) -> (Checked, Option<String>) {
+    let mut verdict = classify::classify(&Inputs {
         debug: probed.debug.as_ref(),
         node: &probed.node,
         now: crate::time::unix_secs(),
         warning_days: ctx.config.token_expiry_warning_days,
         previous_unknowns: ready.conn.recent_unknowns,
     });
-    finish(ctx, ready.conn, verdict, probed.ms, Some(&ready.token))
+    let app_refused = verdict.app_refused.take();
+    (finish(ctx, ready.conn, verdict, probed.ms, Some(&ready.token)), app_refused)
 }
 
 /// The row a verdict becomes, logged.
@@ -207,7 +393,7 @@ fn finish(
         token_status: verdict.token.map(|t| t.status),
         token_expires_at: verdict.token.and_then(|t| t.expires_at),
     };
-    Checked { conn, result, app_refused: verdict.app_refused }
+    Checked { conn, result }
 }
 
 fn present(s: &Option<String>) -> Option<String> {
@@ -228,4 +414,101 @@ fn business_of(conn: &DueConnection, node: &Node) -> String {
     present(&conn.waba_id).or_else(|| present(&conn.config_waba_id)).unwrap_or_else(|| match node {
         Node::Phone(id) | Node::Waba(id) => id.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MetaApp;
+    use crate::graph::GraphError;
+    use crate::outbound::Allowance;
+    use crate::time::Deadline;
+
+    fn refusal(code: i64) -> Refusal {
+        let error = GraphError {
+            code,
+            subcode: None,
+            kind: "OAuthException".into(),
+            message: "m".into(),
+            is_transient: false,
+        };
+        Refusal::Refused { http_status: 400, error }
+    }
+
+    fn customer(token: &str, business: &str) -> Own {
+        Own::Customer { token: token.into(), business: business.into() }
+    }
+
+    #[test]
+    fn a_refusal_names_the_request_not_a_connection() {
+        let own = customer("t1", "b1");
+        assert_eq!(refused(&refusal(4), &own), Refused::AppThrottled);
+        assert_eq!(refused(&refusal(613), &Own::App), Refused::AppThrottled);
+        assert_eq!(refused(&refusal(80_007), &own), Refused::BusinessThrottled("b1".into()));
+        assert_eq!(refused(&refusal(190), &own), Refused::Token("t1".into()));
+        assert_eq!(refused(&refusal(102), &own), Refused::Token("t1".into()));
+        assert!(matches!(refused(&refusal(190), &Own::App), Refused::App(why) if why.contains("190")));
+        // The app token has no business to hold; anything else is no verdict at all.
+        assert!(matches!(refused(&refusal(80_007), &Own::App), Refused::NoVerdict(_)));
+        assert!(matches!(refused(&refusal(100), &own), Refused::NoVerdict(_)));
+        assert!(
+            matches!(refused(&Refusal::Unanswered("502".into()), &own), Refused::NoVerdict(why) if why == "502")
+        );
+    }
+
+    fn ready(id: &str, health: &str, business: &str) -> Ready {
+        let conn: DueConnection = serde_json::from_value(json!({
+            "id": id, "organizationId": null, "healthStatus": health, "wabaId": business,
+            "phoneNumberId": id, "accessToken": null, "configPhoneId": null, "configWabaId": null,
+            "configId": null, "recentUnknowns": 0, "checkedKey": "-infinity"
+        }))
+        .unwrap();
+        Ready { conn, token: format!("token-{id}"), node: Node::Phone(id.into()), business: business.into() }
+    }
+
+    fn client(app: Option<MetaApp<'static>>) -> graph::Client<'static> {
+        graph::Client {
+            base_url: "",
+            version: "v25.0",
+            app,
+            deadline: Deadline::after(std::time::Duration::ZERO),
+            batch_size: 50,
+            allowance: Allowance::unlimited(),
+        }
+    }
+
+    fn chosen(
+        credentials: &Credentials,
+        client: &graph::Client<'_>,
+        group: &[Ready],
+        held: &[&str],
+    ) -> Option<String> {
+        credentials.choose(client, group, |b| held.contains(&b)).map(|own| match own {
+            Own::App => "app".to_owned(),
+            Own::Customer { token, .. } => token,
+        })
+    }
+
+    #[test]
+    fn a_requests_own_token_is_one_meta_is_likely_to_accept() {
+        let group = [ready("1", "error", "b1"), ready("2", "healthy", "b2"), ready("3", "unknown", "b3")];
+        let mut credentials = Credentials::default();
+        let app = client(Some(MetaApp { id: "1", secret: "s" }));
+        assert_eq!(chosen(&credentials, &app, &group, &[]).as_deref(), Some("app"));
+        let none = client(None);
+        // A connection last seen healthy, before the stalest.
+        assert_eq!(chosen(&credentials, &none, &group, &[]).as_deref(), Some("token-2"));
+        assert_eq!(chosen(&credentials, &none, &group, &["b2"]).as_deref(), Some("token-1"));
+        // One Meta accepted this run, before any of the group's.
+        credentials.accepted = Some(("token-9".into(), "b9".into()));
+        assert_eq!(chosen(&credentials, &none, &group, &[]).as_deref(), Some("token-9"));
+        // Never one Meta refused, or one of a business held.
+        credentials.refused.extend(["token-2".to_owned(), "token-1".to_owned()]);
+        assert_eq!(chosen(&credentials, &none, &group, &["b9"]).as_deref(), Some("token-3"));
+        credentials.refused.insert("token-3".into());
+        assert_eq!(chosen(&credentials, &none, &group, &["b9"]), None, "single calls remain");
+        // Refused app credentials: a customer's token from then on.
+        credentials.app_refused = Some("190".into());
+        assert_eq!(chosen(&credentials, &app, &group, &[]).as_deref(), Some("token-9"));
+    }
 }

@@ -3,7 +3,8 @@
 -- each page from where the last ended, not by an offset that rereads the table (the index
 -- whatsapp_connections_due_idx serves this order). Each comes with its best token (SPEC 5.1: a
 -- non-NULL token, `connected` configs first, then the newest), how many of its last two checks
--- were `unknown`, and its key.
+-- were `unknown`, its key, and its place in that order (`ord`, which the read aggregates by:
+-- the run takes the next page's key from the last row).
 WITH page AS (
     SELECT c.id, c."organizationId", c."healthStatus", c."wabaId", c."phoneNumberId",
            COALESCE(c."lastHealthCheckAt", '-infinity') AS checked, c.id::text COLLATE "C" AS key
@@ -26,7 +27,8 @@ SELECT c.id::text AS id, c."organizationId"::text AS "organizationId",
               WHERE h."connectionId" = c.id
               ORDER BY h."lastCheck" DESC LIMIT 2) recent
         WHERE recent.status = 'unknown') AS "recentUnknowns",
-       c.checked::text AS "checkedKey"
+       c.checked::text AS "checkedKey",
+       row_number() OVER (ORDER BY c.checked, c.key) AS ord
 FROM page c
 LEFT JOIN LATERAL (
     SELECT w.id, w."accessToken", w."phoneId", w."wabaId"
@@ -35,4 +37,3 @@ LEFT JOIN LATERAL (
     ORDER BY (w.status = 'connected') DESC NULLS LAST, w."updatedAt" DESC NULLS LAST
     LIMIT 1
 ) cfg ON true
-ORDER BY c.checked, c.key
