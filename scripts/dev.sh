@@ -7,8 +7,9 @@
 #
 #   scripts/dev.sh [--demo] [extra arguments for spin up]
 #
-# --demo: a fresh database `whatrack_jobs_demo` seeded with a dozen connections and a few failed
-# webhooks (scripts/demo/seed.mjs), demo stand-ins for the Graph API and the processor
+# --demo: a fresh database `whatrack_jobs_demo` seeded with a dozen organizations' connections
+# and a few failed webhooks (scripts/demo/seed.mjs), a Redis database of its own emptied at
+# start (the server's last), demo stand-ins for the Graph API and the processor
 # (scripts/demo/standins.mjs, Node.js), the app pointed at them, and a demo scheduler that runs
 # the health check once and the retry every 5 s (scripts/demo/schedule.sh). Nothing of the demo
 # runs without --demo.
@@ -24,9 +25,15 @@ fi
 eval "$(PG_PORT=${PG_PORT:-55432} REDIS_PORT=${REDIS_PORT:-56379} scripts/services.sh)"
 admin=$TEST_PG_ADMIN_URL
 database=whatrack_jobs
+redis_url=$TEST_REDIS_URL
 if $demo; then
   database=whatrack_jobs_demo
   psql "$admin" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)"
+  # The demo's own Redis database (the server's last), emptied: nothing a test or an earlier run
+  # left there (a cool-down, a lock, Meta's figures) changes what the demo shows.
+  databases=$(redis-cli -u "$TEST_REDIS_URL" CONFIG GET databases | tail -n 1)
+  redis_url="$TEST_REDIS_URL/$((databases - 1))"
+  redis-cli -u "$redis_url" FLUSHDB >/dev/null
 fi
 db_url="${admin%/*}/$database"
 psql "$admin" -tAc "SELECT 1 FROM pg_database WHERE datname = '$database'" | grep -q 1 \
@@ -50,7 +57,7 @@ variables=(
   --variable cron_secret="$secret"
   --variable database_url="$db_url"
   --variable database_host="postgres://127.0.0.1:${PG_PORT:-55432}"
-  --variable redis_url="$TEST_REDIS_URL"
+  --variable redis_url="$redis_url"
   --variable redis_host="$TEST_REDIS_URL"
   --variable token_encryption_key="$(cat .spin/dev-key)"
 )

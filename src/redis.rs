@@ -166,6 +166,32 @@ impl Redis {
         Ok(CoolDowns { app_until, businesses })
     }
 
+    /// The businesses whose cool-down has not ended by `now_ms`, soonest end first, at most
+    /// `limit`, each with its end (unix ms).
+    pub fn business_cool_downs(&self, now_ms: u64, limit: usize) -> Result<Vec<(String, u64)>, RedisError> {
+        let args = vec![
+            bin(BUSINESS_COOL_DOWNS_KEY),
+            RedisParameter::Int64(now_ms as i64),
+            bin("+inf"),
+            bin("WITHSCORES"),
+            bin("LIMIT"),
+            RedisParameter::Int64(0),
+            RedisParameter::Int64(limit as i64),
+        ];
+        let replies = self.exec("ZRANGEBYSCORE", args)?;
+        let text = |r: &RedisResult| match r {
+            RedisResult::Binary(v) => String::from_utf8(v.clone()).ok(),
+            _ => None,
+        };
+        Ok(replies
+            .chunks(2)
+            .filter_map(|pair| match pair {
+                [id, until] => Some((text(id)?, text(until)?.parse::<f64>().ok()? as u64)),
+                _ => None,
+            })
+            .collect())
+    }
+
     pub fn save_graph_usage(&self, json: &str) -> Result<(), RedisError> {
         let args =
             vec![bin(GRAPH_USAGE_KEY), bin(json), bin("EX"), RedisParameter::Int64(GRAPH_USAGE_TTL_SECONDS)];

@@ -626,15 +626,25 @@ async fn the_demo_seed_and_stand_ins_put_both_jobs_to_work() {
     let health = post_health(&app).await;
     let retry = post(&app, RETRY).await;
     let console = call(&app, "GET", "/api/v1/jobs/console", &[("x-cron-secret", SECRET)]).await;
+    let overview = call(&app, "GET", "/api/v1/jobs", &[("x-cron-secret", SECRET)]).await;
     stand_ins.kill().await.unwrap();
 
+    // One WABA an organization: Meta's hold on the rate-limited business holds its two numbers,
+    // and nobody else's.
     let s = &health.json["summary"];
     assert_eq!(
         [&s["checked"], &s["healthy"], &s["warning"], &s["error"], &s["unknown"], &s["throttled"]],
-        [12, 6, 3, 3, 0, 1],
-        "healthy x6; expiring, flagged, limited; banned, expired, undecryptable; rate-limited, not checked: {}",
+        [12, 6, 3, 3, 0, 2],
+        "healthy x6; expiring, flagged, limited; banned, expired, undecryptable; rate-limited x2, not checked: {}",
         health.json
     );
+    let held = &console.json["held"];
+    assert_eq!(held.as_array().map(Vec::len), Some(1), "{}", console.json);
+    assert_eq!((&held[0]["business"], &held[0]["connections"]), (&json!("demo-waba-9"), &json!(2)));
+    assert_eq!(held[0]["phoneNumbers"].as_array().map(Vec::len), Some(2), "{held}");
+    let named = overview.json["jobs"][0]["held"].as_str().unwrap_or_default();
+    assert!(named.contains("Meta holds business demo-waba-9 until"), "{}", overview.json);
+    assert!(overview.json["jobs"][1].get("held").is_none(), "the retry holds nothing: {}", overview.json);
     let s = &retry.json["summary"];
     assert_eq!(
         [&s["attempted"], &s["delivered"], &s["failed"]],

@@ -1,8 +1,8 @@
 //! `scripts/dev.sh` as a newcomer runs it, under the real Spin (`WHATRACK_RUNTIME=spin` or
 //! `spin4`; the script itself runs `spin build --up`): the app answers on 127.0.0.1:3000 with the
 //! secret the script printed, and `--demo` puts both jobs to work within a minute, which the
-//! dashboard, served by Spin, shows in Chromium (its screenshot is `target/console-demo.png`, of
-//! which `docs/console.png` is a copy). Both use the script's fixed ports (3000, and the demo
+//! dashboard, served by Spin, shows in Chromium (its screenshot is `target/console-demo.png`, and
+//! under Spin 3 the test writes it to `docs/console.png`, the README's picture). Both use the script's fixed ports (3000, and the demo
 //! stand-ins' 3901 and 3902), so they run one after the other in one test.
 
 mod common;
@@ -154,11 +154,24 @@ async fn dev_sh_and_its_demo_run_under_spin() {
     let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(seen["jobs"], serde_json::json!(["whatsapp-health-check", "webhook-retry"]), "{seen}");
     assert!(seen["runRows"].as_array().unwrap().iter().all(|n| n.as_u64() > Some(0)), "runs shown: {seen}");
-    let healthy = console["connections"].as_array().unwrap().iter().find(|c| c["health"] == "healthy");
+    // What the README's picture promises: the estate sorted after the first run, and the one
+    // business Meta holds shown as held (its two numbers not checked), not as a finding.
+    let health = &seen["health"];
     assert_eq!(
-        seen["health"]["healthy"].as_str(),
-        healthy.map(|c| c["count"].to_string()).as_deref(),
-        "{seen}"
+        [&health["healthy"], &health["warning"], &health["error"]],
+        ["6", "3", "3"],
+        "healthy x6; expiring, flagged, limited; banned, expired, undecryptable: {seen}"
     );
+    let healthy = console["connections"].as_array().unwrap().iter().find(|c| c["health"] == "healthy");
+    assert_eq!(health["healthy"].as_str(), healthy.map(|c| c["count"].to_string()).as_deref(), "{seen}");
+    assert_eq!(seen["heldShown"], true, "{seen}");
+    let held = &seen["held"][0];
+    assert_eq!((held[0].as_str(), held[2].as_str()), (Some("demo-waba-9"), Some("2")), "{seen}");
+    let job_held = seen["jobHeld"]["whatsapp-health-check"].as_str().unwrap_or_default();
+    assert!(job_held.contains("Meta holds business demo-waba-9 until"), "{seen}");
+    // The README's picture is this test's, under Spin 3 (the line the README's commands name).
+    if cli == "spin" {
+        std::fs::copy(&screenshot, root().join("docs/console.png")).unwrap();
+    }
     drop(demo);
 }

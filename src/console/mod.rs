@@ -3,8 +3,8 @@
 //! - [`page`]: the dashboard page (`GET /api/v1/jobs/ui`), static files that hold no data and read
 //!   the JSON routes with the secret the operator types in.
 //! - [`Estate`] (`GET /api/v1/jobs/console`): what the page shows beyond the overview and the runs:
-//!   the dead-letter queue, connections by health with the latest reasons, expiring tokens, and
-//!   what the app last learnt of Meta's limits.
+//!   the dead-letter queue, connections by health with the latest reasons, expiring tokens, the
+//!   businesses Meta holds, and what the app last learnt of Meta's limits.
 //! - [`metrics`] (`GET /api/v1/metrics`): the same figures, and the jobs', for Prometheus.
 //!
 //! Everything is read from Postgres and Redis when asked; nothing is counted up in the component,
@@ -25,7 +25,7 @@ use crate::jobs::webhook_retry::policy::Rules;
 use crate::jobs::webhook_retry::queue::{self, Gauges};
 use crate::redis::Redis;
 use crate::runner::RunError;
-use estate::{ExpiringTokens, HealthCount, Unhealthy};
+use estate::{ExpiringTokens, HealthCount, HeldConnections, Unhealthy};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -37,6 +37,8 @@ pub struct Estate {
     pub expiring_tokens: ExpiringTokens,
     /// Meta's latest usage figures, and its cool-down while one is on.
     pub meta: MetaLimits,
+    /// The businesses Meta holds ([`estate::LISTED`] at most) and their connections.
+    pub held: Vec<HeldConnections>,
 }
 
 pub fn estate(config: &Config) -> Result<Estate, RunError> {
@@ -51,5 +53,6 @@ fn read(db: &Db, redis: &Redis, config: &Config) -> Result<Estate, RunError> {
         unhealthy: estate::latest_unhealthy(db)?,
         expiring_tokens: estate::expiring_tokens(db, config.token_expiry_warning_days)?,
         meta: meta_limits::read(redis)?,
+        held: estate::held_connections(db, meta_limits::held_businesses(redis, estate::LISTED as usize)?)?,
     })
 }

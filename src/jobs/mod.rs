@@ -106,6 +106,14 @@ impl JobType {
         Ok(Status { is_running, job_type: self.as_str(), queue, meta })
     }
 
+    /// What an outside service holds back of this job, if anything (the overview's `held`).
+    pub fn held(self, redis: &Redis) -> Result<Option<String>, redis::RedisError> {
+        match self {
+            JobType::HealthCheck => health_check::meta_limits::hold_summary(redis),
+            JobType::WebhookRetry => Ok(None),
+        }
+    }
+
     /// Whether the status route shows this job's queue.
     pub fn has_queue(self) -> bool {
         self == JobType::WebhookRetry

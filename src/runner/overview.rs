@@ -34,6 +34,10 @@ pub struct JobState {
     /// pause forgotten past the schedule turns the overview 503 like a stopped scheduler.
     pub paused: bool,
     pub paused_since: Option<String>,
+    /// What an outside service holds back, when it does: for the health check, Meta's
+    /// cool-down of the app or of a business.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
 }
 
 pub fn overview(config: &Config) -> Result<Vec<JobState>, RunError> {
@@ -58,6 +62,7 @@ pub fn states(db: &Db, config: &Config) -> Result<Vec<JobState>, RunError> {
                 overdue_after_minutes: allowed.as_secs() / 60,
                 paused: paused_since.is_some(),
                 paused_since,
+                held: job.held(&redis)?,
             })
         })
         .collect()

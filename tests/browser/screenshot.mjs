@@ -1,6 +1,7 @@
 // Signs in to the dashboard in Debian's headless Chromium and saves a full-page screenshot once
-// every section has loaded; prints what the job cards and the health figures show, as JSON.
-// For tests/dev_script.rs (the Spin-served demo; docs/console.png is a copy of its picture).
+// every section has loaded; prints what the job cards, the health figures and the businesses
+// Meta holds show, as JSON. For tests/dev_script.rs (the Spin-served demo, whose screenshot the
+// test writes to docs/console.png).
 //
 //   node screenshot.mjs <app URL> <secret> <screenshot.png>
 import { chromium } from 'playwright-core';
@@ -23,6 +24,12 @@ try {
     jobs: [...document.querySelectorAll('#job-cards .card')].map((card) => card.dataset.job),
     runRows: [...document.querySelectorAll('#run-lists > div')].map((part) => part.querySelectorAll('table tr').length - 1),
     health: Object.fromEntries([...document.querySelectorAll('#health div')].map((d) => [d.dataset.health, d.querySelector('dd').textContent.trim()])),
+    heldShown: !document.getElementById('held-box').hidden,
+    held: [...document.querySelectorAll('#held tr')].map((tr) => [...tr.cells].map((td) => td.textContent.trim())),
+    jobHeld: Object.fromEntries([...document.querySelectorAll('#job-cards .card')].map((card) => {
+      const held = card.querySelector('[data-field="held"]');
+      return [card.dataset.job, held ? held.textContent.trim() : null];
+    })),
   }));
   await page.screenshot({ path: screenshot, fullPage: true });
   console.log(JSON.stringify(seen));

@@ -114,6 +114,7 @@ function drawJobs(jobs) {
     title.append(badge(job.isRunning ? 'running' : 'idle'));
     if (job.overdue) title.append(badge('overdue'));
     if (job.paused) title.append(badge('paused'));
+    if (job.held) title.append(badge('held by Meta', 'held'));
     card.append(title);
     const facts = el('dl');
     const last = job.lastRun;
@@ -126,6 +127,7 @@ function drawJobs(jobs) {
       ['Last success', success ? when(success.finishedAt) : 'never', 'last-success'],
       ['Next run expected by', expected, 'expected-by'],
       ['Paused since', job.paused ? when(job.pausedSince) : 'not paused', 'paused-since'],
+      ...(job.held ? [['Held', job.held, 'held']] : []),
     ]) {
       facts.append(el('dt', name));
       const dd = el('dd', value);
@@ -197,6 +199,13 @@ function drawEstate(estate) {
   if (estate.unhealthy.length === 0) unhealthy.append(row(['None', '', '', '']));
 
   $('meta-usage').textContent = metaUsage(estate.meta);
+  const held = $('held');
+  held.replaceChildren();
+  for (const h of estate.held) {
+    const numbers = h.phoneNumbers.join(', ') + (h.connections > h.phoneNumbers.length ? ', ...' : '');
+    held.append(row([h.business, when(h.until), h.connections, el('td', numbers, 'text')]));
+  }
+  $('held-box').hidden = estate.held.length === 0;
 
   const tokens = estate.expiringTokens;
   $('warning-days').textContent = tokens.withinDays;

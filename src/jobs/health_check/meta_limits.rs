@@ -130,6 +130,39 @@ impl MetaLimits {
     }
 }
 
+/// A business Meta holds (throttled: its connections wait), and until when.
+#[derive(Debug, Serialize)]
+pub struct Held {
+    pub business: String,
+    pub until: String,
+}
+
+/// The businesses Meta holds now, soonest end first, at most `limit`.
+pub fn held_businesses(redis: &Redis, limit: usize) -> Result<Vec<Held>, RedisError> {
+    let held = redis.business_cool_downs(time::unix_millis(), limit)?;
+    Ok(held.into_iter().map(|(business, until)| Held { business, until: time::iso_millis(until) }).collect())
+}
+
+/// What the overview says of Meta's holds on the health check, if there are any: the app's
+/// cool-down, else the business whose hold ends first (and how many are held).
+pub fn hold_summary(redis: &Redis) -> Result<Option<String>, RedisError> {
+    let cooling = redis.cool_downs(time::unix_millis())?;
+    if let Some(until) = cooling.app_until {
+        return Ok(Some(format!("Meta throttled the app: no Graph call until {}", time::iso_millis(until))));
+    }
+    let Some(first) = held_businesses(redis, 1)?.into_iter().next() else {
+        return Ok(None);
+    };
+    let others = match cooling.businesses.len() {
+        0 | 1 => String::new(),
+        n => format!(" ({n} businesses held)"),
+    };
+    Ok(Some(format!(
+        "Meta holds business {} until {}{others}: its connections are not checked until then",
+        first.business, first.until
+    )))
+}
+
 pub fn read(redis: &Redis) -> Result<MetaLimits, RedisError> {
     let values = redis.values(&KEYS)?;
     Ok(MetaLimits::from_values(values[0].as_deref(), values[1].as_deref()))
