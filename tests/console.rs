@@ -505,9 +505,15 @@ async fn the_page_shows_the_estate_in_a_real_browser() {
     let (health, retry) = (&jobs[0], &jobs[1]);
     assert_eq!(
         (health["job"].as_str(), strings(&health["badges"])),
-        (Some("whatsapp-health-check"), vec!["idle".to_owned(), "paused".to_owned()])
+        (
+            Some("whatsapp-health-check"),
+            vec!["idle".to_owned(), "paused".to_owned(), "held by Meta".to_owned()]
+        ),
+        "the app's cool-down seeded above holds the health check"
     );
     assert_eq!(health["fields"]["paused-since"], paused_since.as_str());
+    let held = health["fields"]["held"].as_str().unwrap_or_default();
+    assert!(held.starts_with("Meta throttled the app: no Graph call until 20"), "{seen}");
     assert_eq!(retry["fields"]["paused-since"], "not paused");
     assert_eq!(health["fields"]["last-success"], last_success.as_str());
     assert_eq!(health["fields"]["expected-by"], expected_by.as_str());
