@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::fake::{Canned, FakeHttp, Recorded, TcpProxy};
+use common::fake::{Canned, FakeHttp, TcpProxy};
 use common::graph::{self, Script};
 use common::seed::{self, Connection, Webhook};
 use common::*;
@@ -13,18 +13,6 @@ use serde_json::{json, Value};
 
 async fn alert_receiver() -> FakeHttp {
     FakeHttp::start(|_| Canned::text(200, "ok")).await
-}
-
-fn texts(receiver: &FakeHttp) -> Vec<String> {
-    receiver
-        .requests()
-        .iter()
-        .map(|r: &Recorded| {
-            assert_eq!(r.header("content-type"), Some("application/json"));
-            let v: Value = serde_json::from_slice(&r.body).unwrap();
-            v["text"].as_str().unwrap().to_owned()
-        })
-        .collect()
 }
 
 fn with_alerts(vars: &mut std::collections::HashMap<String, String>, url: &str) {
@@ -56,7 +44,7 @@ async fn a_connection_moving_into_error_alerts_once_an_hour() {
     let app = app("jobs-http", &vars).await;
 
     assert_eq!(post_health(&app).await.json["summary"]["error"], 2);
-    let sent = texts(&receiver);
+    let sent = receiver.alert_texts();
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert!(
         sent[0].contains(&moving.to_string()) && sent[0].contains("can_send_message BLOCKED"),
@@ -71,7 +59,7 @@ async fn a_connection_moving_into_error_alerts_once_an_hour() {
         .await
         .unwrap();
     post_health(&app).await;
-    assert_eq!(texts(&receiver).len(), 1);
+    assert_eq!(receiver.alert_texts().len(), 1);
     assert_eq!(env.redis_get(&format!("alert:connection-error:{moving}")).await.as_deref(), Some("1"));
 }
 
@@ -88,7 +76,7 @@ async fn a_dead_lettered_webhook_alerts() {
     let app = app("jobs-http", &vars).await;
     let r = call(&app, "POST", "/api/v1/jobs/webhook-retry", &[("x-cron-secret", SECRET)]).await;
     assert_eq!(r.json["summary"]["deadLettered"], 1, "{}", r.json);
-    let sent = texts(&receiver);
+    let sent = receiver.alert_texts();
     assert_eq!(sent.len(), 1);
     assert!(sent[0].contains(&id.to_string()) && sent[0].contains("HTTP 400"), "{}", sent[0]);
 }
@@ -121,7 +109,7 @@ async fn a_failed_run_alerts_once_an_hour() {
         let app = app("jobs-http", &vars).await;
         assert_eq!(post_health(&app).await.status, 500);
     }
-    let sent = texts(&receiver);
+    let sent = receiver.alert_texts();
     assert_eq!(sent.len(), 1, "two failures, one alert: {sent:?}");
     assert!(sent[0].contains("whatsapp-health-check") && sent[0].contains("Postgres"), "{}", sent[0]);
 }
@@ -388,7 +376,7 @@ async fn an_alert_storm_is_ten_alerts_and_a_summary() {
     with_alerts(&mut vars, &receiver.url);
     let app = app("jobs-http", &vars).await;
     assert_eq!(post_health(&app).await.json["summary"]["error"], 25);
-    let sent = texts(&receiver);
+    let sent = receiver.alert_texts();
     assert_eq!(sent.len(), 11, "{sent:?}");
     assert_eq!(sent.iter().filter(|t| t.contains("is now in error")).count(), 10);
     assert!(sent.iter().any(|t| t.contains("and 15 more WhatsApp connections moved into error")), "{sent:?}");
@@ -417,7 +405,7 @@ async fn an_alert_that_did_not_go_out_is_sent_by_the_next_run() {
     for _ in 0..3 {
         assert_eq!(post_health(&app).await.status, 500);
     }
-    let sent = texts(&receiver);
+    let sent = receiver.alert_texts();
     assert_eq!(sent.len(), 2, "refused, sent, then throttled: {sent:?}");
     assert!(sent.iter().all(|t| t.contains("run failed")), "{sent:?}");
 }
@@ -473,7 +461,7 @@ async fn refused_app_credentials_are_one_alert_and_the_check_goes_on_without_the
         let debug_calls = calls.iter().filter(|c| c.target.contains("debug_token")).count();
         let expected_debug = if batch_size == "1" { 1 } else { 3 };
         assert_eq!(debug_calls, expected_debug, "batch size {batch_size}: debug_token dropped once refused");
-        let sent = texts(&receiver);
+        let sent = receiver.alert_texts();
         assert_eq!(sent.len(), 1, "{sent:?}");
         assert!(
             sent[0].contains("meta_app_secret") && sent[0].contains("Invalid OAuth access token signature"),
@@ -508,7 +496,7 @@ async fn no_password_leaves_in_an_error() {
     let error = r.json["error"].as_str().unwrap();
     assert!(error.contains("not permitted") && error.contains("127.0.0.1"), "{error}");
     let mut exits = vec![r.json.to_string(), app.output()];
-    exits.extend(texts(&receiver));
+    exits.extend(receiver.alert_texts());
     assert_eq!(exits.len(), 3, "an alert went out: {exits:?}");
 
     // Redis refused by the host in the same way: the lock cannot be taken.
@@ -539,7 +527,7 @@ async fn no_password_leaves_in_an_error() {
         "the failure names the processor: {recorded}"
     );
     exits.extend([r.json.to_string(), app.output(), recorded]);
-    exits.extend(texts(&receiver));
+    exits.extend(receiver.alert_texts());
 
     // The alert receiver refused by the host too, its URL carrying a password: the run's
     // failure (Postgres refused, as above) cannot be told, and the log says so. (The throttle

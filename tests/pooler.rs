@@ -140,11 +140,7 @@ async fn behind_a_transaction_pooler_every_failure_says_why_and_charges_nothing(
 
     // One alert for the database, however many runs failed.
     let run_failures = answers.iter().filter(|(m, r)| *m == "POST" && r.status == 500).count();
-    let texts: Vec<String> = receiver
-        .requests()
-        .iter()
-        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["text"].as_str().unwrap().to_owned())
-        .collect();
+    let texts = receiver.alert_texts();
     if run_failures > 0 {
         assert_eq!(texts.len(), 1, "{run_failures} runs failed: {texts:?}");
         assert!(texts[0].contains(POOLER_ERROR), "{texts:?}");
@@ -216,12 +212,7 @@ async fn two_replicas_behind_a_transaction_pooler_fail_the_same_clear_way() {
         attempts,
         "an attempt is charged only with its record"
     );
-    let texts: Vec<String> = pooled
-        .receiver
-        .requests()
-        .iter()
-        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["text"].as_str().unwrap().to_owned())
-        .collect();
+    let texts = pooled.receiver.alert_texts();
     assert!(
         texts.len() <= 1 && texts.iter().all(|t| t.contains(POOLER_ERROR)),
         "one alert at most: {texts:?}"

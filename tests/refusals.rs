@@ -11,7 +11,7 @@ use common::fake::{Canned, FakeHttp};
 use common::graph::{self, Script};
 use common::seed::{self, Connection};
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const APP_SECRET: &str = "app-secret-for-signatures-only";
 
@@ -32,14 +32,6 @@ async fn seed_with_tokens(env: &Env, waba: &str, first: i32, n: i32) {
         )
         .await;
     }
-}
-
-fn alert_texts(receiver: &FakeHttp) -> Vec<String> {
-    receiver
-        .requests()
-        .iter()
-        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["text"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// The variables of a WhaTrack that set `meta_app_secret` (for the webhook signatures) but not
@@ -112,7 +104,7 @@ async fn one_revoked_token_never_blinds_its_batch() {
     let logs = app.output();
     assert!(logs.contains("Meta refused the request's own token"), "{logs}");
     assert!(!logs.contains("EAAB-"), "no token in the log");
-    assert!(alert_texts(&receiver).iter().all(|t| !t.contains("EAAB-")));
+    assert!(receiver.alert_texts().iter().all(|t| !t.contains("EAAB-")));
 }
 
 /// Meta answers a whole batch with a business code for the business of the request's own
@@ -147,17 +139,11 @@ async fn a_business_code_on_the_whole_batch_holds_that_business_only() {
         "{summary}"
     );
     assert_eq!(summary["unknown"], 0, "{summary}");
-    let checked_of = |waba: &str| {
-        format!(
-            "SELECT count(*) FROM whatsapp_health h JOIN whatsapp_connections c ON c.id = h.\"connectionId\" \
-             WHERE c.\"wabaId\" = '{waba}'"
-        )
-    };
     assert_eq!(
         (
-            env.count(&checked_of("4001")).await,
-            env.count(&checked_of("4002")).await,
-            env.count(&checked_of("4003")).await
+            env.health_rows_of_business("4001").await,
+            env.health_rows_of_business("4002").await,
+            env.health_rows_of_business("4003").await
         ),
         (0, 10, 10)
     );
@@ -173,7 +159,7 @@ async fn a_business_code_on_the_whole_batch_holds_that_business_only() {
     assert_eq!(held.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>(), ["4001"]);
     let minutes = (held[0].1 - chrono::Utc::now().timestamp_millis() as f64) / 60_000.0;
     assert!((6.5..=7.0).contains(&minutes), "Meta's 7 minutes for the business: {minutes}");
-    let alerts = alert_texts(&receiver);
+    let alerts = receiver.alert_texts();
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert!(alerts[0].contains("business 4001"), "{alerts:?}");
     assert_eq!(

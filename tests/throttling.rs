@@ -53,14 +53,6 @@ fn phones_read(requests: &[common::fake::Recorded]) -> Vec<i32> {
         .collect()
 }
 
-fn alert_texts(receiver: &FakeHttp) -> Vec<String> {
-    receiver
-        .requests()
-        .iter()
-        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["text"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 async fn pttl(env: &Env, key: &str) -> i64 {
     let mut r = env.redis.clone();
     redis::cmd("PTTL").arg(key).query_async(&mut r).await.unwrap()
@@ -118,7 +110,7 @@ async fn an_app_throttle(estate: i32, after: u64, batch_size: &str) {
     // Meta gave no wait: the default 15 minutes.
     let ttl = pttl(&env, "graph-cooldown:app").await;
     assert!((14 * 60_000..=15 * 60_000).contains(&ttl), "cool-down of {ttl} ms");
-    let alerts = alert_texts(&receiver);
+    let alerts = receiver.alert_texts();
     assert_eq!(alerts.len(), 1, "one alert for the throttle: {alerts:?}");
     assert!(alerts[0].contains("Meta throttled the app"), "{alerts:?}");
     let logs = app.output();
@@ -190,17 +182,11 @@ async fn a_throttled_business_waits_while_the_others_are_checked() {
     let throttled_at = script.first_throttled_request().expect("Meta throttled the business");
     let read_after: Vec<i32> = phones_read(&fake.requests()[throttled_at + 1..]);
     assert!(read_after.is_empty(), "no call for the business after its throttle: {read_after:?}");
-    let checked_of = |waba: &str| {
-        format!(
-            "SELECT count(*) FROM whatsapp_health h JOIN whatsapp_connections c ON c.id = h.\"connectionId\" \
-             WHERE c.\"wabaId\" = '{waba}'"
-        )
-    };
     assert_eq!(
         (
-            env.count(&checked_of("3003")).await,
-            env.count(&checked_of("3004")).await,
-            env.count(&checked_of("3005")).await
+            env.health_rows_of_business("3003").await,
+            env.health_rows_of_business("3004").await,
+            env.health_rows_of_business("3005").await
         ),
         (3, 20, 20)
     );
@@ -214,7 +200,7 @@ async fn a_throttled_business_waits_while_the_others_are_checked() {
     let in_minutes = (until - chrono::Utc::now().timestamp_millis() as f64) / 60_000.0;
     assert!((6.5..=7.0).contains(&in_minutes), "Meta's 7 minutes, kept: {in_minutes}");
     assert_eq!(env.count("SELECT count(*) FROM whatsapp_health WHERE status = 'unknown'").await, 0);
-    let alerts = alert_texts(&receiver);
+    let alerts = receiver.alert_texts();
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert!(alerts[0].contains("business 3003"), "{alerts:?}");
 
@@ -237,7 +223,7 @@ async fn a_throttled_business_waits_while_the_others_are_checked() {
     script.throttle_business_after("3003", u64::MAX, 0);
     let last = post_health(&app).await;
     assert_eq!(last.json["summary"]["checked"].as_i64(), Some(17), "{}", last.json);
-    assert_eq!(env.count(&checked_of("3003")).await, 20);
+    assert_eq!(env.health_rows_of_business("3003").await, 20);
 }
 
 /// Usage rising with every call: the run stops at `graph_usage_ceiling_percent`, before Meta

@@ -139,6 +139,18 @@ impl FakeHttp {
     pub fn requests(&self) -> Vec<Recorded> {
         self.log.lock().unwrap().clone()
     }
+
+    /// As an alert receiver: the `text` of each alert it was sent, each a JSON body.
+    pub fn alert_texts(&self) -> Vec<String> {
+        self.requests()
+            .iter()
+            .map(|r| {
+                assert_eq!(r.header("content-type"), Some("application/json"));
+                let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                v["text"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
 }
 
 /// Forwards 127.0.0.1:<port> to a real server until cut; after `cut()` every open connection

@@ -166,6 +166,19 @@ impl Env {
         self.db.query_one(sql, &[]).await.unwrap().get(0)
     }
 
+    /// How many `whatsapp_health` rows the connections of business (WABA) `waba` have.
+    pub async fn health_rows_of_business(&self, waba: &str) -> i64 {
+        self.db
+            .query_one(
+                "SELECT count(*) FROM whatsapp_health h JOIN whatsapp_connections c ON c.id = h.\"connectionId\" \
+                 WHERE c.\"wabaId\" = $1",
+                &[&waba],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     pub async fn health_status(&self, connection: uuid::Uuid) -> String {
         self.db
             .query_one("SELECT \"healthStatus\" FROM whatsapp_connections WHERE id = $1", &[&connection])
