@@ -2,7 +2,7 @@
 # Runs the app locally under Spin: starts Postgres and Redis on loopback when none is running
 # (installing them where it can), creates the database `whatrack_jobs`, applies the migrations,
 # generates a cron secret (kept in .spin/dev-secret) and runs `spin build --up` with local
-# defaults. Needs Spin 3.x and the cron trigger plugin 0.4.2 (README, "Running locally"); without
+# defaults. Needs Spin 3.x and the cron trigger plugin 0.4.2 (docs/developing.md, "Running locally"); without
 # Spin it serves the HTTP routes with the project's wasmtime test host instead (no cron).
 #
 #   scripts/dev.sh [--demo] [extra arguments for spin up]
@@ -95,7 +95,7 @@ fi
 cat >&2 <<'MSG'
 spin is not installed: serving the HTTP routes with the test host instead (cron schedules do
 not fire; POST the job routes). To run under Spin, install Spin 3.x and the cron plugin line
-this component is built for (README, "The cron trigger plugin"):
+this component is built for (docs/developing.md, "The cron trigger plugin"):
   curl -fsSL https://spinframework.dev/downloads/install.sh | bash && sudo mv spin /usr/local/bin/
   spin plugins update && spin plugins install trigger-cron --version 0.4.2 --yes
 MSG

@@ -9,7 +9,7 @@
 #   SPIN_VARIABLE_DATABASE_URL=... SPIN_VARIABLE_REDIS_URL=... scripts/run-job.sh whatsapp-health-check
 #   scripts/run-job.sh webhook-retry
 #
-# The variables are the app's (README, "Configuration"), as SPIN_VARIABLE_<NAME> in the
+# The variables are the app's (docs/configuration.md), as SPIN_VARIABLE_<NAME> in the
 # environment. Needs `spin` (or SPIN=spin4) and its command trigger plugin
 # (`spin plugins install trigger-command`, or ../shared/spin/install.sh); builds the component
 # first when it is missing.

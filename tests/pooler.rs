@@ -1,4 +1,4 @@
-//! Behind a connection pooler (README, "Pointing it at an existing WhaTrack database"): Debian's
+//! Behind a connection pooler (docs/existing-database.md): Debian's
 //! PgBouncer on loopback in front of the suite's Postgres. In transaction mode, which cannot
 //! carry the named statements Spin's Postgres host prepares, every failure says what is wrong and
 //! what to do, in one alert, and charges nothing to a connection or a webhook. In session mode

@@ -1,5 +1,4 @@
-//! WhaTrack's Prisma schema and this app's migrations held in step (README, "Pointing it at an
-//! existing WhaTrack database"): `prisma/whatrack-jobs.prisma` and `prisma/whatrack-tables.prisma`
+//! WhaTrack's Prisma schema and this app's migrations held in step (docs/existing-database.md): `prisma/whatrack-jobs.prisma` and `prisma/whatrack-tables.prisma`
 //! read by Prisma's own schema parser (`tests/prisma/datamodel.mjs`, `@prisma/prisma-schema-wasm`)
 //! against a database `migrations/` migrated, column by column and index by index; and the Prisma
 //! migration (`prisma/migrations/*_whatrack_jobs`) applied to a fresh WhaTrack-shaped database

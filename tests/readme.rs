@@ -1,7 +1,8 @@
-//! The README's API section, read out of the README itself so that it cannot drift: every route
-//! and method of its table answers (no 404, no 405), and every curl line of its examples runs as
-//! written against the app (served by the test host on a port of its own, or by `spin up`),
-//! answering JSON of the shape the README shows under it.
+//! The documentation, read out of itself so that it cannot drift: every route and method of the
+//! API table (`docs/api.md`) answers (no 404, no 405); every curl line of that page's examples and
+//! of the README's runs as written against the app (served by the test host on a port of its
+//! own, or by `spin up`), answering JSON of the shape shown under it; every link of the README
+//! and the guides resolves, to a file and to a heading.
 
 mod common;
 
@@ -15,11 +16,16 @@ use serde_json::{json, Value};
 
 const JOBS: [&str; 2] = ["whatsapp-health-check", "webhook-retry"];
 
-/// The README's text from the heading of the API section to the next section.
+/// The API page.
 fn api_section() -> String {
+    std::fs::read_to_string(root().join("docs/api.md")).unwrap()
+}
+
+/// The README's curl example.
+fn front_page_example() -> String {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let start = readme.find("## HTTP API and curl examples").expect("the API section");
-    let end = readme[start..].find("\n## The health check").map_or(readme.len(), |e| start + e);
+    let start = readme.find("## Try it with curl").expect("the README's curl example");
+    let end = readme[start..].find("\n## Guides").map_or(readme.len(), |e| start + e);
     readme[start..end].to_owned()
 }
 
@@ -127,8 +133,10 @@ async fn the_curl_examples_run_as_written() {
     let env = Env::new().await;
     let processor = FakeHttp::start(|_| Canned::json(200, json!({}))).await;
     let (_app, base) = served(&env, &processor).await;
-    let examples = examples(&api_section());
-    assert!(examples.len() >= 7, "the examples were read");
+    let front_page = examples(&front_page_example());
+    assert_eq!(front_page.len(), 2, "the README's example was read");
+    let examples: Vec<Example> = examples(&api_section()).into_iter().chain(front_page).collect();
+    assert!(examples.len() >= 9, "the examples were read");
     for example in &examples {
         let out = tokio::process::Command::new("bash")
             .args(["-euo", "pipefail", "-c", &example.command])
@@ -148,4 +156,86 @@ async fn the_curl_examples_run_as_written() {
             assert_eq!(shape_of(&answer), shape_of(&documented), "{}", example.command);
         }
     }
+}
+
+/// A heading's anchor as GitHub makes it: lower case, punctuation dropped, spaces as dashes.
+fn anchor_of(heading: &str) -> String {
+    heading
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The anchors of a Markdown file's headings (outside code blocks).
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut in_code = false;
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        } else if !in_code && line.starts_with('#') {
+            out.insert(anchor_of(line.trim_start_matches('#').trim()));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_link_of_the_readme_and_the_guides_resolves() {
+    let mut pages = vec![root().join("README.md")];
+    for entry in std::fs::read_dir(root().join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            pages.push(path);
+        }
+    }
+    assert!(pages.len() >= 10, "the guides: {pages:?}");
+    let mut checked = 0;
+    for page in &pages {
+        let text = std::fs::read_to_string(page).unwrap();
+        for target in link_targets(&text) {
+            if target.starts_with("http://") || target.starts_with("https://") {
+                continue;
+            }
+            let (file, anchor) = target.split_once('#').unwrap_or((&target, ""));
+            let file = if file.is_empty() { page.clone() } else { page.parent().unwrap().join(file) };
+            assert!(file.exists(), "{}: a link to {target}, which is not there", page.display());
+            if !anchor.is_empty() {
+                let headings = anchors(&std::fs::read_to_string(&file).unwrap());
+                assert!(
+                    headings.contains(anchor),
+                    "{}: no heading #{anchor} in {}",
+                    page.display(),
+                    file.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "{checked} links checked");
+    // The front page stays one.
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(readme.lines().count() <= 250, "README.md is the front page: {} lines", readme.lines().count());
+}
+
+/// The targets of a Markdown text's links (`[label](target)`), code blocks left out.
+fn link_targets(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_code = false;
+    for line in text.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        let mut rest = if in_code { "" } else { line };
+        while let Some(i) = rest.find("](") {
+            let after = &rest[i + 2..];
+            let Some(end) = after.find(')') else { break };
+            out.push(after[..end].to_owned());
+            rest = &after[end..];
+        }
+    }
+    out
 }

@@ -1,4 +1,4 @@
-//! The README's "Traces" section as a fact: `spin up` with `OTEL_EXPORTER_OTLP_ENDPOINT` set
+//! The "Traces" section of docs/operating.md as a fact: `spin up` with `OTEL_EXPORTER_OTLP_ENDPOINT` set
 //! exports a span for the inbound request and for each outbound call of a run (Postgres, Redis,
 //! the processor) to an OTLP/HTTP collector, here a stand-in that records what it is sent. Spin's
 //! exporter, not the component, makes these, so the test runs under `spin up` only

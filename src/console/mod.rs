@@ -1,4 +1,4 @@
-//! The operator console (README, "The operator console"): what people and Prometheus look at.
+//! The operator console (docs/operating.md, "The operator console"): what people and Prometheus look at.
 //!
 //! - [`page`]: the dashboard page (`GET /api/v1/jobs/ui`), static files that hold no data and read
 //!   the JSON routes with the secret the operator types in.

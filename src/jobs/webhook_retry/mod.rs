@@ -34,7 +34,7 @@ use crate::time::Deadline;
 use policy::{Decision, Fate, Rules};
 use queue::{AttemptRecord, Claimed, Queue, Stuck, Swept};
 
-/// The receiver contract's headers (README): which stored webhook this is, and which attempt.
+/// The receiver contract's headers (docs/webhook-retry.md): which stored webhook this is, and which attempt.
 const X_WEBHOOK_LOG_ID: HeaderName = HeaderName::from_static("x-webhook-log-id");
 const X_WEBHOOK_RETRY_ATTEMPT: HeaderName = HeaderName::from_static("x-webhook-retry-attempt");
 
@@ -209,7 +209,7 @@ fn sweep(queue: &Queue<'_>, progress: &mut Progress) -> Result<(), JobError> {
     Ok(())
 }
 
-/// POSTs a stored webhook to the processor as the receiver contract says (README): its exact
+/// POSTs a stored webhook to the processor as the receiver contract says (docs/webhook-retry.md): its exact
 /// bytes, signed when `meta_app_secret` is set, with its id and the attempt number (0 for the
 /// front door's immediate forward).
 pub async fn deliver(

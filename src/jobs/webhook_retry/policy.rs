@@ -27,7 +27,7 @@
 //!
 //! Defaults, all Spin variables: `webhook_retry_base_seconds` = 300, `webhook_retry_max_attempts`
 //! = 3, `webhook_retry_batch_size` = 50. With those a webhook that keeps failing lives like this
-//! (the README's table, checked against [`decide`] by a unit test):
+//! (the table of docs/webhook-retry.md, checked against [`decide`] by a unit test):
 //!
 //! | attempt | when |
 //! |---|---|
@@ -227,10 +227,10 @@ mod tests {
         decide(&answer(502, "", &[]), attempt, &DEFAULTS, at_unix(0), jitter).fate
     }
 
-    /// The README's lifecycle table, verbatim: each row is checked against the policy with the
-    /// defaults, at no jitter and at the most jitter.
+    /// The lifecycle table of docs/webhook-retry.md, verbatim: each row is checked against the
+    /// policy with the defaults, at no jitter and at the most jitter.
     #[test]
-    fn lifecycle_table_of_the_readme() {
+    fn lifecycle_table_of_the_guide() {
         const TABLE: &str = "\
 | attempt | when |
 |---|---|
@@ -239,8 +239,8 @@ mod tests {
 | 3 | 20-22 min after attempt 2 failed |
 | - | attempt 3 failed: dead-lettered |
 ";
-        let readme = include_str!("../../../README.md");
-        assert!(readme.contains(TABLE), "the README's lifecycle table changed: update this test");
+        let guide = include_str!("../../../docs/webhook-retry.md");
+        assert!(guide.contains(TABLE), "the guide's lifecycle table changed: update this test");
 
         let rows: Vec<(&str, &str)> = TABLE
             .lines()
