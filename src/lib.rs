@@ -2,8 +2,9 @@
 //!
 //! Map of the crate. Dependencies point one way, down this list:
 //!
-//! - [`router`], [`cron`] and [`command`]: the three doors. The router checks the secret, then
-//!   has one small function per route; the cron handler and the command door (`wasi:cli/run`,
+//! - [`router`], [`cron`] and [`command`]: the three doors. The router finds the request's row
+//!   in the route table ([`routes`], data), checks the secret, then has one small function per
+//!   route; the cron handler and the command door (`wasi:cli/run`,
 //!   for Kubernetes CronJobs and `scripts/run-job.sh`) run the job named by the component's
 //!   `job` variable. All start runs through [`runner::run_job`]. [`api`] holds the contract's
 //!   JSON bodies, one type per shape.
@@ -52,6 +53,7 @@ pub mod jobs;
 pub mod log;
 pub mod outbound;
 pub mod redis;
+pub mod routes;
 pub mod runner;
 pub mod time;
 pub mod urls;

@@ -1,5 +1,6 @@
-//! The HTTP entry point (SPEC section 3): a route table, the secret check, then one small
-//! function per route. Errors become status codes here and nowhere else.
+//! The HTTP door (SPEC section 3): the route table's row for the request ([`routes`]), the
+//! secret check, then one small function per route, each calling the runner, the console or
+//! the front door. Errors become status codes here and nowhere else.
 
 use anyhow::Context;
 use http::header::{HeaderName, HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH};
@@ -11,117 +12,18 @@ use spin_sdk::http_component;
 use crate::api::{self, Response};
 use crate::auth::{self, Presented};
 use crate::config::{Config, ConfigError, Secrets, SpinVariables, StatusConfig};
-use crate::console::{self, metrics, page::Asset};
+use crate::console::{self, metrics, page};
 use crate::crypto;
-use crate::db::Db;
 use crate::front_door;
-use crate::jobs::webhook_retry::policy::Rules;
-use crate::jobs::webhook_retry::queue::{Queue, Redrive};
 use crate::jobs::JobType;
 use crate::log::Logger;
-use crate::runner::{self, overview, pauses, RunError, Trigger};
+use crate::routes::{self, Access, NoRoute, Route};
+use crate::runner::{self, overview, pauses, Redrive, RunError, Trigger};
 
-const JOBS: &str = "/api/v1/jobs";
 /// A redrive body: 64 KB hold about 1,500 ids.
 const MAX_REDRIVE_BODY: usize = 64 * 1024;
 
-const META_WEBHOOK: &str = "/api/v1/whatsapp/webhook";
-const METRICS: &str = "/api/v1/metrics";
-
 const X_CRON_SECRET: HeaderName = HeaderName::from_static("x-cron-secret");
-
-const GET: &[Method] = &[Method::GET];
-const POST: &[Method] = &[Method::POST];
-const GET_OR_POST: &[Method] = &[Method::GET, Method::POST];
-
-#[derive(Clone, Copy)]
-enum Route {
-    /// `GET` (Meta's handshake) and `POST` (a webhook) `/api/v1/whatsapp/webhook`, the front
-    /// door: Meta's signature is its authentication, not the secret.
-    MetaWebhook,
-    /// `GET /api/v1/jobs`
-    Overview,
-    /// `GET` (status) and `POST` (run) `/api/v1/jobs/<job>`
-    Job(JobType),
-    /// `GET /api/v1/jobs/<job>/run`: runs the job, for schedulers that can only GET
-    Run(JobType),
-    /// `GET /api/v1/jobs/<job>/runs`
-    Runs(JobType),
-    /// `POST /api/v1/jobs/webhook-retry/redrive`
-    Redrive,
-    /// `GET /api/v1/metrics`: Prometheus' scrape (Bearer, as Prometheus sends it)
-    Metrics,
-    /// `GET /api/v1/jobs/ui` and its script and style: the dashboard, which holds no data, so
-    /// served without the secret
-    Page(Asset),
-    /// `GET /api/v1/jobs/console`: the figures the dashboard shows beyond the overview and runs
-    Console,
-    /// `POST /api/v1/jobs/<job>/pause` and `/resume`
-    Pause(JobType),
-    Resume(JobType),
-}
-
-impl Route {
-    fn parse(path: &str) -> Option<Self> {
-        match path.trim_end_matches('/') {
-            META_WEBHOOK => return Some(Route::MetaWebhook),
-            METRICS => return Some(Route::Metrics),
-            _ => {}
-        }
-        let rest = path.trim_end_matches('/').strip_prefix(JOBS)?;
-        if rest.is_empty() {
-            return Some(Route::Overview);
-        }
-        let rest = rest.strip_prefix('/')?;
-        let (job, tail) = rest.split_once('/').map_or((rest, None), |(j, t)| (j, Some(t)));
-        match job {
-            "ui" => return Asset::parse(tail).map(Route::Page),
-            "console" if tail.is_none() => return Some(Route::Console),
-            _ => {}
-        }
-        let job = JobType::parse(job)?;
-        match tail {
-            None => Some(Route::Job(job)),
-            Some("run") => Some(Route::Run(job)),
-            Some("runs") => Some(Route::Runs(job)),
-            Some("redrive") if job == JobType::WebhookRetry => Some(Route::Redrive),
-            Some("pause") => Some(Route::Pause(job)),
-            Some("resume") => Some(Route::Resume(job)),
-            Some(_) => None,
-        }
-    }
-
-    fn methods(self) -> &'static [Method] {
-        match self {
-            Route::Job(_) | Route::MetaWebhook => GET_OR_POST,
-            Route::Redrive | Route::Pause(_) | Route::Resume(_) => POST,
-            Route::Overview
-            | Route::Run(_)
-            | Route::Runs(_)
-            | Route::Metrics
-            | Route::Page(_)
-            | Route::Console => GET,
-        }
-    }
-
-    /// Whether `?secret=` counts: on the status and run GETs only, for monitors and schedulers
-    /// that cannot send a header. A query string ends up in proxy logs, so nowhere else.
-    fn takes_query_secret(self, method: &Method) -> bool {
-        matches!(self, Route::Job(_) | Route::Run(_)) && *method == Method::GET
-    }
-
-    /// The log tag of what this route does.
-    fn log_name(self) -> &'static str {
-        match self {
-            Route::Job(job) | Route::Run(job) | Route::Runs(job) | Route::Pause(job) | Route::Resume(job) => {
-                job.log_name()
-            }
-            Route::Redrive => JobType::WebhookRetry.log_name(),
-            Route::Overview | Route::Metrics | Route::Page(_) | Route::Console => "JobsOverview",
-            Route::MetaWebhook => "WebhookFrontDoor",
-        }
-    }
-}
 
 /// What the router reads of a request, copied out of it. Headers keep every value they came
 /// with: a secret header sent twice is refused, whichever of the two is right.
@@ -158,34 +60,37 @@ impl Incoming {
 #[http_component]
 async fn handle(req: IncomingRequest) -> Response {
     let incoming = Incoming::read(&req);
-    let Some(route) = Route::parse(&incoming.path) else {
-        return api::failure(StatusCode::NOT_FOUND, "Not found");
+    let resolved = match routes::resolve(&incoming.method, &incoming.path) {
+        Ok(resolved) => resolved,
+        Err(NoRoute::NotFound) => return api::failure(StatusCode::NOT_FOUND, "Not found"),
+        Err(NoRoute::MethodNotAllowed(allow)) => return method_not_allowed(&allow),
     };
-    if !route.methods().contains(&incoming.method) {
-        return method_not_allowed(route);
-    }
+    let route = resolved.route;
     // The front door answers Meta, whose signature is its authentication, and the page's files
     // hold no data; every other route wants the secret first.
+    if resolved.access != Access::Open {
+        if let Err(refused) = authenticate(&incoming, route, resolved.access) {
+            return refused;
+        }
+    }
     match route {
-        Route::MetaWebhook => return front_door(&incoming, req).await,
-        Route::Page(asset) => return asset.response(),
+        Route::Page(asset) => return page::response(asset),
+        // Monitors poll the status; it reads only the variables it needs.
+        Route::Status(job) => {
+            return match StatusConfig::load(job.has_queue()) {
+                Ok(config) => status(&config, job),
+                Err(e) => config_error(route, e),
+            }
+        }
         _ => {}
-    }
-    if let Err(refused) = authenticate(&incoming, route) {
-        return refused;
-    }
-    // Monitors poll the status; it reads only the variables it needs.
-    if let (Route::Job(job), &Method::GET) = (route, &incoming.method) {
-        return match StatusConfig::load(job.has_queue()) {
-            Ok(config) => status(&config, job),
-            Err(e) => config_error(route, e),
-        };
     }
     let config = match Config::load() {
         Ok(config) => config,
         Err(e) => return config_error(route, e),
     };
     match route {
+        Route::Handshake => handshake(&config, &incoming),
+        Route::Webhook => webhook(&config, &incoming, req).await,
         Route::Overview => jobs_overview(&config),
         Route::Metrics => match metrics::render(&config) {
             Ok(text) => api::respond(StatusCode::OK, metrics::CONTENT_TYPE, text),
@@ -203,19 +108,19 @@ async fn handle(req: IncomingRequest) -> Response {
         Route::Pause(job) => pause(&config, job, true),
         Route::Resume(job) => pause(&config, job, false),
         // A paused job runs only when a POST insists.
-        Route::Job(job) => {
+        Route::Run(job) => {
             run(&config, job, query_param(&incoming.query, "force").as_deref() == Some("1")).await
         }
-        Route::Run(job) => run(&config, job, false).await,
-        Route::MetaWebhook | Route::Page(_) => unreachable!("answered before authentication"),
+        Route::RunByGet(job) => run(&config, job, false).await,
+        Route::Page(_) | Route::Status(_) => unreachable!("answered above, before the whole configuration"),
     }
 }
 
 /// Checks the secret before anything else is read, so a stranger only ever sees 401.
-fn authenticate(req: &Incoming, route: Route) -> Result<(), Response> {
+fn authenticate(req: &Incoming, route: Route, access: Access) -> Result<(), Response> {
     let secrets = Secrets::from_source(&SpinVariables).map_err(|e| config_error(route, e))?;
     let unauthorized = || api::failure(StatusCode::UNAUTHORIZED, "Unauthorized");
-    let queried: Vec<Vec<u8>> = if route.takes_query_secret(&req.method) {
+    let queried: Vec<Vec<u8>> = if access == Access::SecretOrQuery {
         query_values(&req.query, "secret").into_iter().map(String::into_bytes).collect()
     } else {
         Vec::new()
@@ -233,22 +138,20 @@ fn authenticate(req: &Incoming, route: Route) -> Result<(), Response> {
     Ok(())
 }
 
-/// Meta's handshake and webhooks (see `front_door`).
-async fn front_door(incoming: &Incoming, req: IncomingRequest) -> Response {
-    let log = Logger::new(Route::MetaWebhook.log_name());
-    let config = match Config::load() {
-        Ok(config) => config,
-        Err(e) => return config_error(Route::MetaWebhook, e),
-    };
-    if incoming.method == Method::GET {
-        let query: Vec<(String, String)> = form_urlencoded::parse(incoming.query.as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        return match front_door::handshake(&config, &query) {
-            Some(challenge) => api::respond(StatusCode::OK, "text/plain", challenge.to_owned()),
-            None => api::failure(StatusCode::FORBIDDEN, "Forbidden"),
-        };
+/// Meta's subscription handshake (see `front_door`).
+fn handshake(config: &Config, incoming: &Incoming) -> Response {
+    let query: Vec<(String, String)> = form_urlencoded::parse(incoming.query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    match front_door::handshake(config, &query) {
+        Some(challenge) => api::respond(StatusCode::OK, "text/plain", challenge.to_owned()),
+        None => api::failure(StatusCode::FORBIDDEN, "Forbidden"),
     }
+}
+
+/// A webhook from Meta (see `front_door`).
+async fn webhook(config: &Config, incoming: &Incoming, req: IncomingRequest) -> Response {
+    let log = Logger::new(Route::Webhook.log_name());
     let declared = auth::only_value(&incoming.values(&CONTENT_LENGTH))
         .ok()
         .flatten()
@@ -262,7 +165,7 @@ async fn front_door(incoming: &Incoming, req: IncomingRequest) -> Response {
     };
     let signatures = incoming.values(&crypto::SIGNATURE_HEADER);
     let signature = auth::only_value(&signatures).ok().flatten();
-    match front_door::receive(&config, &body, signature, &log).await {
+    match front_door::receive(config, &body, signature, &log).await {
         Ok(_) => api::success(StatusCode::OK, api::Stored {}),
         Err(e @ front_door::Refused::TooLarge) => api::failure(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string()),
         Err(e @ front_door::Refused::BadSignature) => {
@@ -288,11 +191,7 @@ async fn run(config: &Config, job: JobType, force: bool) -> Response {
 /// Pauses (`paused`) or resumes the job.
 fn pause(config: &Config, job: JobType, paused: bool) -> Response {
     let log = Logger::new(job.log_name());
-    let result = Db::open(&config.database_url).and_then(|db| match paused {
-        true => pauses::pause(&db, job.as_str()).map(Some),
-        false => pauses::resume(&db, job.as_str()).map(|_| None),
-    });
-    match result {
+    match pauses::set(config, job, paused) {
         Ok(since) => {
             log.info(if paused { "job paused" } else { "job resumed" }, json!({ "pausedSince": since }));
             let state = api::PauseState { job_type: job.as_str(), paused, paused_since: since.as_deref() };
@@ -354,9 +253,8 @@ fn redrive(config: &Config, body: &[u8]) -> Response {
              {\"deadSince\":\"<RFC 3339>\", \"deadUntil\":\"<RFC 3339, optional>\", \"limit\":<1-100000, optional>}",
         );
     };
-    let log = Logger::new(JobType::WebhookRetry.log_name());
-    let rules = Rules::of(config);
-    match Db::open(&config.database_url).and_then(|db| Queue::new(&db, rules).redrive(&which)) {
+    let log = Logger::new(Route::Redrive.log_name());
+    match runner::redrive(config, &which) {
         Ok(redriven) => {
             log.info("dead-lettered webhooks redriven", json!({ "redriven": redriven }));
             api::success(StatusCode::OK, api::Redriven { redriven })
@@ -382,8 +280,8 @@ async fn read_body(req: IncomingRequest) -> anyhow::Result<Vec<u8>> {
     req.into_body().await.context("reading the body")
 }
 
-fn method_not_allowed(route: Route) -> Response {
-    let allow = route.methods().iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+fn method_not_allowed(allow: &[Method]) -> Response {
+    let allow = allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
     let mut response = api::failure(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
     if let Ok(allow) = HeaderValue::from_str(&allow) {
         response.headers_mut().insert(ALLOW, allow);

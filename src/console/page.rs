@@ -15,40 +15,23 @@ use http::header::{
 use http::StatusCode;
 
 use crate::api::{self, Response};
+use crate::routes::Asset;
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
      img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-#[derive(Clone, Copy)]
-pub enum Asset {
-    Html,
-    Script,
-    Style,
-}
-
-impl Asset {
-    /// The file named after `/api/v1/jobs/ui`: none for the page itself.
-    pub fn parse(name: Option<&str>) -> Option<Self> {
-        match name {
-            None => Some(Asset::Html),
-            Some("app.js") => Some(Asset::Script),
-            Some("app.css") => Some(Asset::Style),
-            _ => None,
-        }
-    }
-
-    pub fn response(self) -> Response {
-        let (content_type, body) = match self {
-            Asset::Html => ("text/html; charset=utf-8", include_str!("page/index.html")),
-            Asset::Script => ("text/javascript; charset=utf-8", include_str!("page/app.js")),
-            Asset::Style => ("text/css; charset=utf-8", include_str!("page/app.css")),
-        };
-        let mut response = api::respond(StatusCode::OK, content_type, body.to_owned());
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-        headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-        headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        response
-    }
+/// One of the page's files, with its security headers.
+pub fn response(asset: Asset) -> Response {
+    let (content_type, body) = match asset {
+        Asset::Html => ("text/html; charset=utf-8", include_str!("page/index.html")),
+        Asset::Script => ("text/javascript; charset=utf-8", include_str!("page/app.js")),
+        Asset::Style => ("text/css; charset=utf-8", include_str!("page/app.css")),
+    };
+    let mut response = api::respond(StatusCode::OK, content_type, body.to_owned());
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }

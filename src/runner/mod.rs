@@ -25,6 +25,8 @@ pub mod overview;
 pub mod pauses;
 pub mod retention;
 
+pub use crate::jobs::webhook_retry::Redrive;
+
 use serde_json::{json, Value};
 
 use crate::alerts::{self, Alert};
@@ -78,6 +80,11 @@ pub struct Completed {
     pub paused_since: Option<String>,
     /// Set when the job itself found it must not run now (why): recorded `skipped`.
     pub skipped: Option<&'static str>,
+}
+
+/// An operator's redrive of the webhook retry's dead letters: how many went back in the queue.
+pub fn redrive(config: &Config, which: &Redrive) -> Result<u64, DbError> {
+    crate::jobs::webhook_retry::redrive(&Db::open(&config.database_url)?, config, which)
 }
 
 /// Attempts per run to reserve a jobId, each losing only to a run that reserved the same one.

@@ -4,7 +4,10 @@
 
 use serde::Deserialize;
 
+use super::RunError;
+use crate::config::Config;
 use crate::db::{str, Db, DbResult};
+use crate::jobs::JobType;
 
 const PAUSE_JOB: &str = include_str!("sql/pause_job.sql");
 const RESUME_JOB: &str = include_str!("sql/resume_job.sql");
@@ -30,4 +33,14 @@ pub fn resume(db: &Db, job_type: &str) -> DbResult<bool> {
 pub fn paused_since(db: &Db, job_type: &str) -> DbResult<Option<String>> {
     let paused: Vec<Paused> = db.rows("read job pause", JOB_PAUSED_SINCE, &[str(job_type)])?;
     Ok(paused.into_iter().next().map(|p| p.since))
+}
+
+/// Pauses (`paused`) or resumes `job`, for the doors: since when it is paused, `None` once
+/// resumed.
+pub fn set(config: &Config, job: JobType, paused: bool) -> Result<Option<String>, RunError> {
+    let db = Db::open(&config.database_url)?;
+    Ok(match paused {
+        true => Some(pause(&db, job.as_str())?),
+        false => resume(&db, job.as_str()).map(|_| None)?,
+    })
 }

@@ -32,6 +32,7 @@ use crate::db::{write_isolating, Pages};
 use crate::outbound::{self, Allowance, OutboundError, Request, Response};
 use crate::time::Deadline;
 use policy::{Decision, Fate, Rules};
+pub use queue::Redrive;
 use queue::{AttemptRecord, Claimed, Queue, Stuck, Swept};
 
 /// The receiver contract's headers (docs/webhook-retry.md): which stored webhook this is, and which attempt.
@@ -190,6 +191,12 @@ async fn deliver_due(
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+/// Puts dead-lettered webhooks back in the queue, due now with no attempt counted (an
+/// operator's redrive): how many.
+pub fn redrive(db: &crate::db::Db, config: &Config, which: &Redrive) -> crate::db::DbResult<u64> {
+    Queue::new(db, Rules::of(config)).redrive(which)
 }
 
 /// Dead-letters what must not be re-delivered any more (policy step 7), counting and alerting.
