@@ -179,12 +179,7 @@ impl Config {
             token_expiry_warning_days: number(src, "token_expiry_warning_days", 7, 0..=365)?,
             webhook_processor_url,
             webhook_retry_max_attempts: max_attempts(src)?,
-            webhook_retry_base: Duration::from_secs(number(
-                src,
-                "webhook_retry_base_seconds",
-                300,
-                1..=86_400,
-            )?),
+            webhook_retry_base: retry_base(src)?,
             webhook_retry_batch_size: number(src, "webhook_retry_batch_size", 50, 1..=100_000)?,
             webhook_retry_concurrency: number(src, "webhook_retry_concurrency", 16, 1..=256)?,
             webhook_retry_max_age: hours(number(src, "webhook_retry_max_age_hours", 168, 1..=87_600)?),
@@ -247,6 +242,8 @@ pub struct QueueConfig {
     pub database_url: String,
     /// `webhook_retry_max_attempts`: below it, a webhook still counts as pending.
     pub max_attempts: u32,
+    /// `webhook_retry_base_seconds`: when a failure never retried is due.
+    pub base: Duration,
 }
 
 impl StatusConfig {
@@ -256,7 +253,11 @@ impl StatusConfig {
 
     pub fn from_source(src: &impl Source, with_queue: bool) -> Result<Self, ConfigError> {
         let queue = match with_queue {
-            true => Some(QueueConfig { database_url: database_url(src)?, max_attempts: max_attempts(src)? }),
+            true => Some(QueueConfig {
+                database_url: database_url(src)?,
+                max_attempts: max_attempts(src)?,
+                base: retry_base(src)?,
+            }),
             false => None,
         };
         Ok(Self { redis_url: redis_url(src)?, queue })
@@ -281,6 +282,10 @@ fn redis_url(src: &impl Source) -> Result<String, ConfigError> {
 
 fn max_attempts(src: &impl Source) -> Result<u32, ConfigError> {
     number(src, "webhook_retry_max_attempts", 3, 1..=100)
+}
+
+fn retry_base(src: &impl Source) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_secs(number(src, "webhook_retry_base_seconds", 300, 1..=86_400)?))
 }
 
 /// An http(s) URL with a host, or not set.
@@ -447,10 +452,16 @@ mod tests {
 
         src.1.borrow_mut().clear();
         let retry = StatusConfig::from_source(&src, true).unwrap();
-        let queue =
-            QueueConfig { database_url: "postgres://u:p@localhost:5432/db".to_owned(), max_attempts: 3 };
+        let queue = QueueConfig {
+            database_url: "postgres://u:p@localhost:5432/db".to_owned(),
+            max_attempts: 3,
+            base: Duration::from_secs(300),
+        };
         assert_eq!(retry.queue, Some(queue));
-        assert_eq!(*src.1.borrow(), ["database_url", "webhook_retry_max_attempts", "redis_url"]);
+        assert_eq!(
+            *src.1.borrow(),
+            ["database_url", "webhook_retry_max_attempts", "webhook_retry_base_seconds", "redis_url"]
+        );
 
         src.1.borrow_mut().clear();
         Config::from_source(&src).unwrap();

@@ -1,8 +1,8 @@
 //! Postgres, through Spin's interface: the connection, the error type, reads decoded with serde,
 //! batched writes and paged reads, and the value conversions. The statements themselves live
-//! with the code that runs them, one `.sql` file each, exactly as sent (`jobs/*/sql/` for each
-//! job's rows, `runner/sql/` for `job_runs`, `console/sql/` and `front_door/sql/`); the suite
-//! prepares and explains every one of them against the migrated schema (`tests/statements.rs`).
+//! with the code that runs them, one `.sql` file each, exactly as sent (`jobs/health_check/sql/`
+//! and `jobs/webhook_retry/queue/sql/` for each job's rows, `runner/sql/` for `job_runs`,
+//! `console/sql/`); the suite prepares and explains every one of them against the migrated schema (`tests/statements.rs`).
 //!
 //! Rules every statement keeps:
 //!

@@ -17,8 +17,8 @@
 //!   - [`jobs::health_check`]: the token health check; the classification table in
 //!     [`jobs::health_check::classify`], its statements in [`jobs::health_check::connections`].
 //!   - [`jobs::webhook_retry`]: the dead-letter queue; what happens to a webhook after each
-//!     attempt in [`jobs::webhook_retry::policy`], the queue's verbs (claim, release, record,
-//!     count, redrive) in [`jobs::webhook_retry::queue`].
+//!     attempt in [`jobs::webhook_retry::policy`], the queue in [`jobs::webhook_retry::queue`]
+//!     (every statement on `whatsapp_webhook_logs`, the front door's store included).
 //! - [`console`]: what operators look at: the dashboard page, the figures it reads beyond the
 //!   overview (the queue's gauges, and [`console::estate`]: connections by health, expiring
 //!   tokens) and the same for Prometheus.

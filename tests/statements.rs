@@ -26,10 +26,15 @@ fn files_under(dir: &Path, extension: &str) -> Vec<PathBuf> {
     files
 }
 
-/// `(path under src/, text)` of every `.sql` file under `src/`.
+/// The webhook queue's states, defined once: fragments, not a statement.
+const QUEUE_STATES: &str = "jobs/webhook_retry/queue/sql/states.sql";
+
+/// `(path under src/, text)` of every statement: the `.sql` files under `src/` but
+/// [`QUEUE_STATES`].
 fn statements() -> Vec<(String, String)> {
     let src = root().join("src");
-    let files = files_under(&src, "sql");
+    let files: Vec<PathBuf> =
+        files_under(&src, "sql").into_iter().filter(|f| !f.ends_with(QUEUE_STATES)).collect();
     let statements: Vec<(String, String)> = files
         .iter()
         .map(|f| (f.strip_prefix(&src).unwrap().display().to_string(), std::fs::read_to_string(f).unwrap()))
@@ -269,4 +274,51 @@ fn statements_live_in_sql_files_and_each_is_used() {
     included.sort();
     let files: Vec<String> = statements().into_iter().map(|(p, _)| p).collect();
     assert_eq!(included, files, "every .sql file is included once, and every include is a file");
+}
+
+/// The webhook queue's states (open, pending, due) are written once, in [`QUEUE_STATES`]: every
+/// statement that asks for one uses its text as it is there, the partial index of `migrations/`
+/// (and of the Prisma migration) is open's, and every statement on `whatsapp_webhook_logs` is
+/// the queue's.
+#[test]
+fn the_queues_states_are_written_once() {
+    let states = std::fs::read_to_string(root().join("src").join(QUEUE_STATES)).unwrap();
+    let fragments: Vec<&str> =
+        states.lines().filter(|l| !l.starts_with("--") && !l.trim().is_empty()).collect();
+    let [open, pending, due_at] = fragments[..] else { panic!("open, pending, due at: {fragments:?}") };
+    assert!(pending.starts_with(open));
+    let mut users = 0;
+    for (path, sql) in statements() {
+        if !sql.contains("whatsapp_webhook_logs") {
+            continue;
+        }
+        assert!(
+            path.starts_with("jobs/webhook_retry/queue/sql/"),
+            "{path}: a statement on the queue outside it"
+        );
+        // Each state, wherever it is asked for, in its one text (spacing aside).
+        let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ").replace("\"<", "\" <");
+        let sql = words(&sql);
+        let asks = |part: &str| sql.matches(&words(part)).count();
+        assert_eq!(asks("\"retryCount\" <"), asks(pending), "{path}: pending, written again");
+        assert_eq!(asks("COALESCE(\"nextRetryAt\""), asks(due_at), "{path}: the due time, written again");
+        assert_eq!(asks("\"deadAt\" IS NULL"), asks(open), "{path}: open, written again");
+        users += asks(open);
+    }
+    assert!(users >= 3, "{users} uses of the states");
+    for migration in
+        ["migrations/003_webhook_retry.sql", "prisma/migrations/20261130000000_whatrack_jobs/migration.sql"]
+    {
+        let text = std::fs::read_to_string(root().join(migration)).unwrap();
+        let index = text
+            .lines()
+            .find(|l| l.contains("CREATE INDEX") && l.contains("whatsapp_webhook_logs_pending_due_idx"))
+            .unwrap();
+        // Prisma writes each term in parentheses.
+        let index = index.replace(['(', ')'], "");
+        assert!(
+            index.contains(&format!("WHERE {open}")),
+            "{migration}: the partial index is open's: {index}"
+        );
+    }
 }

@@ -21,7 +21,6 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::db::Db;
 use crate::jobs::health_check::meta_limits::{self, MetaLimits};
-use crate::jobs::webhook_retry::policy::Rules;
 use crate::jobs::webhook_retry::queue::{self, Gauges};
 use crate::redis::Redis;
 use crate::runner::RunError;
@@ -48,7 +47,7 @@ pub fn estate(config: &Config) -> Result<Estate, RunError> {
 /// [`estate`] on connections the caller already holds.
 fn read(db: &Db, redis: &Redis, config: &Config) -> Result<Estate, RunError> {
     Ok(Estate {
-        webhooks: queue::gauges(db, &Rules::of(config))?,
+        webhooks: queue::counts(db, config.webhook_retry_max_attempts, config.webhook_retry_base)?,
         connections: estate::by_health(db)?,
         unhealthy: estate::latest_unhealthy(db)?,
         expiring_tokens: estate::expiring_tokens(db, config.token_expiry_warning_days)?,

@@ -99,7 +99,8 @@ impl JobType {
         };
         let queue = match &config.queue {
             Some(queue) => {
-                Some(webhook_retry::queue::counts(&Db::open(&queue.database_url)?, queue.max_attempts)?)
+                let db = Db::open(&queue.database_url)?;
+                Some(webhook_retry::queue::counts(&db, queue.max_attempts, queue.base)?.counts())
             }
             None => None,
         };

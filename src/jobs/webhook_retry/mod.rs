@@ -92,7 +92,8 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
     }
     ctx.send_alerts(progress.alerts).await;
     let mut summary = progress.summary;
-    summary.remaining = queue.count_due()?;
+    let rules = Rules::of(ctx.config);
+    summary.remaining = queue::counts(ctx.db, rules.max_attempts, rules.base)?.due;
     Ok(JobOutcome::new(&summary, summary.remaining))
 }
 

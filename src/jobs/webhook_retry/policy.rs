@@ -261,7 +261,7 @@ mod tests {
             let attempt: u32 = attempt.parse().unwrap();
             let (span, rest) = when.split_once(" min after ").unwrap();
             if rest.starts_with("the webhook arrived") {
-                // The first attempt waits one base period: the due time of queue.rs.
+                // The first attempt waits one base period: the due time of queue/sql/states.sql.
                 assert_eq!(DEFAULTS.base.as_secs_f64(), span.parse::<f64>().unwrap() * MINUTE, "{when}");
                 continue;
             }

@@ -1,10 +1,8 @@
 -- Takes up to $3 due webhooks, oldest due first, and pushes their "nextRetryAt" ahead by a lease
 -- of $4 seconds. One statement, so one transaction, and `SKIP LOCKED` keeps two concurrent
 -- claims from ever taking the same row, Redis lock or not.
--- Pending: not processed, signed, not dead-lettered, fewer than $1 attempts
--- (webhook_retry_max_attempts). Due: "nextRetryAt" passed, or, for a failure never retried,
--- $2 seconds (webhook_retry_base_seconds) after it came in, so that processing still in flight
--- is not duplicated.
+-- Pending and due as states.sql defines them ($1 webhook_retry_max_attempts, $2
+-- webhook_retry_base_seconds).
 WITH due AS (
     SELECT id FROM whatsapp_webhook_logs
     WHERE processed = false AND "signatureValid" = true AND "deadAt" IS NULL AND "retryCount" < $1

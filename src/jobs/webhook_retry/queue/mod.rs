@@ -1,26 +1,33 @@
-//! The queue's verbs, one statement each (in `sql/`), over `whatsapp_webhook_logs`: the database
-//! does the queueing (sweep, claim with `SKIP LOCKED`, lease, release, record, count, redrive).
+//! The webhook queue: every statement on `whatsapp_webhook_logs` (in `sql/`), one verb each; the
+//! database does the queueing. The front door stores a webhook ([`store`]) and marks its first
+//! forward ([`mark_processed`]); a run sweeps, claims with `SKIP LOCKED` and a lease, releases,
+//! records; the status route, the console and a run count ([`counts`]); an operator redrives.
 //!
-//! Bound parameters shared by the statements that take the policy's rules: `$1` is
+//! The queue's states (open, pending, due) are defined once, in `sql/states.sql`, and every
+//! statement uses their text as it is there (held so by `tests/statements.rs`). Bound
+//! parameters shared by the statements that take the policy's rules: `$1` is
 //! `webhook_retry_max_attempts`, `$2` is `webhook_retry_base_seconds`. Rows are found by their
 //! primary key in its own type (the rule in `db.rs`), so recording an attempt reads no more of
 //! the log than its row.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use spin_sdk::pg4::ParameterValue;
 
 use super::policy::{Fate, Rules};
 use crate::db::{str, str_array, Db, DbResult};
 
+const STORE_WEBHOOK: &str = include_str!("sql/store_webhook.sql");
+const MARK_WEBHOOK_PROCESSED: &str = include_str!("sql/mark_webhook_processed.sql");
 const SWEEP_STUCK_WEBHOOKS: &str = include_str!("sql/sweep_stuck_webhooks.sql");
 const CLAIM_DUE_WEBHOOKS: &str = include_str!("sql/claim_due_webhooks.sql");
 const RELEASE_WEBHOOK_CLAIMS: &str = include_str!("sql/release_webhook_claims.sql");
 const RECORD_WEBHOOK_ATTEMPTS: &str = include_str!("sql/record_webhook_attempts.sql");
-const COUNT_DUE_WEBHOOKS: &str = include_str!("sql/count_due_webhooks.sql");
 const REDRIVE_WEBHOOKS: &str = include_str!("sql/redrive_webhooks.sql");
 const REDRIVE_WEBHOOKS_DEAD_IN_WINDOW: &str = include_str!("sql/redrive_webhooks_dead_in_window.sql");
-const COUNT_WEBHOOK_QUEUE: &str = include_str!("sql/count_webhook_queue.sql");
-const WEBHOOK_QUEUE_GAUGES: &str = include_str!("sql/webhook_queue_gauges.sql");
+const WEBHOOK_QUEUE_COUNTS: &str = include_str!("sql/webhook_queue_counts.sql");
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -43,13 +50,14 @@ pub struct AttemptRecord<'a> {
 }
 
 /// The status route's queue counts.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Counts {
     pub pending_webhooks: u64,
     pub dead_webhooks: u64,
 }
 
+/// The queue's figures, as one statement counts them.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Gauges {
@@ -57,6 +65,12 @@ pub struct Gauges {
     pub due: u64,
     pub dead: u64,
     pub oldest_due_age_seconds: u64,
+}
+
+impl Gauges {
+    pub fn counts(&self) -> Counts {
+        Counts { pending_webhooks: self.pending, dead_webhooks: self.dead }
+    }
 }
 
 /// Which dead-lettered webhooks to put back in the queue.
@@ -257,14 +271,6 @@ impl<'a> Queue<'a> {
         Ok(())
     }
 
-    pub fn count_due(&self) -> DbResult<u64> {
-        self.db.count(
-            "count due webhooks",
-            COUNT_DUE_WEBHOOKS,
-            &[max_attempts(&self.rules), base_secs(&self.rules)],
-        )
-    }
-
     pub fn redrive(&self, which: &Redrive) -> DbResult<u64> {
         let ids = match which {
             Redrive::All => ParameterValue::DbNull,
@@ -286,13 +292,41 @@ impl<'a> Queue<'a> {
     }
 }
 
-/// The status route's counts. `max_attempts`: `webhook_retry_max_attempts`, below which a webhook still counts as pending.
-pub fn counts(db: &Db, max_attempts: u32) -> DbResult<Counts> {
-    db.row("count webhook queue", COUNT_WEBHOOK_QUEUE, &[ParameterValue::Int32(max_attempts as i32)])
+/// The queue's figures, with `max_attempts` (`webhook_retry_max_attempts`) and `base`
+/// (`webhook_retry_base_seconds`).
+pub fn counts(db: &Db, max_attempts: u32, base: Duration) -> DbResult<Gauges> {
+    let params = [ParameterValue::Int32(max_attempts as i32), ParameterValue::Floating64(base.as_secs_f64())];
+    db.row("count the webhook queue", WEBHOOK_QUEUE_COUNTS, &params)
 }
 
-pub fn gauges(db: &Db, rules: &Rules) -> DbResult<Gauges> {
-    db.row("webhook queue gauges", WEBHOOK_QUEUE_GAUGES, &[max_attempts(rules), base_secs(rules)])
+/// A stored webhook's id, as text.
+#[derive(Deserialize)]
+pub struct Stored {
+    pub id: String,
+}
+
+/// Stores a webhook Meta sent (the front door): `None` when Meta sent these exact bytes before.
+pub fn store(
+    db: &Db,
+    payload: &Value,
+    raw: &str,
+    event_type: Option<&str>,
+    waba_id: Option<&str>,
+) -> DbResult<Option<Stored>> {
+    let params = [
+        ParameterValue::Jsonb(payload.to_string().into_bytes()),
+        str(raw),
+        event_type.map(str).into(),
+        waba_id.map(str).into(),
+    ];
+    let stored: Vec<Stored> = db.rows("store webhook", STORE_WEBHOOK, &params)?;
+    Ok(stored.into_iter().next())
+}
+
+/// The front door's forward delivered webhook `id`.
+pub fn mark_processed(db: &Db, id: &str) -> DbResult<()> {
+    db.execute("mark webhook processed", MARK_WEBHOOK_PROCESSED, &[str(id)])?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
--- The console's view of the queue: waiting (due now, among them), dead-lettered, and how long
--- the oldest due webhook has waited, in seconds (0 when none is due). $1 and $2 as in
--- claim_due_webhooks.sql.
+-- The queue's counts, for the status route, the console and a run's `remaining`: pending
+-- (waiting for a retry), due now among them, dead-lettered, and how long the oldest due webhook
+-- has waited, in seconds (0 when none is due). $1 and $2 as in states.sql.
 WITH q AS (
-    SELECT "signatureValid" = true AND "deadAt" IS NULL AND "retryCount" < $1 AS pending,
+    SELECT processed = false AND "signatureValid" = true AND "deadAt" IS NULL AND "retryCount" < $1 AS pending,
            "deadAt" IS NOT NULL AS dead,
            COALESCE("nextRetryAt", "createdAt" + make_interval(secs => $2::float8)) AS due_at
     FROM whatsapp_webhook_logs

@@ -6,7 +6,7 @@
 //! 2. `POST`: the body is refused above `webhook_max_body_bytes`, and without a valid
 //!    `X-Hub-Signature-256` (over the raw bytes, with `meta_app_secret`): nothing is stored.
 //! 3. A valid one is stored in one INSERT, raw bytes included, once however often Meta re-sends
-//!    it (a unique hash of the raw body) ([`store`]).
+//!    it (a unique hash of the raw body), in the webhook queue ([`queue::store`]).
 //! 4. Then it is forwarded once to the processor, through the retry job's own delivery (attempt
 //!    0), within `webhook_forward_timeout_ms`: delivered, the row is processed; otherwise it stays
 //!    pending, and the retry job takes it at its first due time.
@@ -14,14 +14,12 @@
 //!    the row could then be marked processed (Meta retries anything else for days, and disables
 //!    subscriptions that keep failing).
 
-pub mod store;
-
 use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::crypto;
 use crate::db::{Db, DbError};
-use crate::jobs::webhook_retry;
+use crate::jobs::webhook_retry::{self, queue};
 use crate::log::Logger;
 use crate::outbound::Allowance;
 use crate::redis::Redis;
@@ -79,8 +77,8 @@ pub async fn receive(
     let payload: Value = serde_json::from_slice(body).map_err(|_| Refused::NotJson)?;
     let raw = std::str::from_utf8(body).map_err(|_| Refused::NotJson)?;
     let db = Db::open(&config.database_url)?;
-    let Some(store::Stored { id }) =
-        store::insert(&db, &payload, raw, event_type(&payload).as_deref(), waba_id(&payload).as_deref())?
+    let Some(queue::Stored { id }) =
+        queue::store(&db, &payload, raw, event_type(&payload).as_deref(), waba_id(&payload).as_deref())?
     else {
         log.info("webhook already stored (re-sent by Meta)", json!({}));
         return Ok(Received::Duplicate);
@@ -107,7 +105,7 @@ pub async fn receive(
             match answer {
                 // Stored is what Meta's answer depends on: a row left unprocessed here is only
                 // delivered again by the retry job, while a 500 would have Meta retry for days.
-                Ok(resp) if (200..300).contains(&resp.status) => match store::mark_processed(&db, &id) {
+                Ok(resp) if (200..300).contains(&resp.status) => match queue::mark_processed(&db, &id) {
                     Ok(()) => true,
                     Err(e) => {
                         log.warn(
