@@ -183,24 +183,28 @@ impl Client<'_> {
         }
     }
 
-    async fn probe_in_batch(&self, probes: &[Probe<'_>], auth: Auth<'_>) -> Result<Answered, NotMade> {
+    /// The operations that check `probes`, and the batch request's own token.
+    fn operations(&self, probes: &[Probe<'_>], auth: Auth<'_>) -> (Vec<Operation>, String) {
         let app = self.app_for(auth);
         let mut operations = Vec::with_capacity(probes.len() * 2);
         for probe in probes {
             if app.is_some() {
                 operations.push(Operation::get(debug_token_path(probe.token)));
             }
-            operations.push(Operation::get(format!(
-                "{}&access_token={}",
-                node_path(probe.node),
-                encode(probe.token)
-            )));
+            let node = format!("{}&access_token={}", node_path(probe.node), encode(probe.token));
+            operations.push(Operation::get(node));
         }
         let own_token = match (app, auth) {
             (Some(app), _) => format!("{}|{}", app.id, app.secret),
             (None, Auth::Customer(token)) => token.to_owned(),
             (None, Auth::App) => probes.first().map(|p| p.token.to_owned()).unwrap_or_default(),
         };
+        (operations, own_token)
+    }
+
+    async fn probe_in_batch(&self, probes: &[Probe<'_>], auth: Auth<'_>) -> Result<Answered, NotMade> {
+        let app = self.app_for(auth);
+        let (operations, own_token) = self.operations(probes, auth);
         let body = batch::request_body(&operations, &own_token);
         let url = format!("{}/{}/", self.base_url, self.version);
         let req = Request {

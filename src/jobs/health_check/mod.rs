@@ -156,14 +156,7 @@ async fn check_due(
         }));
         let mut batches = pin!(context::batches(outcomes, WRITE_BATCH, WRITE_EVERY));
         while let Some(batch) = batches.next().await {
-            let mut finished = Vec::with_capacity(batch.len());
-            for outcome in batch {
-                match outcome {
-                    Outcome::Checked(checked) => finished.push(checked),
-                    Outcome::Left(why) => run.count_left(why),
-                }
-            }
-            run.write(ctx, finished)?;
+            run.take(ctx, batch)?;
             run.alerts.extend(meta_limits::keep_cool_downs(ctx, &mut pacing.borrow_mut()));
             meta_limits::save_usage(ctx, &mut pacing.borrow_mut());
         }
@@ -247,6 +240,18 @@ impl RunState {
             Left::Halted(Halt::Paced) => self.summary.paced += 1,
             Left::Unanswered => self.summary.unanswered += 1,
         }
+    }
+
+    /// A batch of outcomes: the checks written, the others counted.
+    fn take(&mut self, ctx: &JobContext<'_>, batch: Vec<Outcome>) -> Result<(), JobError> {
+        let mut finished = Vec::with_capacity(batch.len());
+        for outcome in batch {
+            match outcome {
+                Outcome::Checked(checked) => finished.push(checked),
+                Outcome::Left(why) => self.count_left(why),
+            }
+        }
+        self.write(ctx, finished)
     }
 
     /// Writes a batch; a row the database refuses is logged and counted, and the others land.

@@ -249,7 +249,7 @@ pub async fn carry_out(
                 group.iter().map(|r| Probe { token: &r.token, node: &r.node }).collect();
             client.probe(&probes, own.auth(), singly).await
         };
-        let (refusal, usage) = match answered {
+        match answered {
             Ok(answered) => {
                 if let (Own::Customer { token, business }, true) = (&own, client.batches() && !singly) {
                     credentials.borrow_mut().accepted = Some((token.clone(), business.clone()));
@@ -257,59 +257,75 @@ pub async fn carry_out(
                 outcomes.extend(classify_answered(ctx, pacing, credentials, group, answered));
                 return outcomes;
             }
-            Err(NotMade::OutOfTime) => {
-                outcomes.extend(leave(group.len(), Left::Later));
-                return outcomes;
-            }
-            Err(NotMade::NotSent(why)) => {
-                if pacing.borrow().halted().is_none() {
-                    ctx.log.warn("no further Graph request this run", json!({ "reason": why }));
+            Err(not_made) => {
+                if let Some(why) = not_answered(ctx, pacing, credentials, not_made, own, group.len()) {
+                    outcomes.extend(leave(group.len(), why));
+                    return outcomes;
                 }
-                pacing.borrow_mut().halt_for_allowance();
-                outcomes.extend(leave(group.len(), Left::Halted(Halt::Allowance)));
-                return outcomes;
-            }
-            Err(NotMade::Refused(refusal, usage)) => (refusal, usage),
-        };
-        pacing.borrow_mut().read_figures(&usage, time::unix_millis());
-        match refused(&refusal, &own) {
-            Refused::AppThrottled => {
-                pacing.borrow_mut().throttled(Throttle::App, None, &usage);
-                outcomes.extend(leave(group.len(), Left::Halted(Halt::Throttled)));
-                return outcomes;
-            }
-            Refused::BusinessThrottled(business) => {
-                ctx.log.warn(
-                    "Meta throttled the business of the request's own token: checking the others again",
-                    json!({ "business": business, "connections": group.len() }),
-                );
-                pacing.borrow_mut().throttled(Throttle::Business, Some(&business), &usage);
-            }
-            Refused::Token(token) => {
-                ctx.log.warn(
-                    "Meta refused the request's own token (a customer's): checking its connections again with another",
-                    json!({ "connections": group.len() }),
-                );
-                credentials.borrow_mut().refused.insert(token);
-            }
-            Refused::App(why) => {
-                ctx.log.warn(
-                    "Meta refused the app credentials: checking without debug_token from now on",
-                    json!({ "reason": why }),
-                );
-                credentials.borrow_mut().app_refused.get_or_insert(why);
-            }
-            Refused::NoVerdict(why) => {
-                ctx.log.warn(
-                    "Graph API refused a request as a whole: its connections wait for a later run, with no verdict",
-                    json!({ "reason": why, "connections": group.len() }),
-                );
-                outcomes.extend(leave(group.len(), Left::Unanswered));
-                return outcomes;
             }
         }
     }
     outcomes
+}
+
+/// What a request of `n` connections that got no answers comes to: `Some(why)` leaves them for
+/// a later run; `None` sends them again (Meta refused the request's own token, which the run
+/// now knows not to use).
+fn not_answered(
+    ctx: &JobContext<'_>,
+    pacing: &RefCell<Pacing>,
+    credentials: &RefCell<Credentials>,
+    not_made: NotMade,
+    own: Own,
+    n: usize,
+) -> Option<Left> {
+    let (refusal, usage) = match not_made {
+        NotMade::OutOfTime => return Some(Left::Later),
+        NotMade::NotSent(why) => {
+            if pacing.borrow().halted().is_none() {
+                ctx.log.warn("no further Graph request this run", json!({ "reason": why }));
+            }
+            pacing.borrow_mut().halt_for_allowance();
+            return Some(Left::Halted(Halt::Allowance));
+        }
+        NotMade::Refused(refusal, usage) => (refusal, usage),
+    };
+    pacing.borrow_mut().read_figures(&usage, time::unix_millis());
+    match refused(&refusal, &own) {
+        Refused::AppThrottled => {
+            pacing.borrow_mut().throttled(Throttle::App, None, &usage);
+            return Some(Left::Halted(Halt::Throttled));
+        }
+        Refused::BusinessThrottled(business) => {
+            ctx.log.warn(
+                "Meta throttled the business of the request's own token: checking the others again",
+                json!({ "business": business, "connections": n }),
+            );
+            pacing.borrow_mut().throttled(Throttle::Business, Some(&business), &usage);
+        }
+        Refused::Token(token) => {
+            ctx.log.warn(
+                "Meta refused the request's own token (a customer's): checking its connections again with another",
+                json!({ "connections": n }),
+            );
+            credentials.borrow_mut().refused.insert(token);
+        }
+        Refused::App(why) => {
+            ctx.log.warn(
+                "Meta refused the app credentials: checking without debug_token from now on",
+                json!({ "reason": why }),
+            );
+            credentials.borrow_mut().app_refused.get_or_insert(why);
+        }
+        Refused::NoVerdict(why) => {
+            ctx.log.warn(
+                "Graph API refused a request as a whole: its connections wait for a later run, with no verdict",
+                json!({ "reason": why, "connections": n }),
+            );
+            return Some(Left::Unanswered);
+        }
+    }
+    None
 }
 
 /// `n` connections left unchecked, for `why`.

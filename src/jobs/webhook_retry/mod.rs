@@ -28,10 +28,10 @@ use crate::alerts::Alert;
 use crate::config::Config;
 use crate::context::{self, JobContext, JobError, JobOutcome, Turn};
 use crate::crypto;
-use crate::db::{write_isolating, Pages};
+use crate::db::{write_isolating, DbResult, Pages};
 use crate::outbound::{self, Allowance, OutboundError, Request, Response};
 use crate::time::Deadline;
-use policy::{Decision, Fate, Rules};
+use policy::{Decision, Fate, Outcome, Release, Rules};
 pub use queue::Redrive;
 use queue::{AttemptRecord, Claimed, Queue, Stuck, Swept};
 
@@ -108,90 +108,110 @@ struct Progress {
     misconfigured: Option<String>,
 }
 
-/// Claims due webhooks a page at a time as the deliveries need them, delivers them concurrently
-/// and records the outcomes a batch at a time. Stops claiming once the destination is refused.
+/// One finished delivery: the webhook, what came back, how long it took.
+type Delivered = (Claimed, Result<Response, OutboundError>, Duration);
+
+impl Progress {
+    /// A batch of deliveries as the policy judges them: the attempts to record; the others are
+    /// released at the end, and those that say so stop the claims (`stop`).
+    fn judge(
+        &mut self,
+        ctx: &JobContext<'_>,
+        batch: Vec<Turn<Claimed, Delivered>>,
+        stop: &Cell<bool>,
+    ) -> Vec<Attempt> {
+        let rules = Rules::of(ctx.config);
+        let mut attempts = Vec::with_capacity(batch.len());
+        for turn in batch {
+            let (webhook, result, elapsed) = match turn {
+                Turn::Done(done) => done,
+                Turn::NotStarted(webhook) => {
+                    self.unattempted.push(webhook.id);
+                    continue;
+                }
+            };
+            let attempt = webhook.retry_count + 1;
+            match policy::judge(&result, attempt, &rules, SystemTime::now(), jitter()) {
+                Outcome::Attempted(decision) => attempts.push(Attempt { webhook, decision, elapsed }),
+                Outcome::Released(why) => {
+                    match why {
+                        Release::OutOfTime => {}
+                        Release::AllowanceSpent(why) if !stop.replace(true) => {
+                            ctx.log.warn("no further delivery this run", json!({ "reason": why }));
+                        }
+                        Release::AllowanceSpent(_) => {}
+                        Release::Misconfigured(why) => {
+                            self.misconfigured.get_or_insert(why);
+                            stop.set(true);
+                        }
+                    }
+                    self.unattempted.push(webhook.id);
+                }
+            }
+        }
+        attempts
+    }
+}
+
+/// Claims due webhooks a page at a time as the deliveries need them, delivers them
+/// concurrently, and records what [`policy::judge`] makes of each, a batch per statement.
 async fn deliver_due(
     ctx: &JobContext<'_>,
     queue: &Queue<'_>,
     progress: &mut Progress,
 ) -> Result<(), JobError> {
-    let config = ctx.config;
-    let rules = Rules::of(config);
+    let stop = Cell::new(false);
+    let mut claims = claim_pages(ctx, queue, &stop);
+    let recorded = deliver_and_record(ctx, queue, &mut claims, &stop, progress).await;
+    let unread = claims.error.take();
+    progress.unattempted.extend(claims.unread().map(|w| w.id));
+    recorded?;
+    unread.map_or(Ok(()), |e| Err(e.into()))
+}
+
+/// Due webhooks, claimed a page at a time when the deliveries get to them, up to
+/// `webhook_retry_batch_size` in all; none once `stop` is set or the budget is spent.
+fn claim_pages<'a>(
+    ctx: &'a JobContext<'a>,
+    queue: &'a Queue<'a>,
+    stop: &'a Cell<bool>,
+) -> Pages<Claimed, impl FnMut() -> DbResult<Vec<Claimed>> + 'a> {
     // A claim outlives the run that made it, so a run that dies mid-way only delays its rows.
     let lease = (ctx.deadline.remaining() + DELIVERY_TIMEOUT + LEASE_MARGIN).as_secs();
-    let stop = Cell::new(false);
-    let mut left = config.webhook_retry_batch_size;
-    let mut claims = Pages::new(|| {
+    let mut left = ctx.config.webhook_retry_batch_size;
+    Pages::new(move || {
         if left == 0 || stop.get() || ctx.deadline.passed() {
             return Ok(Vec::new());
         }
         let page = queue.claim(left.min(CLAIM_PAGE), lease)?;
         left -= page.len() as u32;
         Ok(page)
-    });
-    let (deadline, allowance) = (ctx.deadline, ctx.allowance());
-    let recorded = async {
-        let deliveries =
-            pin!(ctx.within_budget(&mut claims, config.webhook_retry_concurrency, |webhook| async move {
-                let started = Instant::now();
-                let attempt = webhook.retry_count + 1;
-                let result = deliver(
-                    config,
-                    &webhook.id,
-                    webhook.body.as_bytes(),
-                    attempt,
-                    DELIVERY_TIMEOUT,
-                    deadline,
-                    allowance,
-                )
-                .await;
-                (webhook, result, started.elapsed())
-            }));
-        let mut batches = pin!(context::batches(deliveries, RECORD_BATCH, RECORD_EVERY));
-        while let Some(batch) = batches.next().await {
-            let mut attempts = Vec::with_capacity(batch.len());
-            for turn in batch {
-                let (webhook, result, elapsed) = match turn {
-                    Turn::Done(done) => done,
-                    Turn::NotStarted(webhook) => {
-                        progress.unattempted.push(webhook.id);
-                        continue;
-                    }
-                };
-                match &result {
-                    // Cut short by the budget: not attempted, as far as anyone is charged.
-                    Err(OutboundError::OutOfTime) => progress.unattempted.push(webhook.id),
-                    // The hour's outbound allowance is spent: the same, and no more claims.
-                    Err(OutboundError::NotSent(why)) => {
-                        if !stop.replace(true) {
-                            ctx.log.warn("no further delivery this run", json!({ "reason": why }));
-                        }
-                        progress.unattempted.push(webhook.id);
-                    }
-                    Err(e @ (OutboundError::Denied(_) | OutboundError::InvalidUrl(_))) => {
-                        progress.misconfigured.get_or_insert_with(|| e.to_string());
-                        stop.set(true);
-                        progress.unattempted.push(webhook.id);
-                    }
-                    _ => {
-                        let attempt = webhook.retry_count + 1;
-                        let decision = policy::decide(&result, attempt, &rules, SystemTime::now(), jitter());
-                        attempts.push(Attempt { webhook, decision, elapsed });
-                    }
-                }
-            }
-            record(ctx, queue, &attempts, progress)?;
-        }
-        Ok::<(), JobError>(())
+    })
+}
+
+async fn deliver_and_record(
+    ctx: &JobContext<'_>,
+    queue: &Queue<'_>,
+    claims: &mut impl Iterator<Item = Claimed>,
+    stop: &Cell<bool>,
+    progress: &mut Progress,
+) -> Result<(), JobError> {
+    let (config, deadline, allowance) = (ctx.config, ctx.deadline, ctx.allowance());
+    let deliveries =
+        pin!(ctx.within_budget(claims, config.webhook_retry_concurrency, |webhook| async move {
+            let started = Instant::now();
+            let attempt = webhook.retry_count + 1;
+            let body = webhook.body.as_bytes();
+            let result =
+                deliver(config, &webhook.id, body, attempt, DELIVERY_TIMEOUT, deadline, allowance).await;
+            (webhook, result, started.elapsed())
+        }));
+    let mut batches = pin!(context::batches(deliveries, RECORD_BATCH, RECORD_EVERY));
+    while let Some(batch) = batches.next().await {
+        let attempts = progress.judge(ctx, batch, stop);
+        record(ctx, queue, &attempts, progress)?;
     }
-    .await;
-    let unread = claims.error.take();
-    progress.unattempted.extend(claims.unread().map(|w| w.id));
-    recorded?;
-    match unread {
-        Some(e) => Err(e.into()),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 /// Puts dead-lettered webhooks back in the queue, due now with no attempt counted (an

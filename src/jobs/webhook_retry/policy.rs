@@ -5,7 +5,11 @@
 //! 1. WhaTrack receives it from Meta, stores it in `whatsapp_webhook_logs` (`processed = false`)
 //!    and its processing fails. After `webhook_retry_base_seconds` (the grace period for
 //!    processing still in flight) it is *due*.
-//! 2. A run claims it and POSTs it to `webhook_processor_url`.
+//! 2. A run claims it and POSTs it to `webhook_processor_url`. Some deliveries are no attempt,
+//!    and charge the webhook nothing ([`Release`]): the run's budget cut it short, the hour's
+//!    outbound allowance is spent (no further delivery this run), or the host refuses the
+//!    destination (`allowed_outbound_hosts`; our configuration, not the webhook: the run stops
+//!    and fails, saying so). The claim is released: due again, `"retryCount"` unchanged.
 //! 3. 2xx: delivered; `processed = true`. Done.
 //! 4. 408, 425, 429, 5xx, a timeout or a network error: a transient failure. `"retryCount"` goes
 //!    up by one and the next attempt waits `base * 2^retryCount` (capped at 6 hours) plus up to
@@ -96,9 +100,49 @@ pub struct Decision {
     pub brief: Option<String>,
 }
 
+/// What one delivery comes to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// An attempt, charged (steps 3 to 6).
+    Attempted(Decision),
+    /// No attempt (step 2): the claim goes back, due again, charged nothing.
+    Released(Release),
+}
+
+/// Why a delivery was no attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Release {
+    /// The run's budget ended before the answer.
+    OutOfTime,
+    /// The hour's outbound allowance is spent (why): no further delivery this run.
+    AllowanceSpent(String),
+    /// The host refuses the destination or cannot read its URL (why): the run stops and fails.
+    Misconfigured(String),
+}
+
+/// The webhook's `attempt`-th delivery (1 for the first) came back with `result`: an attempt
+/// and its [`Decision`], or none. `jitter` is a uniform random number in [0, 1).
+pub fn judge(
+    result: &Result<Response, OutboundError>,
+    attempt: u32,
+    rules: &Rules,
+    now: SystemTime,
+    jitter: f64,
+) -> Outcome {
+    match result {
+        Err(OutboundError::OutOfTime) => Outcome::Released(Release::OutOfTime),
+        Err(OutboundError::NotSent(why)) => Outcome::Released(Release::AllowanceSpent(why.clone())),
+        Err(e @ (OutboundError::Denied(_) | OutboundError::InvalidUrl(_))) => {
+            Outcome::Released(Release::Misconfigured(e.to_string()))
+        }
+        _ => Outcome::Attempted(decide(result, attempt, rules, now, jitter)),
+    }
+}
+
 /// Decides a webhook's fate after its `attempt`-th delivery (1 for the first) came back with
-/// `result`. `jitter` is a uniform random number in [0, 1).
-pub fn decide(
+/// `result`, an attempt ([`judge`] sorts out those that are none). `jitter` is a uniform random
+/// number in [0, 1).
+fn decide(
     result: &Result<Response, OutboundError>,
     attempt: u32,
     rules: &Rules,
@@ -107,7 +151,7 @@ pub fn decide(
 ) -> Decision {
     let (http_status, judged) = match result {
         Ok(resp) => (Some(resp.status), judge_response(resp, now)),
-        Err(e) => (None, judge_error(e)),
+        Err(e) => (None, Judged::Transient { reason: e.to_string(), retry_after: None }),
     };
     let brief = match (http_status, result) {
         (Some(status), _) => format!("HTTP {status}"),
@@ -159,14 +203,6 @@ fn judge_response(resp: &Response, now: SystemTime) -> Judged {
             retry_after: resp.header(&http::header::RETRY_AFTER).and_then(|h| parse_retry_after(h, now)),
         },
         _ => Judged::Rejected { reason: reason() },
-    }
-}
-
-fn judge_error(e: &OutboundError) -> Judged {
-    match e {
-        // A URL the host cannot even try is not going to work on the next attempt either.
-        OutboundError::InvalidUrl(_) => Judged::Rejected { reason: e.to_string() },
-        _ => Judged::Transient { reason: e.to_string(), retry_after: None },
     }
 }
 
@@ -397,9 +433,24 @@ mod tests {
     }
 
     #[test]
-    fn errors() {
-        assert!(matches!(judge_error(&OutboundError::Timeout(10)), Judged::Transient { .. }));
-        assert!(matches!(judge_error(&OutboundError::Network("reset".into())), Judged::Transient { .. }));
-        assert!(matches!(judge_error(&OutboundError::InvalidUrl("x".into())), Judged::Rejected { .. }));
+    fn failures_of_ours_are_no_attempt() {
+        let judged = |result: Result<Response, OutboundError>| judge(&result, 2, &DEFAULTS, at_unix(0), 0.0);
+        assert_eq!(judged(Err(OutboundError::OutOfTime)), Outcome::Released(Release::OutOfTime));
+        assert_eq!(
+            judged(Err(OutboundError::NotSent("spent".into()))),
+            Outcome::Released(Release::AllowanceSpent("spent".into()))
+        );
+        for ours in [OutboundError::Denied("http://x".into()), OutboundError::InvalidUrl("x".into())] {
+            assert!(matches!(judged(Err(ours)), Outcome::Released(Release::Misconfigured(_))));
+        }
+        // The receiver's, or the network's: an attempt, charged.
+        for theirs in [OutboundError::Timeout(10), OutboundError::Network("reset".into())] {
+            let Outcome::Attempted(decision) = judged(Err(theirs)) else { panic!("an attempt") };
+            assert!(matches!(decision.fate, Fate::RetryIn(_)));
+        }
+        assert!(matches!(
+            judged(answer(200, "", &[])),
+            Outcome::Attempted(Decision { fate: Fate::Delivered, .. })
+        ));
     }
 }
