@@ -22,6 +22,7 @@ use serde_json::json;
 
 use crate::api;
 use crate::config::Config;
+use crate::edges::Edges;
 use crate::jobs::JobType;
 use crate::log::{self, Logger};
 use crate::runner::{self, Trigger};
@@ -59,7 +60,8 @@ async fn run() -> (String, anyhow::Result<()>) {
             return (api::failure_body(&e.to_string()), Err(e.into()));
         }
     };
-    match runner::run_job(job, Trigger::Command, &config, false).await {
+    let edges = Edges::new(Some(&config.database_url), &config.redis_url);
+    match runner::run_job(job, Trigger::Command, &config, &edges, false).await {
         Ok(done) => (api::success_body(api::RunDone::of(job, &done)), Ok(())),
         // Another run (a CronJob's earlier pod, the HTTP route) has it: nothing went wrong.
         Err(e) if e.is_contention() => (api::failure_body(&e.to_string()), Ok(())),

@@ -6,6 +6,7 @@ use anyhow::Context;
 use serde_json::json;
 
 use crate::config::Config;
+use crate::edges::Edges;
 use crate::jobs::JobType;
 use crate::log::Logger;
 use crate::runner::{self, Trigger};
@@ -30,7 +31,8 @@ async fn run() -> anyhow::Result<()> {
     let config = Config::load().inspect_err(|e| {
         Logger::new(job.log_name()).error("configuration error", json!({ "error": e.to_string() }));
     })?;
-    match runner::run_job(job, Trigger::Cron, &config, false).await {
+    let edges = Edges::new(Some(&config.database_url), &config.redis_url);
+    match runner::run_job(job, Trigger::Cron, &config, &edges, false).await {
         Ok(_) => Ok(()),
         // Another run (HTTP, another replica) has it: this tick has nothing to do.
         Err(e) if e.is_contention() => Ok(()),

@@ -18,11 +18,11 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::crypto;
-use crate::db::{Db, DbError};
+use crate::db::DbError;
+use crate::edges::Edges;
 use crate::jobs::webhook_retry::{self, queue};
 use crate::log::Logger;
 use crate::outbound::Allowance;
-use crate::redis::Redis;
 use crate::time::Deadline;
 
 /// Why a POST was not stored.
@@ -63,6 +63,7 @@ pub enum Received {
 
 pub async fn receive(
     config: &Config,
+    edges: &Edges,
     body: &[u8],
     signature: Option<&str>,
     log: &Logger,
@@ -76,64 +77,59 @@ pub async fn receive(
     }
     let payload: Value = serde_json::from_slice(body).map_err(|_| Refused::NotJson)?;
     let raw = std::str::from_utf8(body).map_err(|_| Refused::NotJson)?;
-    let db = Db::open(&config.database_url)?;
+    let db = edges.db()?;
     let Some(queue::Stored { id }) =
-        queue::store(&db, &payload, raw, event_type(&payload).as_deref(), waba_id(&payload).as_deref())?
+        queue::store(db, &payload, raw, event_type(&payload).as_deref(), waba_id(&payload).as_deref())?
     else {
         log.info("webhook already stored (re-sent by Meta)", json!({}));
         return Ok(Received::Duplicate);
     };
-    let deadline = Deadline::after(config.webhook_forward_timeout);
-    // The forward spends from the hour's outbound allowance when one is set, counted in Redis.
-    let counter = config.outbound_requests_per_hour.map(|_| Redis::open(&config.redis_url));
-    let forwarded = match (&config.webhook_processor_url, &counter) {
-        (None, _) => false,
-        (Some(_), Some(Err(e))) => {
-            log.warn(
-                "webhook stored; not forwarded (outbound requests cannot be counted), left to the retry job",
-                json!({ "webhookLogId": id, "reason": e.to_string() }),
-            );
-            false
-        }
-        (Some(_), counter) => {
-            let allowance = Allowance::new(
-                counter.as_ref().and_then(|r| r.as_ref().ok()),
-                config.outbound_requests_per_hour,
-            );
-            let timeout = config.webhook_forward_timeout;
-            let answer = webhook_retry::deliver(config, &id, body, 0, timeout, deadline, allowance).await;
-            match answer {
-                // Stored is what Meta's answer depends on: a row left unprocessed here is only
-                // delivered again by the retry job, while a 500 would have Meta retry for days.
-                Ok(resp) if (200..300).contains(&resp.status) => match queue::mark_processed(&db, &id) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        log.warn(
-                            "webhook stored and forwarded, but not marked processed: the retry job will deliver it again",
-                            json!({ "webhookLogId": id, "reason": e.to_string() }),
-                        );
-                        false
-                    }
-                },
-                Ok(resp) => {
-                    log.warn(
-                        "webhook stored; forward refused, left to the retry job",
-                        json!({ "webhookLogId": id, "httpStatus": resp.status }),
-                    );
-                    false
-                }
-                Err(e) => {
-                    log.warn(
-                        "webhook stored; forward failed, left to the retry job",
-                        json!({ "webhookLogId": id, "reason": e.to_string() }),
-                    );
-                    false
-                }
-            }
-        }
-    };
+    let forwarded = forward(config, edges, &id, body, log).await;
     log.info("webhook stored", json!({ "webhookLogId": id, "forwarded": forwarded }));
     Ok(Received::Stored { id, forwarded })
+}
+
+/// Step 4: the stored webhook `id` forwarded once (attempt 0); whether the processor took it
+/// and the row is marked processed. Anything else leaves it to the retry job, and is logged.
+async fn forward(config: &Config, edges: &Edges, id: &str, body: &[u8], log: &Logger) -> bool {
+    let Some(_) = &config.webhook_processor_url else { return false };
+    let left = |message: &str, field: &str, value: Value| {
+        log.warn(message, json!({ "webhookLogId": id, field: value }));
+        false
+    };
+    // The forward spends from the hour's outbound allowance when one is set, counted in Redis.
+    let counter = match config.outbound_requests_per_hour.map(|_| edges.redis()) {
+        Some(Err(e)) => {
+            let message =
+                "webhook stored; not forwarded (outbound requests cannot be counted), left to the retry job";
+            return left(message, "reason", json!(e.to_string()));
+        }
+        counter => counter.and_then(Result::ok),
+    };
+    let allowance = Allowance::new(counter, config.outbound_requests_per_hour);
+    let (timeout, deadline) =
+        (config.webhook_forward_timeout, Deadline::after(config.webhook_forward_timeout));
+    match webhook_retry::deliver(config, id, body, 0, timeout, deadline, allowance).await {
+        // Stored is what Meta's answer depends on: a row left unprocessed here is only delivered
+        // again by the retry job, while a 500 would have Meta retry for days.
+        Ok(resp) if (200..300).contains(&resp.status) => match edges
+            .db()
+            .and_then(|db| queue::mark_processed(db, id))
+        {
+            Ok(()) => true,
+            Err(e) => left(
+                "webhook stored and forwarded, but not marked processed: the retry job will deliver it again",
+                "reason",
+                json!(e.to_string()),
+            ),
+        },
+        Ok(resp) => {
+            left("webhook stored; forward refused, left to the retry job", "httpStatus", json!(resp.status))
+        }
+        Err(e) => {
+            left("webhook stored; forward failed, left to the retry job", "reason", json!(e.to_string()))
+        }
+    }
 }
 
 /// WhaTrack's derivation: the first change's `field`; a `messages` change that carries only

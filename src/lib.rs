@@ -28,6 +28,8 @@
 //!   budgeted concurrency of [`context::JobContext::within_budget`] and the write batching of
 //!   [`context::batches`]) and hands back; it knows no job, so jobs and runner never import each
 //!   other in a circle.
+//! - [`edges`]: the Postgres and Redis one request or run holds, each opened once at the most,
+//!   by the door that made it: nothing below the doors opens a connection.
 //! - Edges, one outside system each: [`config`] (Spin variables), [`db`] (Postgres: the
 //!   connection, reads decoded with serde, the rules every statement keeps), [`redis`] (the lock
 //!   and the alert throttle), [`graph`] (Meta's Graph API), [`outbound`] (HTTP with a timeout),
@@ -47,6 +49,7 @@ pub mod console;
 pub mod context;
 pub mod crypto;
 pub mod db;
+pub mod edges;
 pub mod front_door;
 pub mod graph;
 pub mod jobs;

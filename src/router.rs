@@ -14,6 +14,7 @@ use crate::auth::{self, Presented};
 use crate::config::{Config, ConfigError, Secrets, SpinVariables, StatusConfig};
 use crate::console::{self, metrics, page};
 use crate::crypto;
+use crate::edges::Edges;
 use crate::front_door;
 use crate::jobs::JobType;
 use crate::log::Logger;
@@ -88,30 +89,33 @@ async fn handle(req: IncomingRequest) -> Response {
         Ok(config) => config,
         Err(e) => return config_error(route, e),
     };
+    // The request's stores, each opened when first used.
+    let edges = &Edges::new(Some(&config.database_url), &config.redis_url);
     match route {
         Route::Handshake => handshake(&config, &incoming),
-        Route::Webhook => webhook(&config, &incoming, req).await,
-        Route::Overview => jobs_overview(&config),
-        Route::Metrics => match metrics::render(&config) {
+        Route::Webhook => webhook(&config, edges, &incoming, req).await,
+        Route::Overview => jobs_overview(edges, &config),
+        Route::Metrics => match metrics::render(edges, &config) {
             Ok(text) => api::respond(StatusCode::OK, metrics::CONTENT_TYPE, text),
             Err(e) => run_error(e),
         },
-        Route::Console => match console::estate(&config) {
+        Route::Console => match console::estate(edges, &config) {
             Ok(estate) => api::success(StatusCode::OK, estate),
             Err(e) => run_error(e),
         },
-        Route::Runs(job) => recent_runs(&config, job, &incoming.query),
+        Route::Runs(job) => recent_runs(edges, job, &incoming.query),
         Route::Redrive => match read_body(req).await {
-            Ok(body) => redrive(&config, &body),
+            Ok(body) => redrive(edges, &config, &body),
             Err(e) => api::failure(StatusCode::BAD_REQUEST, &format!("{e:#}")),
         },
-        Route::Pause(job) => pause(&config, job, true),
-        Route::Resume(job) => pause(&config, job, false),
+        Route::Pause(job) => pause(edges, job, true),
+        Route::Resume(job) => pause(edges, job, false),
         // A paused job runs only when a POST insists.
         Route::Run(job) => {
-            run(&config, job, query_param(&incoming.query, "force").as_deref() == Some("1")).await
+            let force = query_param(&incoming.query, "force").as_deref() == Some("1");
+            run(&config, edges, job, force).await
         }
-        Route::RunByGet(job) => run(&config, job, false).await,
+        Route::RunByGet(job) => run(&config, edges, job, false).await,
         Route::Page(_) | Route::Status(_) => unreachable!("answered above, before the whole configuration"),
     }
 }
@@ -150,7 +154,7 @@ fn handshake(config: &Config, incoming: &Incoming) -> Response {
 }
 
 /// A webhook from Meta (see `front_door`).
-async fn webhook(config: &Config, incoming: &Incoming, req: IncomingRequest) -> Response {
+async fn webhook(config: &Config, edges: &Edges, incoming: &Incoming, req: IncomingRequest) -> Response {
     let log = Logger::new(Route::Webhook.log_name());
     let declared = auth::only_value(&incoming.values(&CONTENT_LENGTH))
         .ok()
@@ -165,7 +169,7 @@ async fn webhook(config: &Config, incoming: &Incoming, req: IncomingRequest) -> 
     };
     let signatures = incoming.values(&crypto::SIGNATURE_HEADER);
     let signature = auth::only_value(&signatures).ok().flatten();
-    match front_door::receive(config, &body, signature, &log).await {
+    match front_door::receive(config, edges, &body, signature, &log).await {
         Ok(_) => api::success(StatusCode::OK, api::Stored {}),
         Err(e @ front_door::Refused::TooLarge) => api::failure(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string()),
         Err(e @ front_door::Refused::BadSignature) => {
@@ -180,8 +184,8 @@ async fn webhook(config: &Config, incoming: &Incoming, req: IncomingRequest) -> 
     }
 }
 
-async fn run(config: &Config, job: JobType, force: bool) -> Response {
-    match runner::run_job(job, Trigger::Http, config, force).await {
+async fn run(config: &Config, edges: &Edges, job: JobType, force: bool) -> Response {
+    match runner::run_job(job, Trigger::Http, config, edges, force).await {
         // 200 all the same: a scheduler calling a paused job must not raise an alarm.
         Ok(done) => api::success(StatusCode::OK, api::RunDone::of(job, &done)),
         Err(e) => run_error(e),
@@ -189,9 +193,9 @@ async fn run(config: &Config, job: JobType, force: bool) -> Response {
 }
 
 /// Pauses (`paused`) or resumes the job.
-fn pause(config: &Config, job: JobType, paused: bool) -> Response {
+fn pause(edges: &Edges, job: JobType, paused: bool) -> Response {
     let log = Logger::new(job.log_name());
-    match pauses::set(config, job, paused) {
+    match pauses::set(edges, job, paused) {
         Ok(since) => {
             log.info(if paused { "job paused" } else { "job resumed" }, json!({ "pausedSince": since }));
             let state = api::PauseState { job_type: job.as_str(), paused, paused_since: since.as_deref() };
@@ -205,14 +209,15 @@ fn pause(config: &Config, job: JobType, paused: bool) -> Response {
 }
 
 fn status(config: &StatusConfig, job: JobType) -> Response {
-    match job.status(config) {
+    let database_url = config.queue.as_ref().map(|queue| queue.database_url.as_str());
+    match job.status(config, &Edges::new(database_url, &config.redis_url)) {
         Ok(status) => api::success(StatusCode::OK, status),
         Err(e) => run_error(e.into()),
     }
 }
 
-fn jobs_overview(config: &Config) -> Response {
-    match overview::overview(config) {
+fn jobs_overview(edges: &Edges, config: &Config) -> Response {
+    match overview::states(edges, config) {
         Ok(jobs) => {
             let code =
                 if jobs.iter().any(|j| j.overdue) { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
@@ -222,7 +227,7 @@ fn jobs_overview(config: &Config) -> Response {
     }
 }
 
-fn recent_runs(config: &Config, job: JobType, query: &str) -> Response {
+fn recent_runs(edges: &Edges, job: JobType, query: &str) -> Response {
     let limit = match query_param(query, "limit") {
         None => overview::DEFAULT_RUNS_LIMIT,
         Some(l) => match l.parse() {
@@ -234,14 +239,14 @@ fn recent_runs(config: &Config, job: JobType, query: &str) -> Response {
             }
         },
     };
-    match overview::recent_runs(config, job, limit) {
+    match overview::recent_runs(edges, job, limit) {
         Ok(runs) => api::success(StatusCode::OK, api::Runs { job_type: job.as_str(), runs }),
         Err(e) => run_error(e),
     }
 }
 
 /// `{"ids":[...]}`, `{"dead":true}` or `{"deadSince":...}` (see [`Redrive`]).
-fn redrive(config: &Config, body: &[u8]) -> Response {
+fn redrive(edges: &Edges, config: &Config, body: &[u8]) -> Response {
     if body.len() > MAX_REDRIVE_BODY {
         let error = format!("Body too large: at most {} KB", MAX_REDRIVE_BODY / 1024);
         return api::failure(StatusCode::PAYLOAD_TOO_LARGE, &error);
@@ -254,7 +259,7 @@ fn redrive(config: &Config, body: &[u8]) -> Response {
         );
     };
     let log = Logger::new(Route::Redrive.log_name());
-    match runner::redrive(config, &which) {
+    match runner::redrive(edges, config, &which) {
         Ok(redriven) => {
             log.info("dead-lettered webhooks redriven", json!({ "redriven": redriven }));
             api::success(StatusCode::OK, api::Redriven { redriven })

@@ -6,9 +6,8 @@ use std::fmt::Write;
 
 use super::Estate;
 use crate::config::Config;
-use crate::db::Db;
+use crate::edges::Edges;
 use crate::graph::limits::Figures;
-use crate::redis::Redis;
 use crate::runner::{job_runs, overview, RunError};
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -35,11 +34,9 @@ impl Text {
     }
 }
 
-pub fn render(config: &Config) -> Result<String, RunError> {
-    let db = Db::open(&config.database_url)?;
-    let jobs = overview::states(&db, config)?;
-    let redis = Redis::open(&config.redis_url)?;
-    let estate = super::read(&db, &redis, config)?;
+pub fn render(edges: &Edges, config: &Config) -> Result<String, RunError> {
+    let jobs = overview::states(edges, config)?;
+    let estate = super::estate(edges, config)?;
     let mut out = Text(String::new());
 
     let states: [JobGauge; 3] = [
@@ -58,12 +55,13 @@ pub fn render(config: &Config) -> Result<String, RunError> {
 
     const RUNS: &str = "whatrack_job_runs_24h";
     out.metric(RUNS, "Runs of the job started in the last 24 hours, by status.");
-    for runs in job_runs::runs_24h(&db)? {
+    for runs in job_runs::runs_24h(edges.db()?)? {
         out.sample(RUNS, &[("job", &runs.job_type), ("status", runs.status.as_str())], runs.count as i64);
     }
     const SUCCESS: &str = "whatrack_job_last_success_timestamp_seconds";
     const DURATION: &str = "whatrack_job_last_duration_milliseconds";
-    let times = jobs.iter().map(|j| job_runs::last_times(&db, j.job_type)).collect::<Result<Vec<_>, _>>()?;
+    let times =
+        jobs.iter().map(|j| job_runs::last_times(edges.db()?, j.job_type)).collect::<Result<Vec<_>, _>>()?;
     for (name, help, pick) in [
         (SUCCESS, "When the job's last successful run ended (unix time).", 0),
         (DURATION, "How long the job's last finished run took.", 1),

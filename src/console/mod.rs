@@ -19,10 +19,9 @@ pub mod page;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::db::Db;
+use crate::edges::Edges;
 use crate::jobs::health_check::meta_limits::{self, MetaLimits};
 use crate::jobs::webhook_retry::queue::{self, Gauges};
-use crate::redis::Redis;
 use crate::runner::RunError;
 use estate::{ExpiringTokens, HealthCount, HeldConnections, Unhealthy};
 
@@ -40,12 +39,8 @@ pub struct Estate {
     pub held: Vec<HeldConnections>,
 }
 
-pub fn estate(config: &Config) -> Result<Estate, RunError> {
-    read(&Db::open(&config.database_url)?, &Redis::open(&config.redis_url)?, config)
-}
-
-/// [`estate`] on connections the caller already holds.
-fn read(db: &Db, redis: &Redis, config: &Config) -> Result<Estate, RunError> {
+pub fn estate(edges: &Edges, config: &Config) -> Result<Estate, RunError> {
+    let (db, redis) = (edges.db()?, edges.redis()?);
     Ok(Estate {
         webhooks: queue::counts(db, config.webhook_retry_max_attempts, config.webhook_retry_base)?,
         connections: estate::by_health(db)?,

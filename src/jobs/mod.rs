@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::config::{Config, ConfigError, StatusConfig};
 use crate::context::{JobContext, JobError, JobOutcome};
-use crate::db::Db;
+use crate::edges::Edges;
 use crate::redis::{self, Redis};
 use health_check::meta_limits::MetaLimits;
 
@@ -84,8 +84,8 @@ impl JobType {
 
     /// What the status route shows: whether a run holds the lock, and the queue's counts for
     /// the webhook retry.
-    pub fn status(self, config: &StatusConfig) -> Result<Status, JobError> {
-        let redis = Redis::open(&config.redis_url)?;
+    pub fn status(self, config: &StatusConfig, edges: &Edges) -> Result<Status, JobError> {
+        let redis = edges.redis()?;
         // The health check's lock and what it knows of Meta's limits in one round trip: the
         // status route is the one monitors poll.
         let (is_running, meta) = match self {
@@ -99,8 +99,7 @@ impl JobType {
         };
         let queue = match &config.queue {
             Some(queue) => {
-                let db = Db::open(&queue.database_url)?;
-                Some(webhook_retry::queue::counts(&db, queue.max_attempts, queue.base)?.counts())
+                Some(webhook_retry::queue::counts(edges.db()?, queue.max_attempts, queue.base)?.counts())
             }
             None => None,
         };

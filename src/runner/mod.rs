@@ -33,6 +33,7 @@ use crate::alerts::{self, Alert};
 use crate::config::{Config, ConfigError};
 use crate::context::{JobContext, JobError, JobOutcome};
 use crate::db::{Db, DbError};
+use crate::edges::Edges;
 use crate::jobs::JobType;
 use crate::log::Logger;
 use crate::outbound::Allowance;
@@ -83,8 +84,8 @@ pub struct Completed {
 }
 
 /// An operator's redrive of the webhook retry's dead letters: how many went back in the queue.
-pub fn redrive(config: &Config, which: &Redrive) -> Result<u64, DbError> {
-    crate::jobs::webhook_retry::redrive(&Db::open(&config.database_url)?, config, which)
+pub fn redrive(edges: &Edges, config: &Config, which: &Redrive) -> Result<u64, DbError> {
+    crate::jobs::webhook_retry::redrive(edges.db()?, config, which)
 }
 
 /// Attempts per run to reserve a jobId, each losing only to a run that reserved the same one.
@@ -95,6 +96,7 @@ pub async fn run_job(
     job: JobType,
     trigger: Trigger,
     config: &Config,
+    edges: &Edges,
     force: bool,
 ) -> Result<Completed, RunError> {
     // Tagged with the jobId once there is one, so that every line of a run can be joined to it
@@ -104,7 +106,7 @@ pub async fn run_job(
     // nightly run can get through a whole estate.
     let deadline = Deadline::after(config.run_budget(trigger.is_scheduled())?);
     let finish = deadline.extended(FINISH_GRACE);
-    let result = run_recorded(job, trigger, config, deadline, force, &mut log).await;
+    let result = run_recorded(job, trigger, config, edges, deadline, force, &mut log).await;
     match &result {
         Ok(_) => {}
         Err(RunError::Busy { .. }) => log.info("lock held by another run, skipping", json!({})),
@@ -112,17 +114,17 @@ pub async fn run_job(
         Err(other) => {
             let error = other.to_string();
             log.error("run failed", json!({ "error": error, "trigger": trigger.as_str() }));
-            // A fresh connection: the failure may have been the run's own Redis.
-            let redis = Redis::open(&config.redis_url).ok();
+            // Redis itself may be what failed: then the alert is logged, not sent.
+            let redis = edges.redis().ok();
             // Behind a transaction-mode pooler every run of both jobs fails alike: one alert for
             // the database, not one per job.
             let alert = match other.is_behind_a_transaction_pooler() {
                 true => Alert::database_pooler(&error),
                 false => Alert::run_failed(job.as_str(), &error),
             };
-            let allowance = Allowance::new(redis.as_ref(), config.outbound_requests_per_hour);
+            let allowance = Allowance::new(redis, config.outbound_requests_per_hour);
             let url = config.alert_webhook_url.as_deref();
-            alerts::send(url, redis.as_ref(), allowance, vec![alert], finish, &log).await;
+            alerts::send(url, redis, allowance, vec![alert], finish, &log).await;
         }
     }
     result
@@ -134,19 +136,20 @@ async fn run_recorded(
     job: JobType,
     trigger: Trigger,
     config: &Config,
+    edges: &Edges,
     deadline: Deadline,
     force: bool,
     log: &mut Logger,
 ) -> Result<Completed, RunError> {
     job.check_config(config)?;
-    let db = Db::open(&config.database_url)?;
-    let job_id = reserve_job_id(&db, job, trigger)?;
+    let db = edges.db()?;
+    let job_id = reserve_job_id(db, job, trigger)?;
     *log = log.with_job_id(&job_id);
     let log = &*log;
 
-    let (ended, lock) = match admit(job, config, &db, &job_id, force) {
+    let (ended, lock) = match admit(job, config, edges, &job_id, force) {
         Ok(Admitted::Locked(lock)) => {
-            let ended = execute(job, trigger, config, &db, &lock, deadline, log).await;
+            let ended = execute(job, trigger, config, db, &lock, deadline, log).await;
             (ended, Some(lock))
         }
         Ok(Admitted::Paused { since }) => {
@@ -156,7 +159,7 @@ async fn run_recorded(
         Ok(Admitted::Busy) => (Ended::Busy, None),
         Err(e) => (Ended::Failed(e), None),
     };
-    let result = record(&db, &job_id, ended, log);
+    let result = record(db, &job_id, ended, log);
     if let Some(lock) = lock {
         lock.release(log);
     }
@@ -164,8 +167,8 @@ async fn run_recorded(
 }
 
 /// Whether the run may go on (steps 2 and 3).
-enum Admitted {
-    Locked(Lock),
+enum Admitted<'e> {
+    Locked(Lock<'e>),
     Paused { since: String },
     Busy,
 }
@@ -178,13 +181,19 @@ enum Ended {
     Failed(RunError),
 }
 
-fn admit(job: JobType, config: &Config, db: &Db, job_id: &str, force: bool) -> Result<Admitted, RunError> {
+fn admit<'e>(
+    job: JobType,
+    config: &Config,
+    edges: &'e Edges,
+    job_id: &str,
+    force: bool,
+) -> Result<Admitted<'e>, RunError> {
     if !force {
-        if let Some(since) = pauses::paused_since(db, job.as_str())? {
+        if let Some(since) = pauses::paused_since(edges.db()?, job.as_str())? {
             return Ok(Admitted::Paused { since });
         }
     }
-    Ok(match Lock::take(config, job, job_id)? {
+    Ok(match Lock::take(edges.redis()?, config, job, job_id)? {
         Some(lock) => Admitted::Locked(lock),
         None => Admitted::Busy,
     })
@@ -196,7 +205,7 @@ async fn execute(
     trigger: Trigger,
     config: &Config,
     db: &Db,
-    lock: &Lock,
+    lock: &Lock<'_>,
     deadline: Deadline,
     log: &Logger,
 ) -> Ended {
@@ -216,7 +225,7 @@ async fn execute(
         job_id: &lock.job_id,
         config,
         db,
-        redis: &lock.redis,
+        redis: lock.redis,
         deadline,
         finish: deadline.extended(FINISH_GRACE),
         log,
@@ -280,16 +289,15 @@ fn reserve_job_id(db: &Db, job: JobType, trigger: Trigger) -> Result<String, Run
 }
 
 /// The job's Redis lock, held by this run.
-struct Lock {
-    redis: Redis,
+struct Lock<'e> {
+    redis: &'e Redis,
     job: JobType,
     job_id: String,
 }
 
-impl Lock {
+impl<'e> Lock<'e> {
     /// `None` when another run holds it.
-    fn take(config: &Config, job: JobType, job_id: &str) -> Result<Option<Self>, RunError> {
-        let redis = Redis::open(&config.redis_url)?;
+    fn take(redis: &'e Redis, config: &Config, job: JobType, job_id: &str) -> Result<Option<Self>, RunError> {
         let taken = redis.try_lock(job.as_str(), job_id, config.lock_ttl)?;
         Ok(taken.then(|| Self { redis, job, job_id: job_id.to_owned() }))
     }

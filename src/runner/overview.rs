@@ -14,9 +14,8 @@ use super::job_runs::{self, RunRecord};
 use super::pauses;
 use super::RunError;
 use crate::config::Config;
-use crate::db::Db;
+use crate::edges::Edges;
 use crate::jobs::JobType;
-use crate::redis::Redis;
 
 pub const DEFAULT_RUNS_LIMIT: u32 = 20;
 pub const RUNS_LIMITS: std::ops::RangeInclusive<u32> = 1..=200;
@@ -40,13 +39,8 @@ pub struct JobState {
     pub held: Option<String>,
 }
 
-pub fn overview(config: &Config) -> Result<Vec<JobState>, RunError> {
-    states(&Db::open(&config.database_url)?, config)
-}
-
-/// [`overview`] on a connection the caller already holds.
-pub fn states(db: &Db, config: &Config) -> Result<Vec<JobState>, RunError> {
-    let redis = Redis::open(&config.redis_url)?;
+pub fn states(edges: &Edges, config: &Config) -> Result<Vec<JobState>, RunError> {
+    let (db, redis) = (edges.db()?, edges.redis()?);
     JobType::ALL
         .into_iter()
         .map(|job| {
@@ -62,15 +56,15 @@ pub fn states(db: &Db, config: &Config) -> Result<Vec<JobState>, RunError> {
                 overdue_after_minutes: allowed.as_secs() / 60,
                 paused: paused_since.is_some(),
                 paused_since,
-                held: job.held(&redis)?,
+                held: job.held(redis)?,
             })
         })
         .collect()
 }
 
-pub fn recent_runs(config: &Config, job: JobType, limit: u32) -> Result<Vec<RunRecord>, RunError> {
+pub fn recent_runs(edges: &Edges, job: JobType, limit: u32) -> Result<Vec<RunRecord>, RunError> {
     let limit = limit.clamp(*RUNS_LIMITS.start(), *RUNS_LIMITS.end());
-    Ok(job_runs::recent(&Db::open(&config.database_url)?, job.as_str(), limit)?)
+    Ok(job_runs::recent(edges.db()?, job.as_str(), limit)?)
 }
 
 fn overdue_after(job: JobType, config: &Config) -> Duration {

@@ -5,8 +5,8 @@
 use serde::Deserialize;
 
 use super::RunError;
-use crate::config::Config;
 use crate::db::{str, Db, DbResult};
+use crate::edges::Edges;
 use crate::jobs::JobType;
 
 const PAUSE_JOB: &str = include_str!("sql/pause_job.sql");
@@ -37,10 +37,10 @@ pub fn paused_since(db: &Db, job_type: &str) -> DbResult<Option<String>> {
 
 /// Pauses (`paused`) or resumes `job`, for the doors: since when it is paused, `None` once
 /// resumed.
-pub fn set(config: &Config, job: JobType, paused: bool) -> Result<Option<String>, RunError> {
-    let db = Db::open(&config.database_url)?;
+pub fn set(edges: &Edges, job: JobType, paused: bool) -> Result<Option<String>, RunError> {
+    let db = edges.db()?;
     Ok(match paused {
-        true => Some(pause(&db, job.as_str())?),
-        false => resume(&db, job.as_str()).map(|_| None)?,
+        true => Some(pause(db, job.as_str())?),
+        false => resume(db, job.as_str()).map(|_| None)?,
     })
 }
