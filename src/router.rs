@@ -85,27 +85,31 @@ async fn handle(req: IncomingRequest) -> Response {
         }
         _ => {}
     }
-    let config = match Config::load() {
-        Ok(config) => config,
-        Err(e) => return config_error(route, e),
-    };
+    match Config::load() {
+        Ok(config) => answer(route, &config, &incoming, req).await,
+        Err(e) => config_error(route, e),
+    }
+}
+
+/// The routes that read the whole configuration.
+async fn answer(route: Route, config: &Config, incoming: &Incoming, req: IncomingRequest) -> Response {
     // The request's stores, each opened when first used.
     let edges = &Edges::new(Some(&config.database_url), &config.redis_url);
     match route {
-        Route::Handshake => handshake(&config, &incoming),
-        Route::Webhook => webhook(&config, edges, &incoming, req).await,
-        Route::Overview => jobs_overview(edges, &config),
-        Route::Metrics => match metrics::render(edges, &config) {
+        Route::Handshake => handshake(config, incoming),
+        Route::Webhook => webhook(config, edges, incoming, req).await,
+        Route::Overview => jobs_overview(edges, config),
+        Route::Metrics => match metrics::render(edges, config) {
             Ok(text) => api::respond(StatusCode::OK, metrics::CONTENT_TYPE, text),
             Err(e) => run_error(e),
         },
-        Route::Console => match console::estate(edges, &config) {
+        Route::Console => match console::estate(edges, config) {
             Ok(estate) => api::success(StatusCode::OK, estate),
             Err(e) => run_error(e),
         },
         Route::Runs(job) => recent_runs(edges, job, &incoming.query),
         Route::Redrive => match read_body(req).await {
-            Ok(body) => redrive(edges, &config, &body),
+            Ok(body) => redrive(edges, config, &body),
             Err(e) => api::failure(StatusCode::BAD_REQUEST, &format!("{e:#}")),
         },
         Route::Pause(job) => pause(edges, job, true),
@@ -113,9 +117,9 @@ async fn handle(req: IncomingRequest) -> Response {
         // A paused job runs only when a POST insists.
         Route::Run(job) => {
             let force = query_param(&incoming.query, "force").as_deref() == Some("1");
-            run(&config, edges, job, force).await
+            run(config, edges, job, force).await
         }
-        Route::RunByGet(job) => run(&config, edges, job, false).await,
+        Route::RunByGet(job) => run(config, edges, job, false).await,
         Route::Page(_) | Route::Status(_) => unreachable!("answered above, before the whole configuration"),
     }
 }

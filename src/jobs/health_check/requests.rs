@@ -291,41 +291,49 @@ fn not_answered(
         NotMade::Refused(refusal, usage) => (refusal, usage),
     };
     pacing.borrow_mut().read_figures(&usage, time::unix_millis());
-    match refused(&refusal, &own) {
+    let refused = refused(&refusal, &own);
+    if let Some((message, detail)) = refused.told() {
+        ctx.log.warn(message, json!({ "connections": n, "detail": detail }));
+    }
+    match refused {
         Refused::AppThrottled => {
             pacing.borrow_mut().throttled(Throttle::App, None, &usage);
-            return Some(Left::Halted(Halt::Throttled));
+            Some(Left::Halted(Halt::Throttled))
         }
         Refused::BusinessThrottled(business) => {
-            ctx.log.warn(
-                "Meta throttled the business of the request's own token: checking the others again",
-                json!({ "business": business, "connections": n }),
-            );
             pacing.borrow_mut().throttled(Throttle::Business, Some(&business), &usage);
+            None
         }
         Refused::Token(token) => {
-            ctx.log.warn(
-                "Meta refused the request's own token (a customer's): checking its connections again with another",
-                json!({ "connections": n }),
-            );
             credentials.borrow_mut().refused.insert(token);
+            None
         }
         Refused::App(why) => {
-            ctx.log.warn(
-                "Meta refused the app credentials: checking without debug_token from now on",
-                json!({ "reason": why }),
-            );
             credentials.borrow_mut().app_refused.get_or_insert(why);
+            None
         }
-        Refused::NoVerdict(why) => {
-            ctx.log.warn(
-                "Graph API refused a request as a whole: its connections wait for a later run, with no verdict",
-                json!({ "reason": why, "connections": n }),
-            );
-            return Some(Left::Unanswered);
-        }
+        Refused::NoVerdict(_) => Some(Left::Unanswered),
     }
-    None
+}
+
+impl Refused {
+    /// What the run's log says of it, and the detail it gives (never a token); an app
+    /// throttle is told by the cool-down it starts.
+    fn told(&self) -> Option<(&'static str, &str)> {
+        Some(match self {
+            Refused::AppThrottled => return None,
+            Refused::BusinessThrottled(business) => {
+                ("Meta throttled the business of the request's own token: checking the others again", business)
+            }
+            Refused::Token(_) => {
+                ("Meta refused the request's own token (a customer's): checking its connections again with another", "")
+            }
+            Refused::App(why) => ("Meta refused the app credentials: checking without debug_token from now on", why),
+            Refused::NoVerdict(why) => {
+                ("Graph API refused a request as a whole: its connections wait for a later run, with no verdict", why)
+            }
+        })
+    }
 }
 
 /// `n` connections left unchecked, for `why`.
