@@ -80,9 +80,11 @@ impl DbError {
     /// of range (class 22), a constraint (23) or a trigger's `RAISE` (P0). Retrying the other rows
     /// one by one makes sense; after a lost connection or a syntax error it does not.
     pub fn is_about_the_data(&self) -> bool {
-        self.sqlstate
-            .as_deref()
-            .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("P0"))
+        !self.is_behind_a_transaction_pooler()
+            && self
+                .sqlstate
+                .as_deref()
+                .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("P0"))
     }
 }
 
@@ -93,21 +95,27 @@ pub type DbResult<T> = Result<T, DbError>;
 /// which such a pooler may hand to another server connection: there the name means nothing
 /// (SQLSTATE 26000), or, with two replicas (two processes counting names from `s0`) behind one
 /// pooler, it is taken already (42P05) or names another replica's statement, whose parameters
-/// are not ours (08P01). The component cannot change how the host talks to the database.
+/// are not ours (08P01: another count; 22P03: another type). Where the two statements take the
+/// same parameters, ours runs as theirs, which no error reveals: never put two replicas behind
+/// a transaction-mode pooler. The component cannot change how the host talks to the database.
 pub const TRANSACTION_POOLER: &str = "database_url goes through a transaction-mode connection pooler \
 (PgBouncer in transaction mode, Supabase's port 6543, Prisma's ?pgbouncer=true), which loses the \
 statements Spin prepares: use the direct database URL, the pooler's session mode, or PgBouncer 1.21+ \
 with max_prepared_statements set";
 
-/// SQLSTATE 26000 (invalid statement name), 42P05 (duplicate statement) or 08P01 (protocol
-/// violation) about one of the host's own statement names: no statement of ours has a name, so
-/// only a pooler can have mixed them up.
+/// SQLSTATE 26000 (invalid statement name) or 42P05 (duplicate statement) about one of the
+/// host's own statement names, or a bind that does not fit the statement it reached (08P01, a
+/// protocol violation; 22P03, parameters in a binary format the statement cannot read): no
+/// statement of ours has a name, and the host binds each with the types it was prepared with,
+/// so only a pooler can have mixed them up.
 fn behind_a_transaction_pooler(sqlstate: &str, message: &str) -> bool {
     let name = message.split_once("prepared statement \"").and_then(|(_, rest)| rest.split_once('"'));
     let hosts = |n: &str| n.len() > 1 && n.starts_with('s') && n[1..].bytes().all(|b| b.is_ascii_digit());
     match (sqlstate, name) {
         ("26000", Some((n, " does not exist"))) | ("42P05", Some((n, " already exists"))) => hosts(n),
         ("08P01", Some((n, _))) => hosts(n),
+        ("08P01", None) => message.starts_with("bind message"),
+        ("22P03", _) => message.starts_with("incorrect binary data format in bind parameter"),
         _ => false,
     }
 }
@@ -307,6 +315,13 @@ mod tests {
         assert!(!behind_a_transaction_pooler("42P05", "prepared statement \"mine\" already exists"));
         assert!(!behind_a_transaction_pooler("08P01", "invalid message format"));
         assert!(!behind_a_transaction_pooler("42P05", "prepared statement \"s1\" does not exist"));
+        // A bind that reached another replica's statement of the same name, unnamed in the error.
+        assert!(behind_a_transaction_pooler("22P03", "incorrect binary data format in bind parameter 1"));
+        assert!(behind_a_transaction_pooler(
+            "08P01",
+            "bind message has 2 result formats but query has 1 columns"
+        ));
+        assert!(!behind_a_transaction_pooler("22P03", "invalid input syntax for type integer"));
         assert!(!behind_a_transaction_pooler("26000", "cursor \"s1\" does not exist"));
     }
 }
