@@ -22,7 +22,8 @@ use http::header::{HeaderName, CONTENT_LENGTH};
 use spin_executor::CancelOnDropToken;
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
 use spin_sdk::wit::wasi::http0_2_0::types::{
-    ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+    ErrorCode, Fields, IncomingBody, IncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions,
+    Scheme,
 };
 use wasi::clocks::monotonic_clock;
 use wasi::io::poll::Pollable;
@@ -127,21 +128,7 @@ pub async fn send(
     let timeout = clipped;
     let deadline = Instant::now() + timeout;
 
-    let (scheme, authority, path) = split_url(req.url)?;
-    let mut fields: Vec<(String, Vec<u8>)> =
-        req.headers.iter().map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec())).collect();
-    if !req.body.is_empty() {
-        fields.push((CONTENT_LENGTH.as_str().to_owned(), req.body.len().to_string().into_bytes()));
-    }
-    let headers =
-        Fields::from_list(&fields).map_err(|e| OutboundError::InvalidUrl(format!("bad header: {e:?}")))?;
-    let outgoing = OutgoingRequest::new(headers);
-    let _ = outgoing.set_method(&method(&req.method));
-    let _ = outgoing.set_scheme(Some(&scheme));
-    outgoing.set_authority(Some(authority)).map_err(|_| OutboundError::InvalidUrl(urls::redact(req.url)))?;
-    outgoing.set_path_with_query(Some(path)).map_err(|_| OutboundError::InvalidUrl(urls::redact(req.url)))?;
-    let body = outgoing.body().map_err(|_| OutboundError::Network("body unavailable".into()))?;
-
+    let (outgoing, body) = outgoing(&req)?;
     let options = RequestOptions::new();
     let nanos = timeout.as_nanos() as u64;
     let _ = options.set_connect_timeout(Some(nanos));
@@ -165,7 +152,15 @@ pub async fn send(
         }
     };
     written?;
+    received(response, deadline, expired()).await
+}
 
+/// The answer read whole by `deadline`, else `expired`.
+async fn received(
+    response: IncomingResponse,
+    deadline: Instant,
+    expired: OutboundError,
+) -> Result<Response, OutboundError> {
     let status = response.status();
     let headers = response
         .headers()
@@ -174,8 +169,27 @@ pub async fn send(
         .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
         .collect();
     let incoming = response.consume().map_err(|_| OutboundError::Network("no body".into()))?;
-    let body = read_body(incoming, deadline).await?.ok_or_else(expired)?;
+    let body = read_body(incoming, deadline).await?.ok_or(expired)?;
     Ok(Response { status, headers, body })
+}
+
+/// `req` as the host's outgoing request, and its body to write once the host has it.
+fn outgoing(req: &Request<'_>) -> Result<(OutgoingRequest, OutgoingBody), OutboundError> {
+    let (scheme, authority, path) = split_url(req.url)?;
+    let mut fields: Vec<(String, Vec<u8>)> =
+        req.headers.iter().map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec())).collect();
+    if !req.body.is_empty() {
+        fields.push((CONTENT_LENGTH.as_str().to_owned(), req.body.len().to_string().into_bytes()));
+    }
+    let headers =
+        Fields::from_list(&fields).map_err(|e| OutboundError::InvalidUrl(format!("bad header: {e:?}")))?;
+    let outgoing = OutgoingRequest::new(headers);
+    let _ = outgoing.set_method(&method(&req.method));
+    let _ = outgoing.set_scheme(Some(&scheme));
+    outgoing.set_authority(Some(authority)).map_err(|_| OutboundError::InvalidUrl(urls::redact(req.url)))?;
+    outgoing.set_path_with_query(Some(path)).map_err(|_| OutboundError::InvalidUrl(urls::redact(req.url)))?;
+    let body = outgoing.body().map_err(|_| OutboundError::Network("body unavailable".into()))?;
+    Ok((outgoing, body))
 }
 
 fn method(m: &http::Method) -> Method {

@@ -8,12 +8,14 @@ use super::Estate;
 use crate::config::Config;
 use crate::edges::Edges;
 use crate::graph::limits::Figures;
-use crate::runner::{job_runs, overview, RunError};
+use crate::jobs::health_check::meta_limits::MetaLimits;
+use crate::runner::overview::{self, JobState};
+use crate::runner::{job_runs, RunError};
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A per-job gauge: name, help, and how to read it off the job's state.
-type JobGauge = (&'static str, &'static str, fn(&overview::JobState) -> bool);
+type JobGauge = (&'static str, &'static str, fn(&JobState) -> bool);
 
 /// The text format, written as it goes: a metric's header, then its samples.
 struct Text(String);
@@ -38,7 +40,15 @@ pub fn render(edges: &Edges, config: &Config) -> Result<String, RunError> {
     let jobs = overview::states(edges, config)?;
     let estate = super::estate(edges, config)?;
     let mut out = Text(String::new());
+    job_states(&mut out, &jobs);
+    runs(&mut out, edges, &jobs)?;
+    queue(&mut out, &estate);
+    connections(&mut out, &estate);
+    meta_limits(&mut out, estate.meta);
+    Ok(out.0)
+}
 
+fn job_states(out: &mut Text, jobs: &[JobState]) {
     let states: [JobGauge; 3] = [
         ("whatrack_job_running", "1 while a run of the job holds its lock.", |j| j.is_running),
         ("whatrack_job_overdue", "1 when the job's last success is older than its schedule allows.", |j| {
@@ -48,11 +58,13 @@ pub fn render(edges: &Edges, config: &Config) -> Result<String, RunError> {
     ];
     for (name, help, value) in states {
         out.metric(name, help);
-        for job in &jobs {
+        for job in jobs {
             out.sample(name, &[("job", job.job_type)], value(job).into());
         }
     }
+}
 
+fn runs(out: &mut Text, edges: &Edges, jobs: &[JobState]) -> Result<(), RunError> {
     const RUNS: &str = "whatrack_job_runs_24h";
     out.metric(RUNS, "Runs of the job started in the last 24 hours, by status.");
     for runs in job_runs::runs_24h(edges.db()?)? {
@@ -73,8 +85,11 @@ pub fn render(edges: &Edges, config: &Config) -> Result<String, RunError> {
             }
         }
     }
+    Ok(())
+}
 
-    let Estate { webhooks, connections, expiring_tokens, meta, .. } = estate;
+fn queue(out: &mut Text, estate: &Estate) {
+    let webhooks = &estate.webhooks;
     const WEBHOOKS: &str = "whatrack_webhooks";
     out.metric(WEBHOOKS, "Webhooks waiting for a retry (pending; due now, among them) and dead-lettered.");
     for (state, n) in [("pending", webhooks.pending), ("due", webhooks.due), ("dead", webhooks.dead)] {
@@ -83,16 +98,20 @@ pub fn render(edges: &Edges, config: &Config) -> Result<String, RunError> {
     const OLDEST: &str = "whatrack_webhooks_oldest_due_age_seconds";
     out.metric(OLDEST, "How long the oldest due webhook has waited for its retry (0 when none is due).");
     out.sample(OLDEST, &[], webhooks.oldest_due_age_seconds as i64);
+}
 
+fn connections(out: &mut Text, estate: &Estate) {
     const CONNECTIONS: &str = "whatrack_connections";
     out.metric(CONNECTIONS, "Active WhatsApp connections by health status.");
-    for c in &connections {
+    for c in &estate.connections {
         out.sample(CONNECTIONS, &[("health", &c.health)], c.count as i64);
     }
     const EXPIRING: &str = "whatrack_tokens_expiring";
     out.metric(EXPIRING, "Tokens of active connections that expire within token_expiry_warning_days.");
-    out.sample(EXPIRING, &[], expiring_tokens.count as i64);
+    out.sample(EXPIRING, &[], estate.expiring_tokens.count as i64);
+}
 
+fn meta_limits(out: &mut Text, meta: MetaLimits) {
     if let Some(known) = meta.graph_usage {
         const APP: &str = "whatrack_graph_app_usage_percent";
         const BUSINESS: &str = "whatrack_graph_business_usage_percent";
@@ -123,5 +142,4 @@ pub fn render(edges: &Edges, config: &Config) -> Result<String, RunError> {
         "1 while Meta's app-wide throttle keeps the health check from calling the Graph API.",
     );
     out.sample(COOLING, &[], meta.cool_down_until.is_some().into());
-    Ok(out.0)
 }

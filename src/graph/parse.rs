@@ -84,38 +84,43 @@ pub fn parse_debug_token(http_status: u16, body: &[u8]) -> Answer<DebugToken> {
     })
 }
 
+/// A node's answer, as far as the health check reads it.
+#[derive(Deserialize)]
+struct NodeBody {
+    #[serde(default)]
+    health_status: Option<HealthStatusBody>,
+    #[serde(default, deserialize_with = "lenient")]
+    status: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    quality_rating: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HealthStatusBody {
+    #[serde(default, deserialize_with = "lenient")]
+    can_send_message: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    entities: Option<Vec<Value>>,
+}
+
+#[derive(Deserialize)]
+struct EntityBody {
+    #[serde(default, deserialize_with = "lenient")]
+    can_send_message: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    errors: Option<Vec<Value>>,
+}
+
+#[derive(Deserialize)]
+struct EntityErrorBody {
+    #[serde(default, deserialize_with = "lenient")]
+    error_description: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    possible_solution: Option<String>,
+}
+
 pub fn parse_phone_health(http_status: u16, body: &[u8]) -> Answer<PhoneHealth> {
-    #[derive(Deserialize)]
-    struct Body {
-        #[serde(default)]
-        health_status: Option<HealthStatus>,
-        #[serde(default, deserialize_with = "lenient")]
-        status: Option<String>,
-        #[serde(default, deserialize_with = "lenient")]
-        quality_rating: Option<String>,
-    }
-    #[derive(Deserialize)]
-    struct HealthStatus {
-        #[serde(default, deserialize_with = "lenient")]
-        can_send_message: Option<String>,
-        #[serde(default, deserialize_with = "lenient")]
-        entities: Option<Vec<Value>>,
-    }
-    #[derive(Deserialize)]
-    struct Entity {
-        #[serde(default, deserialize_with = "lenient")]
-        can_send_message: Option<String>,
-        #[serde(default, deserialize_with = "lenient")]
-        errors: Option<Vec<Value>>,
-    }
-    #[derive(Deserialize)]
-    struct EntityError {
-        #[serde(default, deserialize_with = "lenient")]
-        error_description: Option<String>,
-        #[serde(default, deserialize_with = "lenient")]
-        possible_solution: Option<String>,
-    }
-    parse_answer(http_status, body, |body: Body| {
+    parse_answer(http_status, body, |body: NodeBody| {
         // A node answers with one or the other; with neither, it is not the answer asked for.
         if body.health_status.is_none() && body.status.is_none() {
             return None;
@@ -125,9 +130,9 @@ pub fn parse_phone_health(http_status: u16, body: &[u8]) -> Answer<PhoneHealth> 
         if let Some(health) = body.health_status {
             out.can_send_message.extend(health.can_send_message);
             // An entity or error of another shape is passed over, not a reason to refuse the answer.
-            for entity in health.entities.iter().flatten().filter_map(object::<Entity>) {
+            for entity in health.entities.iter().flatten().filter_map(object::<EntityBody>) {
                 out.can_send_message.extend(entity.can_send_message);
-                let first_error = entity.errors.iter().flatten().next().and_then(object::<EntityError>);
+                let first_error = entity.errors.iter().flatten().next().and_then(object::<EntityErrorBody>);
                 if let (None, Some(error)) = (&out.entity_error, first_error) {
                     out.entity_error = error.error_description.or(error.possible_solution);
                 }

@@ -147,18 +147,23 @@ pub fn classify(inputs: &Inputs<'_>) -> Verdict {
         token_expired = token_expired || (e.code == 190 && e.subcode == Some(463));
     }
 
-    let worst = findings.iter().map(|(h, _)| *h).max().unwrap_or(Health::Healthy);
-    let mut reason =
-        findings.iter().filter(|(h, _)| *h == worst).map(|(_, r)| r.as_str()).collect::<Vec<_>>().join("; ");
-    let mut health = worst;
-    if worst == Health::Healthy {
-        reason = "Token validated successfully".into();
-    }
-    if worst == Health::Unknown && inputs.previous_unknowns + 1 >= UNKNOWN_STREAK_WARNING {
-        health = Health::Warning;
-        reason = format!("{} transient failures in a row; last: {reason}", inputs.previous_unknowns + 1);
-    }
+    let (health, reason) = worst(&findings, inputs.previous_unknowns);
     Verdict { health, reason, token_valid, token_expired, token, app_refused }
+}
+
+/// The worst finding wins, with its reasons; the third `unknown` in a row is a warning.
+fn worst(findings: &[(Health, String)], previous_unknowns: usize) -> (Health, String) {
+    let worst = findings.iter().map(|(h, _)| *h).max().unwrap_or(Health::Healthy);
+    let reason =
+        findings.iter().filter(|(h, _)| *h == worst).map(|(_, r)| r.as_str()).collect::<Vec<_>>().join("; ");
+    match worst {
+        Health::Healthy => (worst, "Token validated successfully".into()),
+        Health::Unknown if previous_unknowns + 1 >= UNKNOWN_STREAK_WARNING => (
+            Health::Warning,
+            format!("{} transient failures in a row; last: {reason}", previous_unknowns + 1),
+        ),
+        _ => (worst, reason),
+    }
 }
 
 /// The error object of the call made with the customer's token, if it failed with one.
