@@ -102,14 +102,17 @@ enum Refused {
     NoVerdict(String),
 }
 
-fn refused(refusal: &Refusal, own: &Own) -> Refused {
+/// What `refusal` of a request of `group`'s connections with `own` as its token comes to. Meta's
+/// words are kept without any of the request's tokens, should Meta ever echo one.
+fn refused(refusal: &Refusal, own: &Own, group: &[Ready]) -> Refused {
     let (http_status, error) = match refusal {
         Refusal::Unanswered(why) => return Refused::NoVerdict(why.clone()),
         Refusal::Refused { http_status, error } => (http_status, error),
     };
+    let message = group.iter().fold(error.message.clone(), |m, r| m.replace(&r.token, "[redacted]"));
     let why = format!(
-        "Graph API refused the request (HTTP {http_status}): {} {}: {}",
-        error.kind, error.code, error.message
+        "Graph API refused the request (HTTP {http_status}): {} {}: {message}",
+        error.kind, error.code
     );
     match (throttle_of(error), error.code, own) {
         (Some(Throttle::App), _, _) => Refused::AppThrottled,
@@ -117,9 +120,7 @@ fn refused(refusal: &Refusal, own: &Own) -> Refused {
             Refused::BusinessThrottled(business.clone())
         }
         (None, 190 | 102, Own::Customer { token, .. }) => Refused::Token(token.clone()),
-        (None, 190 | 102, Own::App) => {
-            Refused::App(format!("{} {}: {}", error.kind, error.code, error.message))
-        }
+        (None, 190 | 102, Own::App) => Refused::App(format!("{} {}: {message}", error.kind, error.code)),
         _ => Refused::NoVerdict(why),
     }
 }
@@ -258,7 +259,7 @@ pub async fn carry_out(
                 return outcomes;
             }
             Err(not_made) => {
-                if let Some(why) = not_answered(ctx, pacing, credentials, not_made, own, group.len()) {
+                if let Some(why) = not_answered(ctx, pacing, credentials, not_made, own, &group) {
                     outcomes.extend(leave(group.len(), why));
                     return outcomes;
                 }
@@ -268,16 +269,16 @@ pub async fn carry_out(
     outcomes
 }
 
-/// What a request of `n` connections that got no answers comes to: `Some(why)` leaves them for
-/// a later run; `None` sends them again (Meta refused the request's own token, which the run
-/// now knows not to use).
+/// What a request of `group`'s connections that got no answers comes to: `Some(why)` leaves
+/// them for a later run; `None` sends them again (Meta refused the request's own token, which
+/// the run now knows not to use).
 fn not_answered(
     ctx: &JobContext<'_>,
     pacing: &RefCell<Pacing>,
     credentials: &RefCell<Credentials>,
     not_made: NotMade,
     own: Own,
-    n: usize,
+    group: &[Ready],
 ) -> Option<Left> {
     let (refusal, usage) = match not_made {
         NotMade::OutOfTime => return Some(Left::Later),
@@ -291,9 +292,9 @@ fn not_answered(
         NotMade::Refused(refusal, usage) => (refusal, usage),
     };
     pacing.borrow_mut().read_figures(&usage, time::unix_millis());
-    let refused = refused(&refusal, &own);
+    let refused = refused(&refusal, &own, group);
     if let Some((message, detail)) = refused.told() {
-        ctx.log.warn(message, json!({ "connections": n, "detail": detail }));
+        ctx.log.warn(message, json!({ "connections": group.len(), "detail": detail }));
     }
     match refused {
         Refused::AppThrottled => {
@@ -466,17 +467,17 @@ mod tests {
     #[test]
     fn a_refusal_names_the_request_not_a_connection() {
         let own = customer("t1", "b1");
-        assert_eq!(refused(&refusal(4), &own), Refused::AppThrottled);
-        assert_eq!(refused(&refusal(613), &Own::App), Refused::AppThrottled);
-        assert_eq!(refused(&refusal(80_007), &own), Refused::BusinessThrottled("b1".into()));
-        assert_eq!(refused(&refusal(190), &own), Refused::Token("t1".into()));
-        assert_eq!(refused(&refusal(102), &own), Refused::Token("t1".into()));
-        assert!(matches!(refused(&refusal(190), &Own::App), Refused::App(why) if why.contains("190")));
+        assert_eq!(refused(&refusal(4), &own, &[]), Refused::AppThrottled);
+        assert_eq!(refused(&refusal(613), &Own::App, &[]), Refused::AppThrottled);
+        assert_eq!(refused(&refusal(80_007), &own, &[]), Refused::BusinessThrottled("b1".into()));
+        assert_eq!(refused(&refusal(190), &own, &[]), Refused::Token("t1".into()));
+        assert_eq!(refused(&refusal(102), &own, &[]), Refused::Token("t1".into()));
+        assert!(matches!(refused(&refusal(190), &Own::App, &[]), Refused::App(why) if why.contains("190")));
         // The app token has no business to hold; anything else is no verdict at all.
-        assert!(matches!(refused(&refusal(80_007), &Own::App), Refused::NoVerdict(_)));
-        assert!(matches!(refused(&refusal(100), &own), Refused::NoVerdict(_)));
+        assert!(matches!(refused(&refusal(80_007), &Own::App, &[]), Refused::NoVerdict(_)));
+        assert!(matches!(refused(&refusal(100), &own, &[]), Refused::NoVerdict(_)));
         assert!(
-            matches!(refused(&Refusal::Unanswered("502".into()), &own), Refused::NoVerdict(why) if why == "502")
+            matches!(refused(&Refusal::Unanswered("502".into()), &own, &[]), Refused::NoVerdict(why) if why == "502")
         );
     }
 
@@ -511,6 +512,17 @@ mod tests {
             Own::App => "app".to_owned(),
             Own::Customer { token, .. } => token,
         })
+    }
+
+    #[test]
+    fn metas_words_keep_no_token_of_the_request() {
+        let group = [ready("1", "healthy", "b1")];
+        let mut echoed = refusal(100);
+        if let Refusal::Refused { error, .. } = &mut echoed {
+            error.message = "Unsupported get request: token-1".into();
+        }
+        let Refused::NoVerdict(why) = refused(&echoed, &customer("token-1", "b1"), &group) else { panic!() };
+        assert!(why.ends_with("Unsupported get request: [redacted]"), "{why}");
     }
 
     #[test]
