@@ -21,7 +21,6 @@ use anyhow::Context;
 use serde_json::json;
 
 use crate::api;
-use crate::config::Config;
 use crate::edges::Edges;
 use crate::jobs::JobType;
 use crate::log::{self, Logger};
@@ -53,15 +52,15 @@ async fn run() -> (String, anyhow::Result<()>) {
         Ok(job) => job,
         Err(e) => return (api::failure_body(&format!("{e:#}")), Err(e)),
     };
-    let config = match Config::load() {
-        Ok(config) => config,
+    let settings = match runner::Settings::load(job) {
+        Ok(settings) => settings,
         Err(e) => {
             Logger::new(job.log_name()).error("configuration error", json!({ "error": e.to_string() }));
             return (api::failure_body(&e.to_string()), Err(e.into()));
         }
     };
-    let edges = Edges::new(Some(&config.database_url), &config.redis_url);
-    match runner::run_job(job, Trigger::Command, &config, &edges, false).await {
+    let edges = Edges::new(Some(&settings.config.database_url), &settings.config.redis_url);
+    match runner::run_job(&settings, Trigger::Command, &edges, false).await {
         Ok(done) => (api::success_body(api::RunDone::of(job, &done)), Ok(())),
         // Another run (a CronJob's earlier pod, the HTTP route) has it: nothing went wrong.
         Err(e) if e.is_contention() => (api::failure_body(&e.to_string()), Ok(())),

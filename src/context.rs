@@ -18,9 +18,12 @@ use crate::outbound::Allowance;
 use crate::redis::{Redis, RedisError};
 use crate::time::{self, Deadline};
 
-pub struct JobContext<'a> {
+/// `S`: the job's own settings (each job names its context with them).
+pub struct JobContext<'a, S = ()> {
     pub job_id: &'a str,
+    /// The settings both jobs share.
     pub config: &'a Config,
+    pub settings: &'a S,
     pub db: &'a Db,
     pub redis: &'a Redis,
     /// The end of the time budget: no work starts after it, and no call outlives it.
@@ -30,7 +33,13 @@ pub struct JobContext<'a> {
     pub log: &'a Logger,
 }
 
-impl JobContext<'_> {
+impl<'a, S> JobContext<'a, S> {
+    /// The same run's context, with a job's `settings`.
+    pub fn with<'b, T>(&'b self, settings: &'b T) -> JobContext<'b, T> {
+        let Self { job_id, config, db, redis, deadline, finish, log, .. } = *self;
+        JobContext { job_id, config, settings, db, redis, deadline, finish, log }
+    }
+
     /// Runs `work` on each item, up to `concurrency` at once, yielding results as they complete.
     /// An item whose turn comes once the budget is spent is not started: it comes back as
     /// [`Turn::NotStarted`], for the job to leave to the next run.

@@ -5,7 +5,6 @@
 use anyhow::Context;
 use serde_json::json;
 
-use crate::config::Config;
 use crate::edges::Edges;
 use crate::jobs::JobType;
 use crate::log::Logger;
@@ -28,11 +27,11 @@ export!(Cron);
 
 async fn run() -> anyhow::Result<()> {
     let job = JobType::named_by_variable()?;
-    let config = Config::load().inspect_err(|e| {
+    let settings = runner::Settings::load(job).inspect_err(|e| {
         Logger::new(job.log_name()).error("configuration error", json!({ "error": e.to_string() }));
     })?;
-    let edges = Edges::new(Some(&config.database_url), &config.redis_url);
-    match runner::run_job(job, Trigger::Cron, &config, &edges, false).await {
+    let edges = Edges::new(Some(&settings.config.database_url), &settings.config.redis_url);
+    match runner::run_job(&settings, Trigger::Cron, &edges, false).await {
         Ok(_) => Ok(()),
         // Another run (HTTP, another replica) has it: this tick has nothing to do.
         Err(e) if e.is_contention() => Ok(()),

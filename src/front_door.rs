@@ -14,13 +14,15 @@
 //!    the row could then be marked processed (Meta retries anything else for days, and disables
 //!    subscriptions that keep failing).
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
-use crate::config::Config;
+use crate::config::{number, Config, ConfigError, Source, SpinVariables};
 use crate::crypto;
 use crate::db::DbError;
 use crate::edges::Edges;
-use crate::jobs::webhook_retry::{self, queue};
+use crate::jobs::webhook_retry::{self, queue, Delivery};
 use crate::log::Logger;
 use crate::outbound::Allowance;
 use crate::time::Deadline;
@@ -40,10 +42,44 @@ pub enum Refused {
     Db(#[from] DbError),
 }
 
+/// The front door's settings (docs/configuration.md).
+#[derive(Clone, PartialEq)]
+pub struct Settings {
+    /// What Meta's subscription handshake must present; unset: the handshake is refused.
+    pub verify_token: Option<String>,
+    /// The largest webhook body stored.
+    pub max_body_bytes: usize,
+    /// Where the one immediate forward goes, signed with the app secret that also verifies
+    /// Meta's signature.
+    pub delivery: Delivery,
+    /// How long the front door waits for its one immediate forward.
+    pub forward_timeout: Duration,
+}
+
+impl Settings {
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::from_source(&SpinVariables)
+    }
+
+    pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            verify_token: src.value("meta_webhook_verify_token")?,
+            max_body_bytes: number(src, "webhook_max_body_bytes", 1 << 20, 1024..=16 << 20)?,
+            delivery: Delivery::from_source(src)?,
+            forward_timeout: Duration::from_millis(number(
+                src,
+                "webhook_forward_timeout_ms",
+                3000,
+                100..=20_000,
+            )?),
+        })
+    }
+}
+
 /// Meta's handshake: the challenge when the mode and the token are right.
-pub fn handshake<'q>(config: &Config, query: &'q [(String, String)]) -> Option<&'q str> {
+pub fn handshake<'q>(settings: &Settings, query: &'q [(String, String)]) -> Option<&'q str> {
     let get = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let expected = config.meta_webhook_verify_token.as_deref()?;
+    let expected = settings.verify_token.as_deref()?;
     let presented = get("hub.verify_token")?;
     let token_ok = crate::auth::is_authorized(
         &crate::auth::Presented { x_cron_secret: Some(presented), ..Default::default() },
@@ -62,16 +98,17 @@ pub enum Received {
 }
 
 pub async fn receive(
+    settings: &Settings,
     config: &Config,
     edges: &Edges,
     body: &[u8],
     signature: Option<&str>,
     log: &Logger,
 ) -> Result<Received, Refused> {
-    if body.len() > config.webhook_max_body_bytes {
+    if body.len() > settings.max_body_bytes {
         return Err(Refused::TooLarge);
     }
-    let secret = config.meta_app_secret.as_deref().ok_or(Refused::NoAppSecret)?;
+    let secret = settings.delivery.app_secret.as_deref().ok_or(Refused::NoAppSecret)?;
     if !signature.is_some_and(|s| crypto::hub_signature_matches(secret, body, s)) {
         return Err(Refused::BadSignature);
     }
@@ -84,15 +121,22 @@ pub async fn receive(
         log.info("webhook already stored (re-sent by Meta)", json!({}));
         return Ok(Received::Duplicate);
     };
-    let forwarded = forward(config, edges, &id, body, log).await;
+    let forwarded = forward(settings, config, edges, &id, body, log).await;
     log.info("webhook stored", json!({ "webhookLogId": id, "forwarded": forwarded }));
     Ok(Received::Stored { id, forwarded })
 }
 
 /// Step 4: the stored webhook `id` forwarded once (attempt 0); whether the processor took it
 /// and the row is marked processed. Anything else leaves it to the retry job, and is logged.
-async fn forward(config: &Config, edges: &Edges, id: &str, body: &[u8], log: &Logger) -> bool {
-    let Some(_) = &config.webhook_processor_url else { return false };
+async fn forward(
+    settings: &Settings,
+    config: &Config,
+    edges: &Edges,
+    id: &str,
+    body: &[u8],
+    log: &Logger,
+) -> bool {
+    let Some(_) = &settings.delivery.processor_url else { return false };
     let left = |message: &str, field: &str, value: Value| {
         log.warn(message, json!({ "webhookLogId": id, field: value }));
         false
@@ -107,9 +151,18 @@ async fn forward(config: &Config, edges: &Edges, id: &str, body: &[u8], log: &Lo
         counter => counter.and_then(Result::ok),
     };
     let allowance = Allowance::new(counter, config.outbound_requests_per_hour);
-    let (timeout, deadline) =
-        (config.webhook_forward_timeout, Deadline::after(config.webhook_forward_timeout));
-    match webhook_retry::deliver(config, id, body, 0, timeout, deadline, allowance).await {
+    let timeout = settings.forward_timeout;
+    match webhook_retry::deliver(
+        &settings.delivery,
+        id,
+        body,
+        0,
+        timeout,
+        Deadline::after(timeout),
+        allowance,
+    )
+    .await
+    {
         // Stored is what Meta's answer depends on: a row left unprocessed here is only delivered
         // again by the retry job, while a 500 would have Meta retry for days.
         Ok(resp) if (200..300).contains(&resp.status) => match edges

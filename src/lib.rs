@@ -30,7 +30,11 @@
 //!   other in a circle.
 //! - [`edges`]: the Postgres and Redis one request or run holds, each opened once at the most,
 //!   by the door that made it: nothing below the doors opens a connection.
-//! - Edges, one outside system each: [`config`] (Spin variables), [`db`] (Postgres: the
+//! - Settings: each module reads its own (`jobs::*::settings`, the front door's, the overview's,
+//!   the console's, retention's), and the door loads them before it runs anything;
+//!   [`config`] has what every run shares (the stores, budgets, lock, alerts, outbound
+//!   allowance), the secret, and the rules every variable is read by.
+//! - Edges, one outside system each: [`db`] (Postgres: the
 //!   connection, reads decoded with serde, the rules every statement keeps), [`redis`] (the lock
 //!   and the alert throttle), [`graph`] (Meta's Graph API), [`outbound`] (HTTP with a timeout),
 //!   [`alerts`] (the alert receiver), [`crypto`] (WhaTrack's token ciphertext), [`auth`] (the

@@ -11,15 +11,15 @@ use spin_sdk::http_component;
 
 use crate::api::{self, Response};
 use crate::auth::{self, Presented};
-use crate::config::{Config, ConfigError, Secrets, SpinVariables, StatusConfig};
+use crate::config::{Config, ConfigError, Secrets, SpinVariables};
 use crate::console::{self, metrics, page};
 use crate::crypto;
 use crate::edges::Edges;
 use crate::front_door;
-use crate::jobs::JobType;
+use crate::jobs::{JobType, StatusSettings};
 use crate::log::Logger;
 use crate::routes::{self, Access, NoRoute, Route};
-use crate::runner::{self, overview, pauses, Redrive, RunError, Trigger};
+use crate::runner::{self, overview, pauses, Redrive, Rules, RunError, Trigger};
 
 /// A redrive body: 64 KB hold about 1,500 ids.
 const MAX_REDRIVE_BODY: usize = 64 * 1024;
@@ -74,53 +74,68 @@ async fn handle(req: IncomingRequest) -> Response {
             return refused;
         }
     }
+    // Each route reads the settings it needs, and no more: a wrong one answers 500 and names it.
     match route {
-        Route::Page(asset) => return page::response(asset),
-        // Monitors poll the status; it reads only the variables it needs.
-        Route::Status(job) => {
-            return match StatusConfig::load(job.has_queue()) {
-                Ok(config) => status(&config, job),
-                Err(e) => config_error(route, e),
+        Route::Page(asset) => page::response(asset),
+        // Monitors poll the status: it reads the fewest variables.
+        Route::Status(job) => match StatusSettings::load(job) {
+            Ok(settings) => status(&settings, job),
+            Err(e) => config_error(route, e),
+        },
+        Route::Handshake => match front_door::Settings::load() {
+            Ok(settings) => handshake(&settings, &incoming),
+            Err(e) => config_error(route, e),
+        },
+        // A paused job runs only when a POST insists.
+        Route::Run(job) | Route::RunByGet(job) => match runner::Settings::load(job) {
+            Ok(settings) => {
+                let force =
+                    route == Route::Run(job) && query_param(&incoming.query, "force").as_deref() == Some("1");
+                run(&settings, job, force).await
             }
-        }
-        _ => {}
-    }
-    match Config::load() {
-        Ok(config) => answer(route, &config, &incoming, req).await,
-        Err(e) => config_error(route, e),
+            Err(e) => config_error(route, e),
+        },
+        _ => match Config::load() {
+            Ok(config) => answer(route, &config, &incoming, req).await,
+            Err(e) => config_error(route, e),
+        },
     }
 }
 
-/// The routes that read the whole configuration.
+/// The routes that read the shared settings (the stores), and their own.
 async fn answer(route: Route, config: &Config, incoming: &Incoming, req: IncomingRequest) -> Response {
     // The request's stores, each opened when first used.
     let edges = &Edges::new(Some(&config.database_url), &config.redis_url);
+    let unreadable = |e| config_error(route, e);
     match route {
-        Route::Handshake => handshake(config, incoming),
-        Route::Webhook => webhook(config, edges, incoming, req).await,
-        Route::Overview => jobs_overview(edges, config),
-        Route::Metrics => match metrics::render(edges, config) {
-            Ok(text) => api::respond(StatusCode::OK, metrics::CONTENT_TYPE, text),
-            Err(e) => run_error(e),
+        Route::Webhook => match front_door::Settings::load() {
+            Ok(settings) => webhook(&settings, config, edges, incoming, req).await,
+            Err(e) => unreadable(e),
         },
-        Route::Console => match console::estate(edges, config) {
-            Ok(estate) => api::success(StatusCode::OK, estate),
-            Err(e) => run_error(e),
+        Route::Overview => overview::Settings::load().map_or_else(unreadable, |s| jobs_overview(edges, &s)),
+        Route::Metrics => match (overview::Settings::load(), console::Settings::load()) {
+            (Ok(overdue), Ok(console)) => match metrics::render(edges, &overdue, &console) {
+                Ok(text) => api::respond(StatusCode::OK, metrics::CONTENT_TYPE, text),
+                Err(e) => run_error(e),
+            },
+            (Err(e), _) | (_, Err(e)) => unreadable(e),
+        },
+        Route::Console => match console::Settings::load().map(|s| console::estate(edges, &s)) {
+            Ok(Ok(estate)) => api::success(StatusCode::OK, estate),
+            Ok(Err(e)) => run_error(e),
+            Err(e) => unreadable(e),
         },
         Route::Runs(job) => recent_runs(edges, job, &incoming.query),
-        Route::Redrive => match read_body(req).await {
-            Ok(body) => redrive(edges, config, &body),
-            Err(e) => api::failure(StatusCode::BAD_REQUEST, &format!("{e:#}")),
+        Route::Redrive => match (Rules::from_source(&SpinVariables), read_body(req).await) {
+            (Ok(rules), Ok(body)) => redrive(edges, rules, &body),
+            (Err(e), _) => unreadable(e),
+            (_, Err(e)) => api::failure(StatusCode::BAD_REQUEST, &format!("{e:#}")),
         },
         Route::Pause(job) => pause(edges, job, true),
         Route::Resume(job) => pause(edges, job, false),
-        // A paused job runs only when a POST insists.
-        Route::Run(job) => {
-            let force = query_param(&incoming.query, "force").as_deref() == Some("1");
-            run(config, edges, job, force).await
+        Route::Page(_) | Route::Status(_) | Route::Handshake | Route::Run(_) | Route::RunByGet(_) => {
+            unreachable!("answered above, with their own settings")
         }
-        Route::RunByGet(job) => run(config, edges, job, false).await,
-        Route::Page(_) | Route::Status(_) => unreachable!("answered above, before the whole configuration"),
     }
 }
 
@@ -147,24 +162,30 @@ fn authenticate(req: &Incoming, route: Route, access: Access) -> Result<(), Resp
 }
 
 /// Meta's subscription handshake (see `front_door`).
-fn handshake(config: &Config, incoming: &Incoming) -> Response {
+fn handshake(settings: &front_door::Settings, incoming: &Incoming) -> Response {
     let query: Vec<(String, String)> = form_urlencoded::parse(incoming.query.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    match front_door::handshake(config, &query) {
+    match front_door::handshake(settings, &query) {
         Some(challenge) => api::respond(StatusCode::OK, "text/plain", challenge.to_owned()),
         None => api::failure(StatusCode::FORBIDDEN, "Forbidden"),
     }
 }
 
 /// A webhook from Meta (see `front_door`).
-async fn webhook(config: &Config, edges: &Edges, incoming: &Incoming, req: IncomingRequest) -> Response {
+async fn webhook(
+    settings: &front_door::Settings,
+    config: &Config,
+    edges: &Edges,
+    incoming: &Incoming,
+    req: IncomingRequest,
+) -> Response {
     let log = Logger::new(Route::Webhook.log_name());
     let declared = auth::only_value(&incoming.values(&CONTENT_LENGTH))
         .ok()
         .flatten()
         .and_then(|l| l.trim().parse::<usize>().ok());
-    if declared.is_some_and(|n| n > config.webhook_max_body_bytes) {
+    if declared.is_some_and(|n| n > settings.max_body_bytes) {
         return api::failure(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large");
     }
     let body = match read_body(req).await {
@@ -173,7 +194,7 @@ async fn webhook(config: &Config, edges: &Edges, incoming: &Incoming, req: Incom
     };
     let signatures = incoming.values(&crypto::SIGNATURE_HEADER);
     let signature = auth::only_value(&signatures).ok().flatten();
-    match front_door::receive(config, edges, &body, signature, &log).await {
+    match front_door::receive(settings, config, edges, &body, signature, &log).await {
         Ok(_) => api::success(StatusCode::OK, api::Stored {}),
         Err(e @ front_door::Refused::TooLarge) => api::failure(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string()),
         Err(e @ front_door::Refused::BadSignature) => {
@@ -188,8 +209,9 @@ async fn webhook(config: &Config, edges: &Edges, incoming: &Incoming, req: Incom
     }
 }
 
-async fn run(config: &Config, edges: &Edges, job: JobType, force: bool) -> Response {
-    match runner::run_job(job, Trigger::Http, config, edges, force).await {
+async fn run(settings: &runner::Settings, job: JobType, force: bool) -> Response {
+    let edges = &Edges::new(Some(&settings.config.database_url), &settings.config.redis_url);
+    match runner::run_job(settings, Trigger::Http, edges, force).await {
         // 200 all the same: a scheduler calling a paused job must not raise an alarm.
         Ok(done) => api::success(StatusCode::OK, api::RunDone::of(job, &done)),
         Err(e) => run_error(e),
@@ -212,16 +234,15 @@ fn pause(edges: &Edges, job: JobType, paused: bool) -> Response {
     }
 }
 
-fn status(config: &StatusConfig, job: JobType) -> Response {
-    let database_url = config.queue.as_ref().map(|queue| queue.database_url.as_str());
-    match job.status(config, &Edges::new(database_url, &config.redis_url)) {
+fn status(settings: &StatusSettings, job: JobType) -> Response {
+    match job.status(settings, &Edges::new(settings.database_url.as_deref(), &settings.redis_url)) {
         Ok(status) => api::success(StatusCode::OK, status),
         Err(e) => run_error(e.into()),
     }
 }
 
-fn jobs_overview(edges: &Edges, config: &Config) -> Response {
-    match overview::states(edges, config) {
+fn jobs_overview(edges: &Edges, settings: &overview::Settings) -> Response {
+    match overview::states(edges, settings) {
         Ok(jobs) => {
             let code =
                 if jobs.iter().any(|j| j.overdue) { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
@@ -250,7 +271,7 @@ fn recent_runs(edges: &Edges, job: JobType, query: &str) -> Response {
 }
 
 /// `{"ids":[...]}`, `{"dead":true}` or `{"deadSince":...}` (see [`Redrive`]).
-fn redrive(edges: &Edges, config: &Config, body: &[u8]) -> Response {
+fn redrive(edges: &Edges, rules: Rules, body: &[u8]) -> Response {
     if body.len() > MAX_REDRIVE_BODY {
         let error = format!("Body too large: at most {} KB", MAX_REDRIVE_BODY / 1024);
         return api::failure(StatusCode::PAYLOAD_TOO_LARGE, &error);
@@ -263,7 +284,7 @@ fn redrive(edges: &Edges, config: &Config, body: &[u8]) -> Response {
         );
     };
     let log = Logger::new(Route::Redrive.log_name());
-    match runner::redrive(edges, config, &which) {
+    match runner::redrive(edges, rules, &which) {
         Ok(redriven) => {
             log.info("dead-lettered webhooks redriven", json!({ "redriven": redriven }));
             api::success(StatusCode::OK, api::Redriven { redriven })

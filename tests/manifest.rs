@@ -175,9 +175,9 @@ fn command_manifest() -> toml::Table {
     std::fs::read_to_string(root().join("deploy/spin-command.toml")).unwrap().parse().unwrap()
 }
 
-/// The command app is spin.toml's jobs as one component under the command trigger: the same
-/// .wasm, the same variables as the cron components (each declared with spin.toml's default
-/// or requirement, and the job), and the same `allowed_outbound_hosts`.
+/// The command app runs either job as one component: the same .wasm as spin.toml's, the
+/// variables its door and both jobs read (tests below), each declared with spin.toml's default or
+/// requirement, and the job.
 #[test]
 fn the_command_manifest_matches_spin_toml() {
     let (spin, command) = (spin_toml(), command_manifest());
@@ -190,19 +190,17 @@ fn the_command_manifest_matches_spin_toml() {
         cron["source"].as_str(),
         "the same .wasm, relative to deploy/"
     );
-    assert_eq!(job["allowed_outbound_hosts"], cron["allowed_outbound_hosts"]);
-
-    let mut declared = spin["variables"].as_table().unwrap().clone();
-    declared.retain(|name, _| !NOT_IN_CRON_COMPONENTS.contains(&name));
-    let mut expected = declared.clone();
-    expected.insert("job".into(), toml::Value::Table(toml::toml! { default = "" }));
-    assert_eq!(command["variables"].as_table().unwrap(), &expected);
-
-    let listed = job["variables"].as_table().unwrap();
-    for name in expected.keys() {
-        assert_eq!(listed[name].as_str(), Some(format!("{{{{ {name} }}}}").as_str()), "{name}");
+    let declared = command["variables"].as_table().unwrap();
+    for (name, declaration) in declared {
+        match name.as_str() {
+            "job" => assert_eq!(declaration, &toml::Value::Table(toml::toml! { default = "" })),
+            name => {
+                assert_eq!(Some(declaration), spin["variables"].get(name), "{name}: as spin.toml declares it")
+            }
+        }
     }
-    assert_eq!(listed.len(), expected.len());
+    let listed: std::collections::BTreeSet<&String> = job["variables"].as_table().unwrap().keys().collect();
+    assert_eq!(listed, declared.keys().collect(), "the component lists what the app declares");
 }
 
 /// The command CronJobs run the command app with SpinKube's shim on spin.toml's schedules, one
@@ -241,7 +239,11 @@ fn the_command_cronjobs_follow_the_cron_triggers() {
             .iter()
             .map(|e| (e["name"].as_str().unwrap().to_owned(), &e["valueFrom"]["secretKeyRef"]))
             .collect();
-        let expected: std::collections::BTreeSet<String> = declared
+        // What this job reads: its cron component's list.
+        let expected: std::collections::BTreeSet<String> = spin_toml()["component"][component.as_str()]
+            ["variables"]
+            .as_table()
+            .unwrap()
             .keys()
             .filter(|n| *n != "job")
             .map(|n| format!("SPIN_VARIABLE_{}", n.to_uppercase()))
@@ -336,75 +338,151 @@ fn entries_default_to_the_ports_spin_gives_them() {
     }
 }
 
-/// Variables a component may leave out of its list, and why. Spin shares nothing between
-/// components, so each lists every variable it reads; the cron components serve no webhook.
-const NOT_IN_CRON_COMPONENTS: &[&str] = &[
-    // The HTTP routes' secrets: a cron trigger calls the component without one.
-    "cron_secret",
-    "cron_secret_previous",
-    // The front door's settings: Meta's webhooks arrive over HTTP only.
-    "meta_webhook_verify_token",
-    "webhook_max_body_bytes",
-    "webhook_forward_timeout_ms",
-];
-
 fn spin_toml() -> toml::Table {
     std::fs::read_to_string(root().join("spin.toml")).unwrap().parse().unwrap()
 }
 
-/// Every component lists every app variable (less the exclusions above) as itself, and nothing
-/// else but its `job`: a variable added to `[variables]` and forgotten in a component's list
-/// reads as unset there, silently.
-#[test]
-fn every_component_lists_every_variable() {
-    let manifest = spin_toml();
-    let declared: std::collections::BTreeSet<&str> =
-        manifest["variables"].as_table().unwrap().keys().map(String::as_str).collect();
-    for (id, component) in manifest["component"].as_table().unwrap() {
-        let listed = component["variables"].as_table().unwrap();
-        for (name, value) in listed {
-            if name == "job" {
-                assert!(id.starts_with("cron-"), "{id}: only a cron component names its job");
-                continue;
-            }
-            assert!(
-                declared.contains(name.as_str()),
-                "{id} lists {name}, which [variables] does not declare"
-            );
-            assert_eq!(value.as_str(), Some(format!("{{{{ {name} }}}}").as_str()), "{id}.{name}");
-        }
-        for name in &declared {
-            let excused = id.starts_with("cron-") && NOT_IN_CRON_COMPONENTS.contains(name);
-            assert!(listed.contains_key(*name) || excused, "{id} does not list {name}");
-            assert!(!(listed.contains_key(*name) && excused), "{id} lists {name}, excluded above");
-        }
+/// Records the name of every variable read, answering from `values`.
+struct Recording {
+    values: std::collections::HashMap<&'static str, String>,
+    read: std::cell::RefCell<std::collections::BTreeSet<String>>,
+}
+
+impl Recording {
+    fn new(values: &[(&'static str, String)]) -> Self {
+        Self { values: values.iter().cloned().collect(), read: Default::default() }
+    }
+
+    fn names(self) -> std::collections::BTreeSet<String> {
+        self.read.into_inner()
     }
 }
 
-/// A variable's default in spin.toml is the one `config.rs` applies when the variable is unset:
-/// for each default, the configuration read with it set is the one read without it.
-#[test]
-fn spin_toml_defaults_are_the_components_defaults() {
-    use whatrack_jobs::config::{Config, ConfigError, Secrets, Source};
-
-    struct Values(std::collections::HashMap<&'static str, String>);
-    impl Source for Values {
-        fn get(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
-            Ok(self.0.get(name).cloned())
-        }
+impl whatrack_jobs::config::Source for Recording {
+    fn get(&self, name: &'static str) -> Result<Option<String>, whatrack_jobs::config::ConfigError> {
+        self.read.borrow_mut().insert(name.to_owned());
+        Ok(self.values.get(name).cloned())
     }
-    // What must be set for the configuration to load at all (a key, though spin.toml lets
-    // either of its two variables go unset).
-    let required = [
+}
+
+/// What every setting needs to load.
+fn required_values() -> [(&'static str, String); 5] {
+    [
         ("cron_secret", SECRET.to_owned()),
         ("encryption_keys", format!("{{\"v1\":\"{KEY}\"}}")),
         ("database_url", "postgres://u:p@localhost:5432/db".to_owned()),
         ("redis_url", "redis://localhost:6379".to_owned()),
-    ];
-    let base = Values(required.iter().cloned().collect());
-    if let Err(e) = Config::from_source(&base) {
-        panic!("the required variables alone: {e}");
+        // The default host entry's, which is checked against it once set.
+        ("webhook_processor_url", "https://webhook-processor.invalid/hook".to_owned()),
+    ]
+}
+
+/// What a run of `job` reads (the cron and command doors load exactly this, then the `job`
+/// variable that named it).
+fn read_by_a_run(job: whatrack_jobs::jobs::JobType) -> std::collections::BTreeSet<String> {
+    let src = Recording::new(&required_values());
+    if let Err(e) = whatrack_jobs::runner::Settings::from_source(job, &src) {
+        panic!("{}: {e}", job.as_str());
     }
+    let mut names = src.names();
+    names.insert("job".to_owned());
+    names
+}
+
+/// What the HTTP door's routes read, each its own settings: the secret, a status, the front
+/// door's, a run of each job, the shared settings, the overview's, the console's, a redrive's.
+fn read_by_the_routes() -> std::collections::BTreeSet<String> {
+    use whatrack_jobs::jobs::{webhook_retry::policy::Rules, JobType, StatusSettings};
+    use whatrack_jobs::{config, console, front_door, runner};
+    let src = Recording::new(&required_values());
+    let loaded = [
+        config::Secrets::from_source(&src).err(),
+        front_door::Settings::from_source(&src).err(),
+        config::Config::from_source(&src).err(),
+        runner::overview::Settings::from_source(&src).err(),
+        console::Settings::from_source(&src).err(),
+        Rules::from_source(&src).err(),
+    ];
+    for job in JobType::ALL {
+        assert!(
+            StatusSettings::from_source(job, &src).is_ok()
+                && runner::Settings::from_source(job, &src).is_ok()
+        );
+    }
+    assert!(loaded.iter().all(Option::is_none), "{loaded:?}");
+    src.names()
+}
+
+/// The variables that are `allowed_outbound_hosts` entries.
+const HOSTS: [&str; 5] =
+    ["database_host", "redis_host", "meta_graph_url", "webhook_processor_host", "alert_webhook_host"];
+
+/// Each component lists exactly the variables its code reads (a variable forgotten there reads
+/// as unset, silently; one listed but never read is a setting that does nothing there), each as
+/// itself, and allows the hosts of the systems it reaches and no others.
+#[test]
+fn each_component_lists_the_variables_its_code_reads() {
+    use whatrack_jobs::jobs::JobType;
+    let expected = |list: &toml::Table, id: &str| match list.get("job").and_then(|j| j.as_str()) {
+        None => read_by_the_routes(),
+        Some("{{ job }}") => JobType::ALL.into_iter().flat_map(read_by_a_run).collect(),
+        Some(job) => read_by_a_run(JobType::parse(job).unwrap_or_else(|| panic!("{id}: job {job}"))),
+    };
+    let (spin, command) = (spin_toml(), command_manifest());
+    let components =
+        spin["component"].as_table().unwrap().iter().chain(command["component"].as_table().unwrap());
+    let mut checked = 0;
+    for (id, component) in components {
+        let list = component["variables"].as_table().unwrap();
+        let read = expected(list, id);
+        let listed: std::collections::BTreeSet<String> = list.keys().cloned().collect();
+        assert_eq!(listed, read, "{id}: listed (left) and read (right)");
+        for (name, value) in list.iter().filter(|(n, _)| *n != "job") {
+            assert_eq!(value.as_str(), Some(format!("{{{{ {name} }}}}").as_str()), "{id}.{name}");
+        }
+        let allowed: std::collections::BTreeSet<&str> = component["allowed_outbound_hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h.as_str().unwrap())
+            .collect();
+        let reached: Vec<String> =
+            HOSTS.iter().filter(|h| read.contains(**h)).map(|h| format!("{{{{ {h} }}}}")).collect();
+        assert_eq!(allowed, reached.iter().map(String::as_str).collect(), "{id}: allowed_outbound_hosts");
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "jobs-http, the two cron components and the command app's");
+    let declared: std::collections::BTreeSet<String> =
+        spin["variables"].as_table().unwrap().keys().cloned().collect();
+    assert_eq!(declared, read_by_the_routes(), "every variable the app declares is read by some route");
+    let cron_health = read_by_a_run(JobType::HealthCheck);
+    assert!(
+        !cron_health.contains("meta_webhook_verify_token") && !cron_health.contains("webhook_processor_url")
+    );
+}
+
+/// A variable's default in spin.toml is the one the code applies when the variable is unset:
+/// for each default, every setting read with it set is the one read without it.
+#[test]
+fn spin_toml_defaults_are_the_components_defaults() {
+    use whatrack_jobs::jobs::{health_check, webhook_retry};
+    use whatrack_jobs::{config, console, front_door, runner};
+
+    let everything = |src: &Recording| {
+        let all = (
+            config::Config::from_source(src).ok(),
+            config::Secrets::from_source(src).ok(),
+            health_check::Settings::from_source(src).ok(),
+            webhook_retry::Settings::from_source(src).ok(),
+            front_door::Settings::from_source(src).ok(),
+            runner::overview::Settings::from_source(src).ok(),
+            runner::retention::Settings::from_source(src).ok(),
+            console::Settings::from_source(src).ok(),
+        );
+        assert!(all.0.is_some() && all.1.is_some() && all.2.is_some() && all.3.is_some() && all.4.is_some());
+        all
+    };
+    let required = required_values();
     let manifest = spin_toml();
     let mut compared = 0;
     for (name, declaration) in manifest["variables"].as_table().unwrap() {
@@ -417,16 +495,13 @@ fn spin_toml_defaults_are_the_components_defaults() {
             continue;
         }
         let name: &'static str = name.clone().leak();
-        let unset = Values(required.iter().cloned().collect());
-        let mut set = Values(required.iter().cloned().collect());
-        set.0.insert(name, default.to_owned());
-        // The URLs above are at the addresses the default host entries allow, which are checked
-        // against them once set.
+        let unset = Recording::new(&required);
+        let mut set = required.to_vec();
+        set.push((name, default.to_owned()));
         assert!(
-            Config::from_source(&set) == Config::from_source(&unset),
-            "{name}: spin.toml's default {default:?} is not the component's"
+            everything(&Recording::new(&set)) == everything(&unset),
+            "{name}: spin.toml's default {default:?} is not the code's"
         );
-        assert!(Secrets::from_source(&set) == Secrets::from_source(&unset), "{name}");
         compared += 1;
     }
     assert!(compared >= 30, "{compared} defaults compared");

@@ -5,7 +5,6 @@
 use std::fmt::Write;
 
 use super::Estate;
-use crate::config::Config;
 use crate::edges::Edges;
 use crate::graph::limits::Figures;
 use crate::jobs::health_check::meta_limits::MetaLimits;
@@ -36,9 +35,13 @@ impl Text {
     }
 }
 
-pub fn render(edges: &Edges, config: &Config) -> Result<String, RunError> {
-    let jobs = overview::states(edges, config)?;
-    let estate = super::estate(edges, config)?;
+pub fn render(
+    edges: &Edges,
+    overdue: &overview::Settings,
+    console: &super::Settings,
+) -> Result<String, RunError> {
+    let jobs = overview::states(edges, overdue)?;
+    let estate = super::estate(edges, console)?;
     let mut out = Text(String::new());
     job_states(&mut out, &jobs);
     runs(&mut out, edges, &jobs)?;

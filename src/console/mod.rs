@@ -18,9 +18,11 @@ pub mod page;
 
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{ConfigError, Source, SpinVariables};
 use crate::edges::Edges;
 use crate::jobs::health_check::meta_limits::{self, MetaLimits};
+use crate::jobs::health_check::settings::token_expiry_warning_days;
+use crate::jobs::webhook_retry::policy::Rules;
 use crate::jobs::webhook_retry::queue::{self, Gauges};
 use crate::runner::RunError;
 use estate::{ExpiringTokens, HealthCount, HeldConnections, Unhealthy};
@@ -39,13 +41,33 @@ pub struct Estate {
     pub held: Vec<HeldConnections>,
 }
 
-pub fn estate(edges: &Edges, config: &Config) -> Result<Estate, RunError> {
+/// The jobs' settings the console reads: the queue's rules, and what makes a token expiring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub rules: Rules,
+    pub token_expiry_warning_days: u32,
+}
+
+impl Settings {
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::from_source(&SpinVariables)
+    }
+
+    pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            rules: Rules::from_source(src)?,
+            token_expiry_warning_days: token_expiry_warning_days(src)?,
+        })
+    }
+}
+
+pub fn estate(edges: &Edges, settings: &Settings) -> Result<Estate, RunError> {
     let (db, redis) = (edges.db()?, edges.redis()?);
     Ok(Estate {
-        webhooks: queue::counts(db, config.webhook_retry_max_attempts, config.webhook_retry_base)?,
+        webhooks: queue::counts(db, &settings.rules)?,
         connections: estate::by_health(db)?,
         unhealthy: estate::latest_unhealthy(db)?,
-        expiring_tokens: estate::expiring_tokens(db, config.token_expiry_warning_days)?,
+        expiring_tokens: estate::expiring_tokens(db, settings.token_expiry_warning_days)?,
         meta: meta_limits::read(redis)?,
         held: estate::held_connections(db, meta_limits::held_businesses(redis, estate::LISTED as usize)?)?,
     })

@@ -18,11 +18,17 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 pub use parse::{parse_debug_token, parse_phone_health, Answer, DebugToken, GraphError, PhoneHealth};
 
-use crate::config::MetaApp;
 use crate::outbound::{self, Allowance, OutboundError, Request, Response};
 use crate::time::Deadline;
 use batch::{Operation, Refusal, Reply};
 use limits::Usage;
+
+/// Meta app credentials: both enable `debug_token`.
+#[derive(Clone, Copy)]
+pub struct MetaApp<'a> {
+    pub id: &'a str,
+    pub secret: &'a str,
+}
 
 /// A single call's timeout...
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);

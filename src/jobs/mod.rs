@@ -9,7 +9,7 @@ pub mod webhook_retry;
 
 use serde::Serialize;
 
-use crate::config::{Config, ConfigError, StatusConfig};
+use crate::config::{self, ConfigError, Source, SpinVariables};
 use crate::context::{JobContext, JobError, JobOutcome};
 use crate::edges::Edges;
 use crate::redis::{self, Redis};
@@ -65,26 +65,9 @@ impl JobType {
         self == JobType::HealthCheck
     }
 
-    /// Settings that are optional for the app but required by this job.
-    pub fn check_config(self, config: &Config) -> Result<(), ConfigError> {
-        match self {
-            JobType::WebhookRetry if config.webhook_processor_url.is_none() => {
-                Err(ConfigError::Missing("webhook_processor_url"))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    pub async fn run(self, ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
-        match self {
-            JobType::HealthCheck => health_check::run(ctx).await,
-            JobType::WebhookRetry => webhook_retry::run(ctx).await,
-        }
-    }
-
     /// What the status route shows: whether a run holds the lock, and the queue's counts for
     /// the webhook retry.
-    pub fn status(self, config: &StatusConfig, edges: &Edges) -> Result<Status, JobError> {
+    pub fn status(self, settings: &StatusSettings, edges: &Edges) -> Result<Status, JobError> {
         let redis = edges.redis()?;
         // The health check's lock and what it knows of Meta's limits in one round trip: the
         // status route is the one monitors poll.
@@ -97,10 +80,8 @@ impl JobType {
             }
             JobType::WebhookRetry => (redis.is_locked(self.as_str())?, None),
         };
-        let queue = match &config.queue {
-            Some(queue) => {
-                Some(webhook_retry::queue::counts(edges.db()?, queue.max_attempts, queue.base)?.counts())
-            }
+        let queue = match &settings.queue {
+            Some(rules) => Some(webhook_retry::queue::counts(edges.db()?, rules)?.counts()),
             None => None,
         };
         Ok(Status { is_running, job_type: self.as_str(), queue, meta })
@@ -120,6 +101,59 @@ impl JobType {
     }
 }
 
+/// A job with its own settings, as a door loads it before the run: a setting that is wrong
+/// stops the run before it touches any data.
+pub enum Job {
+    HealthCheck(health_check::Settings),
+    WebhookRetry(webhook_retry::Settings),
+}
+
+impl Job {
+    pub fn from_source(job: JobType, src: &impl Source) -> Result<Self, ConfigError> {
+        Ok(match job {
+            JobType::HealthCheck => Job::HealthCheck(health_check::Settings::from_source(src)?),
+            JobType::WebhookRetry => Job::WebhookRetry(webhook_retry::Settings::from_source(src)?),
+        })
+    }
+
+    pub fn job_type(&self) -> JobType {
+        match self {
+            Job::HealthCheck(_) => JobType::HealthCheck,
+            Job::WebhookRetry(_) => JobType::WebhookRetry,
+        }
+    }
+
+    pub async fn run(&self, ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
+        match self {
+            Job::HealthCheck(settings) => health_check::run(&ctx.with(settings)).await,
+            Job::WebhookRetry(settings) => webhook_retry::run(&ctx.with(settings)).await,
+        }
+    }
+}
+
+/// What a job's status read needs, and no more: the status route is the one monitors poll, and
+/// each variable read is a call into the host.
+pub struct StatusSettings {
+    pub redis_url: String,
+    /// For the webhook retry's queue counts: where, and by which rules.
+    pub database_url: Option<String>,
+    pub queue: Option<webhook_retry::policy::Rules>,
+}
+
+impl StatusSettings {
+    pub fn load(job: JobType) -> Result<Self, ConfigError> {
+        Self::from_source(job, &SpinVariables)
+    }
+
+    pub fn from_source(job: JobType, src: &impl Source) -> Result<Self, ConfigError> {
+        let (database_url, queue) = match job.has_queue() {
+            true => (Some(config::database_url(src)?), Some(webhook_retry::policy::Rules::from_source(src)?)),
+            false => (None, None),
+        };
+        Ok(Self { redis_url: config::redis_url(src)?, database_url, queue })
+    }
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
@@ -130,4 +164,49 @@ pub struct Status {
     /// The health check's: what the app has learnt of Meta's limits.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub meta: Option<MetaLimits>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing::Recording;
+
+    #[test]
+    fn a_status_read_reads_only_what_it_shows() {
+        let src = Recording::new();
+        let health = StatusSettings::from_source(JobType::HealthCheck, &src).unwrap();
+        assert_eq!((health.database_url, health.queue), (None, None));
+        assert_eq!(src.take(), ["redis_url"]);
+
+        let retry = StatusSettings::from_source(JobType::WebhookRetry, &src).unwrap();
+        assert_eq!(retry.database_url.as_deref(), Some("postgres://u:p@localhost:5432/db"));
+        assert_eq!(retry.queue.map(|r| r.max_attempts), Some(3));
+        assert_eq!(
+            src.take(),
+            [
+                "database_url",
+                "webhook_retry_max_attempts",
+                "webhook_retry_base_seconds",
+                "webhook_retry_max_age_hours",
+                "redis_url"
+            ]
+        );
+    }
+
+    #[test]
+    fn each_job_reads_its_own_settings() {
+        let src = Recording::new();
+        Job::from_source(JobType::HealthCheck, &src).unwrap();
+        let health = src.take();
+        Job::from_source(JobType::WebhookRetry, &src).unwrap();
+        let retry = src.take();
+        assert!(
+            health.contains(&"encryption_keys") && !health.contains(&"webhook_processor_url"),
+            "{health:?}"
+        );
+        assert!(retry.contains(&"webhook_processor_url") && !retry.contains(&"encryption_keys"), "{retry:?}");
+        for shared in ["database_url", "redis_url", "cron_secret", "meta_webhook_verify_token"] {
+            assert!(!health.contains(&shared) && !retry.contains(&shared), "{shared}");
+        }
+    }
 }

@@ -25,16 +25,17 @@ pub mod overview;
 pub mod pauses;
 pub mod retention;
 
+pub use crate::jobs::webhook_retry::policy::Rules;
 pub use crate::jobs::webhook_retry::Redrive;
 
 use serde_json::{json, Value};
 
 use crate::alerts::{self, Alert};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Source, SpinVariables};
 use crate::context::{JobContext, JobError, JobOutcome};
 use crate::db::{Db, DbError};
 use crate::edges::Edges;
-use crate::jobs::JobType;
+use crate::jobs::{Job, JobType};
 use crate::log::Logger;
 use crate::outbound::Allowance;
 use crate::redis::{Redis, RedisError};
@@ -84,8 +85,30 @@ pub struct Completed {
 }
 
 /// An operator's redrive of the webhook retry's dead letters: how many went back in the queue.
-pub fn redrive(edges: &Edges, config: &Config, which: &Redrive) -> Result<u64, DbError> {
-    crate::jobs::webhook_retry::redrive(edges.db()?, config, which)
+pub fn redrive(edges: &Edges, rules: Rules, which: &Redrive) -> Result<u64, DbError> {
+    crate::jobs::webhook_retry::redrive(edges.db()?, rules, which)
+}
+
+/// Everything a run reads, loaded by the door before the run starts: the shared settings, the
+/// job's own, and, after the daily job, retention's.
+pub struct Settings {
+    pub config: Config,
+    pub job: Job,
+    pub retention: Option<retention::Settings>,
+}
+
+impl Settings {
+    pub fn load(job: JobType) -> Result<Self, ConfigError> {
+        Self::from_source(job, &SpinVariables)
+    }
+
+    pub fn from_source(job: JobType, src: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            config: Config::from_source(src)?,
+            job: Job::from_source(job, src)?,
+            retention: job.is_daily().then(|| retention::Settings::from_source(src)).transpose()?,
+        })
+    }
 }
 
 /// Attempts per run to reserve a jobId, each losing only to a run that reserved the same one.
@@ -93,12 +116,12 @@ const JOB_ID_ATTEMPTS: u32 = 10;
 
 /// `force`: run even if the job is paused.
 pub async fn run_job(
-    job: JobType,
+    settings: &Settings,
     trigger: Trigger,
-    config: &Config,
     edges: &Edges,
     force: bool,
 ) -> Result<Completed, RunError> {
+    let (job, config) = (settings.job.job_type(), &settings.config);
     // Tagged with the jobId once there is one, so that every line of a run can be joined to it
     // (and to the request's trace).
     let mut log = Logger::new(job.log_name());
@@ -106,7 +129,7 @@ pub async fn run_job(
     // nightly run can get through a whole estate.
     let deadline = Deadline::after(config.run_budget(trigger.is_scheduled())?);
     let finish = deadline.extended(FINISH_GRACE);
-    let result = run_recorded(job, trigger, config, edges, deadline, force, &mut log).await;
+    let result = run_recorded(settings, trigger, edges, deadline, force, &mut log).await;
     match &result {
         Ok(_) => {}
         Err(RunError::Busy { .. }) => log.info("lock held by another run, skipping", json!({})),
@@ -133,15 +156,14 @@ pub async fn run_job(
 /// Steps 1 to 5: a run with its row. Each phase answers how the run ended, if it did; the row is
 /// written once, in [`record`], whichever phase ended it.
 async fn run_recorded(
-    job: JobType,
+    settings: &Settings,
     trigger: Trigger,
-    config: &Config,
     edges: &Edges,
     deadline: Deadline,
     force: bool,
     log: &mut Logger,
 ) -> Result<Completed, RunError> {
-    job.check_config(config)?;
+    let (job, config) = (settings.job.job_type(), &settings.config);
     let db = edges.db()?;
     let job_id = reserve_job_id(db, job, trigger)?;
     *log = log.with_job_id(&job_id);
@@ -149,7 +171,7 @@ async fn run_recorded(
 
     let (ended, lock) = match admit(job, config, edges, &job_id, force) {
         Ok(Admitted::Locked(lock)) => {
-            let ended = execute(job, trigger, config, db, &lock, deadline, log).await;
+            let ended = execute(settings, trigger, db, &lock, deadline, log).await;
             (ended, Some(lock))
         }
         Ok(Admitted::Paused { since }) => {
@@ -201,14 +223,14 @@ fn admit<'e>(
 
 /// Step 4, holding the lock.
 async fn execute(
-    job: JobType,
+    settings: &Settings,
     trigger: Trigger,
-    config: &Config,
     db: &Db,
     lock: &Lock<'_>,
     deadline: Deadline,
     log: &Logger,
 ) -> Ended {
+    let (job, config) = (settings.job.job_type(), &settings.config);
     if let Err(e) = job_runs::mark_started(db, &lock.job_id) {
         return Ended::Failed(e.into());
     }
@@ -224,18 +246,19 @@ async fn execute(
     let ctx = JobContext {
         job_id: &lock.job_id,
         config,
+        settings: &(),
         db,
         redis: lock.redis,
         deadline,
         finish: deadline.extended(FINISH_GRACE),
         log,
     };
-    let mut outcome = match job.run(&ctx).await {
+    let mut outcome = match settings.job.run(&ctx).await {
         Ok(outcome) => outcome,
         Err(e) => return Ended::Failed(e.into()),
     };
-    if job.is_daily() {
-        match retention::run(&ctx) {
+    if let Some(retention) = &settings.retention {
+        match retention::run(&ctx, retention) {
             Ok(purged) => outcome.add("purged", &purged),
             Err(e) => return Ended::Failed(JobError::from(e).into()),
         }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::job_runs::{self, RunRecord};
 use super::pauses;
 use super::RunError;
-use crate::config::Config;
+use crate::config::{minutes, number, ConfigError, Source, SpinVariables};
 use crate::edges::Edges;
 use crate::jobs::JobType;
 
@@ -39,12 +39,32 @@ pub struct JobState {
     pub held: Option<String>,
 }
 
-pub fn states(edges: &Edges, config: &Config) -> Result<Vec<JobState>, RunError> {
+/// How old each job's last success may get before the overview calls it overdue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub health_check_overdue: Duration,
+    pub webhook_retry_overdue: Duration,
+}
+
+impl Settings {
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::from_source(&SpinVariables)
+    }
+
+    pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            health_check_overdue: minutes(number(src, "health_check_overdue_minutes", 26 * 60, 1..=525_600)?),
+            webhook_retry_overdue: minutes(number(src, "webhook_retry_overdue_minutes", 30, 1..=525_600)?),
+        })
+    }
+}
+
+pub fn states(edges: &Edges, settings: &Settings) -> Result<Vec<JobState>, RunError> {
     let (db, redis) = (edges.db()?, edges.redis()?);
     JobType::ALL
         .into_iter()
         .map(|job| {
-            let allowed = overdue_after(job, config);
+            let allowed = overdue_after(job, settings);
             let history = job_runs::history(db, job.as_str())?;
             let paused_since = pauses::paused_since(db, job.as_str())?;
             Ok(JobState {
@@ -67,10 +87,10 @@ pub fn recent_runs(edges: &Edges, job: JobType, limit: u32) -> Result<Vec<RunRec
     Ok(job_runs::recent(edges.db()?, job.as_str(), limit)?)
 }
 
-fn overdue_after(job: JobType, config: &Config) -> Duration {
+fn overdue_after(job: JobType, settings: &Settings) -> Duration {
     match job {
-        JobType::HealthCheck => config.health_check_overdue,
-        JobType::WebhookRetry => config.webhook_retry_overdue,
+        JobType::HealthCheck => settings.health_check_overdue,
+        JobType::WebhookRetry => settings.webhook_retry_overdue,
     }
 }
 

@@ -10,6 +10,7 @@
 use serde::Serialize;
 use spin_sdk::pg4::ParameterValue;
 
+use crate::config::{days_or_forever, number, ConfigError, Source};
 use crate::context::JobContext;
 use crate::db::DbResult;
 
@@ -31,13 +32,29 @@ pub struct Purged {
     pub whatsapp_health: u64,
 }
 
-pub fn run(ctx: &JobContext<'_>) -> DbResult<Purged> {
-    let audit = ctx.config.audit_retention_days;
-    let health = ctx.config.health_retention_days;
+/// Days each table keeps; `None` keeps it forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// `job_runs` and `webhook_retry_attempts` (90 by default).
+    pub audit_days: Option<u32>,
+    /// `whatsapp_health`: forever by default, since WhaTrack's app reads that table too.
+    pub health_days: Option<u32>,
+}
+
+impl Settings {
+    pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            audit_days: days_or_forever(number(src, "audit_retention_days", 90, 0..=36_500)?),
+            health_days: days_or_forever(number(src, "health_retention_days", 0, 0..=36_500)?),
+        })
+    }
+}
+
+pub fn run(ctx: &JobContext<'_>, keep: &Settings) -> DbResult<Purged> {
     Ok(Purged {
-        job_runs: purge(ctx, PURGE_JOB_RUNS, audit)?,
-        webhook_retry_attempts: purge(ctx, PURGE_WEBHOOK_RETRY_ATTEMPTS, audit)?,
-        whatsapp_health: purge(ctx, PURGE_WHATSAPP_HEALTH, health)?,
+        job_runs: purge(ctx, PURGE_JOB_RUNS, keep.audit_days)?,
+        webhook_retry_attempts: purge(ctx, PURGE_WEBHOOK_RETRY_ATTEMPTS, keep.audit_days)?,
+        whatsapp_health: purge(ctx, PURGE_WHATSAPP_HEALTH, keep.health_days)?,
     })
 }
 
@@ -56,4 +73,24 @@ fn purge(ctx: &JobContext<'_>, statement: &str, days: Option<u32>) -> DbResult<u
         }
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing::{base, with, Map};
+
+    #[test]
+    fn zero_keeps_forever() {
+        let defaults = Settings::from_source(&Map(base())).unwrap();
+        assert_eq!(defaults, Settings { audit_days: Some(90), health_days: None });
+        let mut m = base();
+        m.insert("audit_retention_days", "0");
+        m.insert("health_retention_days", "30");
+        assert_eq!(
+            Settings::from_source(&Map(m)).unwrap(),
+            Settings { audit_days: None, health_days: Some(30) }
+        );
+        assert!(Settings::from_source(&with("audit_retention_days", "-1")).is_err());
+    }
 }

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::pacing::Pacing;
+use super::JobContext;
 use crate::alerts::Alert;
-use crate::context::JobContext;
 use crate::graph::limits::{Reported, Usage};
 use crate::redis::{self, Redis, RedisError};
 use crate::time;

@@ -17,6 +17,7 @@ pub mod connections;
 pub mod meta_limits;
 pub mod pacing;
 mod requests;
+pub mod settings;
 
 use std::cell::RefCell;
 use std::pin::pin;
@@ -27,13 +28,17 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::alerts::Alert;
-use crate::context::{self, JobContext, JobError, JobOutcome, Turn};
+use crate::context::{self, JobError, JobOutcome, Turn};
 use crate::graph;
 use crate::time;
 use classify::Health;
 use connections::CheckResult;
 use pacing::{Halt, Pacing};
 use requests::{Checked, Credentials, Left, Outcome, Work};
+pub use settings::Settings;
+
+/// A run's context, with this job's settings.
+pub type JobContext<'a> = context::JobContext<'a, Settings>;
 
 /// Due connections read per statement: enough to keep the checks busy between reads, few
 /// enough that a run's memory does not grow with the estate.
@@ -88,10 +93,10 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
         );
         return Ok(JobOutcome::skipped(COOLING_DOWN, json!({ "coolDownUntil": until })));
     }
-    let cutoff = connections::cutoff(ctx.db, ctx.config.health_recheck_after_hours)?;
+    let cutoff = connections::cutoff(ctx.db, ctx.settings.recheck_after_hours)?;
     let known = meta_limits::known_usage(ctx)?;
     let pacing =
-        Pacing::new(ctx.config.graph_usage_ceiling_percent, cooling.businesses, known, time::unix_millis());
+        Pacing::new(ctx.settings.usage_ceiling_percent, cooling.businesses, known, time::unix_millis());
     ctx.log.info(
         "health check started",
         json!({ "skipped": cutoff.recently_checked, "cautious": pacing.cautious() }),
@@ -128,11 +133,11 @@ async fn check_due(
     run: &mut RunState,
 ) -> Result<(), JobError> {
     let client = &graph::Client {
-        base_url: &ctx.config.meta_graph_url,
-        version: &ctx.config.meta_api_version,
-        app: ctx.config.meta_app(),
+        base_url: &ctx.settings.graph_url,
+        version: &ctx.settings.api_version,
+        app: ctx.settings.meta_app(),
         deadline: ctx.deadline,
-        batch_size: ctx.config.graph_batch_size,
+        batch_size: ctx.settings.batch_size,
         allowance: ctx.allowance(),
     };
     let mut due = connections::due(ctx.db, cutoff, PAGE, ctx.deadline);
@@ -145,7 +150,7 @@ async fn check_due(
         let carry_out = |work| requests::carry_out(ctx, client, pacing, credentials, work);
         let turns = ctx.within_budget(first, 1, carry_out).chain(ctx.within_budget(
             work,
-            ctx.config.health_check_concurrency,
+            ctx.settings.concurrency,
             carry_out,
         ));
         let outcomes = pin!(turns.flat_map(|turn| {

@@ -19,7 +19,7 @@ use serde_json::json;
 use super::classify::{self, Health, Inputs, Verdict};
 use super::connections::{CheckResult, DueConnection};
 use super::pacing::{Halt, Pacing};
-use crate::context::JobContext;
+use super::JobContext;
 use crate::graph::batch::Refusal;
 use crate::graph::limits::{throttle_of, Throttle};
 use crate::graph::{self, Auth, Node, NotMade, Probe, Probed};
@@ -199,7 +199,7 @@ fn prepare(ctx: &JobContext<'_>, conn: DueConnection, pacing: &RefCell<Pacing>) 
     let Some(stored) = conn.access_token.as_deref() else {
         return Err(settle(ctx, conn, classify::unchecked("No token in database")));
     };
-    let token = match ctx.config.keys.decrypt(stored) {
+    let token = match ctx.settings.keys.decrypt(stored) {
         Ok(token) => token,
         Err(e) => {
             ctx.log
@@ -383,7 +383,7 @@ fn classified(ctx: &JobContext<'_>, ready: Ready, probed: Probed) -> (Checked, O
         debug: probed.debug.as_ref(),
         node: &probed.node,
         now: crate::time::unix_secs(),
-        warning_days: ctx.config.token_expiry_warning_days,
+        warning_days: ctx.settings.token_expiry_warning_days,
         previous_unknowns: ready.conn.recent_unknowns,
     });
     let app_refused = verdict.app_refused.take();
@@ -444,8 +444,8 @@ fn business_of(conn: &DueConnection, node: &Node) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::MetaApp;
     use crate::graph::GraphError;
+    use crate::graph::MetaApp;
     use crate::outbound::Allowance;
     use crate::time::Deadline;
 

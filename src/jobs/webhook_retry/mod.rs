@@ -13,6 +13,7 @@
 
 pub mod policy;
 pub mod queue;
+pub mod settings;
 
 use std::cell::Cell;
 use std::pin::pin;
@@ -25,8 +26,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::alerts::Alert;
-use crate::config::Config;
-use crate::context::{self, JobContext, JobError, JobOutcome, Turn};
+use crate::context::{self, JobError, JobOutcome, Turn};
 use crate::crypto;
 use crate::db::{write_isolating, DbResult, Pages};
 use crate::outbound::{self, Allowance, OutboundError, Request, Response};
@@ -34,6 +34,10 @@ use crate::time::Deadline;
 use policy::{Decision, Fate, Outcome, Release, Rules};
 pub use queue::Redrive;
 use queue::{AttemptRecord, Claimed, Queue, Stuck, Swept};
+pub use settings::{Delivery, Settings};
+
+/// A run's context, with this job's settings.
+pub type JobContext<'a> = context::JobContext<'a, Settings>;
 
 /// The receiver contract's headers (docs/webhook-retry.md): which stored webhook this is, and which attempt.
 const X_WEBHOOK_LOG_ID: HeaderName = HeaderName::from_static("x-webhook-log-id");
@@ -69,7 +73,7 @@ pub struct Summary {
 }
 
 pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
-    let queue = Queue::new(ctx.db, Rules::of(ctx.config));
+    let queue = Queue::new(ctx.db, ctx.settings.rules);
     let mut progress = Progress::default();
 
     sweep(&queue, &mut progress)?;
@@ -83,7 +87,7 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
     delivered?;
     released?;
     if let Some(why) = progress.misconfigured {
-        let processor = ctx.config.webhook_processor_url.as_deref().unwrap_or_default();
+        let processor = ctx.settings.delivery.processor_url.as_deref().unwrap_or_default();
         return Err(JobError::Misconfigured(format!(
             "the webhook processor {processor} cannot be reached as configured ({why}): check webhook_processor_url \
              and that webhook_processor_host allows it; {} claimed webhooks were released, none charged an attempt",
@@ -92,8 +96,7 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
     }
     ctx.send_alerts(progress.alerts).await;
     let mut summary = progress.summary;
-    let rules = Rules::of(ctx.config);
-    summary.remaining = queue::counts(ctx.db, rules.max_attempts, rules.base)?.due;
+    summary.remaining = queue::counts(ctx.db, &ctx.settings.rules)?.due;
     Ok(JobOutcome::new(&summary, summary.remaining))
 }
 
@@ -120,7 +123,7 @@ impl Progress {
         batch: Vec<Turn<Claimed, Delivered>>,
         stop: &Cell<bool>,
     ) -> Vec<Attempt> {
-        let rules = Rules::of(ctx.config);
+        let rules = ctx.settings.rules;
         let mut attempts = Vec::with_capacity(batch.len());
         for turn in batch {
             let (webhook, result, elapsed) = match turn {
@@ -178,7 +181,7 @@ fn claim_pages<'a>(
 ) -> Pages<Claimed, impl FnMut() -> DbResult<Vec<Claimed>> + 'a> {
     // A claim outlives the run that made it, so a run that dies mid-way only delays its rows.
     let lease = (ctx.deadline.remaining() + DELIVERY_TIMEOUT + LEASE_MARGIN).as_secs();
-    let mut left = ctx.config.webhook_retry_batch_size;
+    let mut left = ctx.settings.batch_size;
     Pages::new(move || {
         if left == 0 || stop.get() || ctx.deadline.passed() {
             return Ok(Vec::new());
@@ -196,16 +199,15 @@ async fn deliver_and_record(
     stop: &Cell<bool>,
     progress: &mut Progress,
 ) -> Result<(), JobError> {
-    let (config, deadline, allowance) = (ctx.config, ctx.deadline, ctx.allowance());
-    let deliveries =
-        pin!(ctx.within_budget(claims, config.webhook_retry_concurrency, |webhook| async move {
-            let started = Instant::now();
-            let attempt = webhook.retry_count + 1;
-            let body = webhook.body.as_bytes();
-            let result =
-                deliver(config, &webhook.id, body, attempt, DELIVERY_TIMEOUT, deadline, allowance).await;
-            (webhook, result, started.elapsed())
-        }));
+    let (delivery, deadline, allowance) = (&ctx.settings.delivery, ctx.deadline, ctx.allowance());
+    let deliveries = pin!(ctx.within_budget(claims, ctx.settings.concurrency, |webhook| async move {
+        let started = Instant::now();
+        let attempt = webhook.retry_count + 1;
+        let body = webhook.body.as_bytes();
+        let result =
+            deliver(delivery, &webhook.id, body, attempt, DELIVERY_TIMEOUT, deadline, allowance).await;
+        (webhook, result, started.elapsed())
+    }));
     let mut batches = pin!(context::batches(deliveries, RECORD_BATCH, RECORD_EVERY));
     while let Some(batch) = batches.next().await {
         let attempts = progress.judge(ctx, batch, stop);
@@ -216,8 +218,8 @@ async fn deliver_and_record(
 
 /// Puts dead-lettered webhooks back in the queue, due now with no attempt counted (an
 /// operator's redrive): how many.
-pub fn redrive(db: &crate::db::Db, config: &Config, which: &Redrive) -> crate::db::DbResult<u64> {
-    Queue::new(db, Rules::of(config)).redrive(which)
+pub fn redrive(db: &crate::db::Db, rules: Rules, which: &Redrive) -> crate::db::DbResult<u64> {
+    Queue::new(db, rules).redrive(which)
 }
 
 /// Dead-letters what must not be re-delivered any more (policy step 7), counting and alerting.
@@ -241,7 +243,7 @@ fn sweep(queue: &Queue<'_>, progress: &mut Progress) -> Result<(), JobError> {
 /// bytes, signed when `meta_app_secret` is set, with its id and the attempt number (0 for the
 /// front door's immediate forward).
 pub async fn deliver(
-    config: &Config,
+    delivery: &Delivery,
     id: &str,
     body: &[u8],
     attempt: u32,
@@ -249,13 +251,13 @@ pub async fn deliver(
     deadline: Deadline,
     allowance: Allowance<'_>,
 ) -> Result<Response, OutboundError> {
-    let url = config.webhook_processor_url.as_deref().unwrap_or_default();
+    let url = delivery.processor_url.as_deref().unwrap_or_default();
     let mut headers = vec![
         (CONTENT_TYPE, "application/json".to_owned()),
         (X_WEBHOOK_LOG_ID, id.to_owned()),
         (X_WEBHOOK_RETRY_ATTEMPT, attempt.to_string()),
     ];
-    if let Some(secret) = &config.meta_app_secret {
+    if let Some(secret) = &delivery.app_secret {
         headers.push((crypto::SIGNATURE_HEADER, crypto::hub_signature(secret, body)));
     }
     outbound::send(Request { method: Method::POST, url, headers, body }, timeout, deadline, allowance).await

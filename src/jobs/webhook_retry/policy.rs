@@ -44,7 +44,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::config::Config;
 use crate::outbound::{OutboundError, Response};
 
 const MAX_DELAY: Duration = Duration::from_secs(6 * 3600);
@@ -59,16 +58,6 @@ pub struct Rules {
     pub base: Duration,
     /// How long after it arrived a webhook may still be re-delivered.
     pub max_age: Duration,
-}
-
-impl Rules {
-    pub fn of(config: &Config) -> Self {
-        Self {
-            max_attempts: config.webhook_retry_max_attempts,
-            base: config.webhook_retry_base,
-            max_age: config.webhook_retry_max_age,
-        }
-    }
 }
 
 /// Where an attempt leaves the webhook.

@@ -10,8 +10,6 @@
 //! primary key in its own type (the rule in `db.rs`), so recording an attempt reads no more of
 //! the log than its row.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use spin_sdk::pg4::ParameterValue;
@@ -292,10 +290,10 @@ impl<'a> Queue<'a> {
     }
 }
 
-/// The queue's figures, with `max_attempts` (`webhook_retry_max_attempts`) and `base`
-/// (`webhook_retry_base_seconds`).
-pub fn counts(db: &Db, max_attempts: u32, base: Duration) -> DbResult<Gauges> {
-    let params = [ParameterValue::Int32(max_attempts as i32), ParameterValue::Floating64(base.as_secs_f64())];
+/// The queue's figures, by the rules' `max_attempts` (below it a webhook is pending) and `base`
+/// (when a failure never retried is due).
+pub fn counts(db: &Db, rules: &Rules) -> DbResult<Gauges> {
+    let params = [max_attempts(rules), base_secs(rules)];
     db.row("count the webhook queue", WEBHOOK_QUEUE_COUNTS, &params)
 }
 
