@@ -7,12 +7,13 @@
 //!    `X-Hub-Signature-256` (over the raw bytes, with `meta_app_secret`): nothing is stored.
 //! 3. A valid one is stored in one INSERT, raw bytes included, once however often Meta re-sends
 //!    it (a unique hash of the raw body), in the webhook queue ([`queue::store`]).
-//! 4. Then it is forwarded once to the processor, through the retry job's own delivery (attempt
-//!    0), within `webhook_forward_timeout_ms`: delivered, the row is processed; otherwise it stays
-//!    pending, and the retry job takes it at its first due time.
-//! 5. Meta gets 200 whenever the row is stored, whatever the processor did and whether or not
-//!    the row could then be marked processed (Meta retries anything else for days, and disables
-//!    subscriptions that keep failing).
+//! 4. Meta gets 200 as soon as the row is stored: Meta's answer never waits for the processor
+//!    (Meta retries anything else for days, and disables subscriptions that keep failing).
+//! 5. Then, in the same invocation after the answer, it is forwarded once to the processor
+//!    ([`forward`]), through the retry job's own delivery (attempt 0), within
+//!    `webhook_forward_timeout_ms`: delivered, the row is processed; otherwise it stays pending,
+//!    and the retry job takes it at its first due time. A host that ends the invocation with its
+//!    answer loses nothing either: the row is pending until a delivery succeeds.
 
 use std::time::Duration;
 
@@ -64,7 +65,7 @@ impl Settings {
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
         Ok(Self {
             verify_token: src.value("meta_webhook_verify_token")?,
-            max_body_bytes: number(src, "webhook_max_body_bytes", 1 << 20, 1024..=16 << 20)?,
+            max_body_bytes: number(src, "webhook_max_body_bytes", 4 << 20, 1024..=16 << 20)?,
             delivery: Delivery::from_source(src)?,
             forward_timeout: Duration::from_millis(number(
                 src,
@@ -88,18 +89,18 @@ pub fn handshake<'q>(settings: &Settings, query: &'q [(String, String)]) -> Opti
     (get("hub.mode") == Some("subscribe") && token_ok).then(|| get("hub.challenge")).flatten()
 }
 
-/// What became of a stored webhook.
+/// What became of a webhook Meta sent.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Received {
-    /// Stored now; `forwarded` when the processor took it at once.
-    Stored { id: String, forwarded: bool },
+    /// Stored now, to be forwarded once Meta has its answer.
+    Stored { id: String },
     /// Meta sent these exact bytes before: already stored.
     Duplicate,
 }
 
-pub async fn receive(
+/// Steps 2 and 3: verified and stored, or refused.
+pub fn receive(
     settings: &Settings,
-    config: &Config,
     edges: &Edges,
     body: &[u8],
     signature: Option<&str>,
@@ -121,25 +122,23 @@ pub async fn receive(
         log.info("webhook already stored (re-sent by Meta)", json!({}));
         return Ok(Received::Duplicate);
     };
-    let forwarded = forward(settings, config, edges, &id, body, log).await;
-    log.info("webhook stored", json!({ "webhookLogId": id, "forwarded": forwarded }));
-    Ok(Received::Stored { id, forwarded })
+    log.info("webhook stored", json!({ "webhookLogId": id }));
+    Ok(Received::Stored { id })
 }
 
-/// Step 4: the stored webhook `id` forwarded once (attempt 0); whether the processor took it
-/// and the row is marked processed. Anything else leaves it to the retry job, and is logged.
-async fn forward(
+/// Step 5: the stored webhook `id` forwarded once (attempt 0): taken by the processor, the row
+/// is marked processed; anything else leaves it to the retry job, and is logged.
+pub async fn forward(
     settings: &Settings,
     config: &Config,
     edges: &Edges,
     id: &str,
     body: &[u8],
     log: &Logger,
-) -> bool {
-    let Some(_) = &settings.delivery.processor_url else { return false };
+) {
+    let Some(_) = &settings.delivery.processor_url else { return };
     let left = |message: &str, field: &str, value: Value| {
         log.warn(message, json!({ "webhookLogId": id, field: value }));
-        false
     };
     // The forward spends from the hour's outbound allowance when one is set, counted in Redis.
     let counter = match config.outbound_requests_per_hour.map(|_| edges.redis()) {
@@ -169,7 +168,7 @@ async fn forward(
             .db()
             .and_then(|db| queue::mark_processed(db, id))
         {
-            Ok(()) => true,
+            Ok(()) => log.info("webhook forwarded", json!({ "webhookLogId": id })),
             Err(e) => left(
                 "webhook stored and forwarded, but not marked processed: the retry job will deliver it again",
                 "reason",

@@ -6,7 +6,7 @@ use anyhow::Context;
 use http::header::{HeaderName, HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH};
 use http::{Method, StatusCode};
 use serde_json::json;
-use spin_sdk::http::IncomingRequest;
+use spin_sdk::http::{IncomingRequest, IntoResponse, OutgoingResponse, ResponseOutparam};
 use spin_sdk::http_component;
 
 use crate::api::{self, Response};
@@ -58,8 +58,36 @@ impl Incoming {
     }
 }
 
+/// The answer's way out, used once: most routes answer when they are done; the front door answers
+/// Meta as soon as the webhook is stored, then forwards it (Spin lets a handler go on after its
+/// answer, and keeps the instance until it returns).
+struct Reply(Option<ResponseOutparam>);
+
+impl Reply {
+    /// Sends `response` unless an answer went already; the body is complete when this returns.
+    async fn send(&mut self, response: Response) {
+        let Some(out) = self.0.take() else { return };
+        let mut response = response.into_response();
+        let body = std::mem::take(response.body_mut());
+        let sent = match OutgoingResponse::try_from(response) {
+            Ok(outgoing) => out.set_with_body(outgoing, body).await.map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            Logger::new("Router").error("could not send the answer", json!({ "error": format!("{e:#}") }));
+        }
+    }
+}
+
 #[http_component]
-async fn handle(req: IncomingRequest) -> Response {
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let mut reply = Reply(Some(out));
+    let response = respond(req, &mut reply).await;
+    reply.send(response).await;
+}
+
+/// The request's answer, unless the route sent it already through `reply`.
+async fn respond(req: IncomingRequest, reply: &mut Reply) -> Response {
     let incoming = Incoming::read(&req);
     let resolved = match routes::resolve(&incoming.method, &incoming.path) {
         Ok(resolved) => resolved,
@@ -95,6 +123,10 @@ async fn handle(req: IncomingRequest) -> Response {
             }
             Err(e) => config_error(route, e),
         },
+        Route::Webhook => match (Config::load(), front_door::Settings::load()) {
+            (Ok(config), Ok(settings)) => webhook(&settings, &config, &incoming, req, reply).await,
+            (Err(e), _) | (_, Err(e)) => config_error(route, e),
+        },
         _ => match Config::load() {
             Ok(config) => answer(route, &config, &incoming, req).await,
             Err(e) => config_error(route, e),
@@ -108,10 +140,6 @@ async fn answer(route: Route, config: &Config, incoming: &Incoming, req: Incomin
     let edges = &Edges::new(Some(&config.database_url), &config.redis_url);
     let unreadable = |e| config_error(route, e);
     match route {
-        Route::Webhook => match front_door::Settings::load() {
-            Ok(settings) => webhook(&settings, config, edges, incoming, req).await,
-            Err(e) => unreadable(e),
-        },
         Route::Overview => overview::Settings::load().map_or_else(unreadable, |s| jobs_overview(edges, &s)),
         Route::Metrics => match (overview::Settings::load(), console::Settings::load()) {
             (Ok(overdue), Ok(console)) => match metrics::render(edges, &overdue, &console) {
@@ -133,7 +161,12 @@ async fn answer(route: Route, config: &Config, incoming: &Incoming, req: Incomin
         },
         Route::Pause(job) => pause(edges, job, true),
         Route::Resume(job) => pause(edges, job, false),
-        Route::Page(_) | Route::Status(_) | Route::Handshake | Route::Run(_) | Route::RunByGet(_) => {
+        Route::Page(_)
+        | Route::Status(_)
+        | Route::Handshake
+        | Route::Webhook
+        | Route::Run(_)
+        | Route::RunByGet(_) => {
             unreachable!("answered above, with their own settings")
         }
     }
@@ -172,13 +205,15 @@ fn handshake(settings: &front_door::Settings, incoming: &Incoming) -> Response {
     }
 }
 
-/// A webhook from Meta (see `front_door`).
+/// A webhook from Meta (see `front_door`): stored, answered, then forwarded. The store's
+/// connection is closed before the answer: the forward may wait on the processor for seconds,
+/// and Spin's hosts bound the Postgres connections an app holds at once.
 async fn webhook(
     settings: &front_door::Settings,
     config: &Config,
-    edges: &Edges,
     incoming: &Incoming,
     req: IncomingRequest,
+    reply: &mut Reply,
 ) -> Response {
     let log = Logger::new(Route::Webhook.log_name());
     let declared = auth::only_value(&incoming.values(&CONTENT_LENGTH))
@@ -194,8 +229,18 @@ async fn webhook(
     };
     let signatures = incoming.values(&crypto::SIGNATURE_HEADER);
     let signature = auth::only_value(&signatures).ok().flatten();
-    match front_door::receive(settings, config, edges, &body, signature, &log).await {
-        Ok(_) => api::success(StatusCode::OK, api::Stored {}),
+    let stores = || Edges::new(Some(&config.database_url), &config.redis_url);
+    // A statement of its own: the store's connection goes back before the forward takes one.
+    let received = front_door::receive(settings, &stores(), &body, signature, &log);
+    match received {
+        Ok(received) => {
+            let stored = api::success(StatusCode::OK, api::Stored {});
+            if let front_door::Received::Stored { id } = received {
+                reply.send(stored.clone()).await;
+                front_door::forward(settings, config, &stores(), &id, &body, &log).await;
+            }
+            stored
+        }
         Err(e @ front_door::Refused::TooLarge) => api::failure(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string()),
         Err(e @ front_door::Refused::BadSignature) => {
             log.warn("webhook refused: missing or wrong signature", json!({}));

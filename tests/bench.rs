@@ -344,10 +344,12 @@ fn batch_of_fifty(url: &str) -> String {
     )
 }
 
-/// The Spin CLI to measure beside the test host: `spin` (3.x) when it is on PATH.
+/// The Spin CLI to measure beside the test host: `spin` (3.x) when it is on PATH, or the one
+/// `BENCH_SPIN` names (`BENCH_SPIN=spin4`).
 fn spin_cli() -> Option<String> {
-    let version = std::process::Command::new("spin").arg("--version").output().ok()?;
-    version.status.success().then(|| "spin".to_owned())
+    let cli = std::env::var("BENCH_SPIN").unwrap_or_else(|_| "spin".to_owned());
+    let version = std::process::Command::new(&cli).arg("--version").output().ok()?;
+    version.status.success().then_some(cli)
 }
 
 /// The status route over real HTTP, driven by `wrk` (2 threads, 8 connections, 10 s, twice
@@ -418,8 +420,15 @@ struct Wrk {
 
 /// `wrk` against `url` with the secret: requests per second and the 50th and 99th percentiles.
 async fn wrk(url: &str) -> Wrk {
+    wrk_with(&["-H", &format!("x-cron-secret: {SECRET}"), url]).await
+}
+
+/// `wrk -t2 -c8 -d10s --latency` with `args`.
+async fn wrk_with(args: &[&str]) -> Wrk {
+    let url = args.last().copied().unwrap_or_default();
     let out = tokio::process::Command::new("wrk")
-        .args(["-t2", "-c8", "-d10s", "--latency", "-H", &format!("x-cron-secret: {SECRET}"), url])
+        .args(["-t2", "-c8", "-d10s", "--latency"])
+        .args(args)
         .output()
         .await
         .expect("wrk (scripts/bench.sh installs it)");
@@ -763,4 +772,131 @@ async fn front_door_answer_times() {
         let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
         println!("front door, {name}: p50 {:?}, p99 {:?}", at(0.50), at(0.99));
     }
+}
+
+/// The front door under `spin up`, over HTTP. Meta's answer time: 200 signed webhooks, 8 at a
+/// time, with the processor fast, slow (1 s) and down (connection refused). Throughput: wrk (2
+/// threads, 8 connections, 10 s) POSTs new signed webhooks (a body sent twice is stored and
+/// forwarded once) with the processor fast, to the front door and to the minimal one
+/// (`bench/minimal-front-door`: verify, store, forward, mark, then answer), alternating, twice
+/// each.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark"]
+async fn front_door_under_spin() {
+    let cli = spin_cli().expect("spin on PATH");
+    let fast = FakeHttp::start(|_| Canned::json(200, json!({}))).await;
+    let slow = FakeHttp::start(|_| Canned::json(200, json!({})).after(Duration::from_secs(1))).await;
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let minimal = std::fs::read_to_string(root().join("bench/minimal-front-door/spin.toml"))
+        .unwrap()
+        .replace("source = \"../../target/", "source = \"target/");
+    let ours = std::fs::read_to_string(root().join("spin.toml")).unwrap();
+
+    println!("\n| front door (spin up), 200 webhooks 8 at a time | processor | p50 | p99 | forwarded |\n|---|---|---:|---:|---:|");
+    for (name, processor) in [("fast", &fast.url), ("slow (1 s)", &slow.url), ("down", &down)] {
+        let (env, spin) = front_door_app(&cli, &ours, processor).await;
+        let mut times = answer_times(&spin, 200, 8).await;
+        times.sort();
+        let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+        // The forwards end after the answers: wait for the slow ones before counting.
+        tokio::time::sleep(Duration::from_secs(if name == "fast" { 0 } else { 4 })).await;
+        let forwarded: i64 = env
+            .db
+            .query_one("SELECT count(*) FROM whatsapp_webhook_logs WHERE processed", &[])
+            .await
+            .unwrap()
+            .get(0);
+        println!(
+            "| whatrack-jobs | {name} | {:.2} ms | {:.2} ms | {forwarded} |",
+            ms(at(0.50)),
+            ms(at(0.99))
+        );
+    }
+
+    let script = signed_webhooks_script(FRONT_DOOR_APP_SECRET, 60_000);
+    println!("\n| front door (spin up, wrk -t2 -c8, processor fast) | requests/s | p50 | p99 | stored |\n|---|---|---:|---:|---:|");
+    let mut best = HashMap::new();
+    for (who, manifest) in [("minimal component", &minimal), ("whatrack-jobs", &ours)].repeat(2) {
+        let (env, spin) = front_door_app(&cli, manifest, &fast.url).await;
+        let url = format!("{}/api/v1/whatsapp/webhook", spin.url());
+        let w = wrk_with(&["-s", script.to_str().unwrap(), &url]).await;
+        let stored: i64 =
+            env.db.query_one("SELECT count(*) FROM whatsapp_webhook_logs", &[]).await.unwrap().get(0);
+        println!("| {who} | {:.0} | {:.2} ms | {:.2} ms | {stored} |", w.rate, w.p50_ms, w.p99_ms);
+        let rate = best.entry(who).or_insert(0.0f64);
+        *rate = rate.max(w.rate);
+    }
+    let ratio = best["whatrack-jobs"] / best["minimal component"];
+    println!("spin up: front door / minimal, processor fast (best of two each): {:.0}%", 100.0 * ratio);
+}
+
+const FRONT_DOOR_APP_SECRET: &str = "bench-app-secret";
+
+/// A database of its own and `manifest` under `spin up`, forwarding to `processor`.
+async fn front_door_app(cli: &str, manifest: &str, processor: &str) -> (Env, common::spin::SpinUp) {
+    let env = Env::new().await;
+    let mut vars = env.variables("http://127.0.0.1:9");
+    vars.insert("meta_app_secret".into(), FRONT_DOOR_APP_SECRET.into());
+    vars.insert("webhook_processor_url".into(), format!("{processor}/hook"));
+    vars.insert("webhook_processor_host".into(), processor.to_owned());
+    let spin = common::spin::SpinUp::start(cli, manifest, &vars, false).await.unwrap();
+    (env, spin)
+}
+
+/// Each of `n` new signed webhooks' answer time, `at_once` in flight.
+async fn answer_times(spin: &common::spin::SpinUp, n: usize, at_once: usize) -> Vec<Duration> {
+    use futures::StreamExt;
+    futures::stream::iter(0..n)
+        .map(|i| async move {
+            let body = json!({"object":"whatsapp_business_account","entry":[{"id":"2001","changes":[{"field":"messages","value":{"messages":[{"id":format!("wamid.timed.{i}")}]}}]}]}).to_string();
+            let signature = whatrack_jobs::crypto::hub_signature(FRONT_DOOR_APP_SECRET, body.as_bytes());
+            let req = http::Request::post("/api/v1/whatsapp/webhook")
+                .header("x-hub-signature-256", signature)
+                .body(bytes::Bytes::from(body))
+                .unwrap();
+            let started = Instant::now();
+            let resp = spin.request(req).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            started.elapsed()
+        })
+        .buffer_unordered(at_once)
+        .collect()
+        .await
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// A wrk script that POSTs `n` different webhooks, each signed with `secret`, the two threads
+/// taking turns through them (wrk gives each thread its own Lua state).
+fn signed_webhooks_script(secret: &str, n: usize) -> std::path::PathBuf {
+    use std::fmt::Write;
+    let mut lua = String::from("local bodies = {\n");
+    for i in 0..n {
+        let body = json!({"object":"whatsapp_business_account","entry":[{"id":"2001","changes":[{"field":"messages","value":{"messages":[{"id":format!("wamid.bench.{i}"),"text":{"body":"hello"}}]}}]}]}).to_string();
+        let signature = whatrack_jobs::crypto::hub_signature(secret, body.as_bytes());
+        let _ = writeln!(lua, "{{[=[{body}]=], \"{signature}\"}},");
+    }
+    lua.push_str(
+        r#"}
+local threads = 0
+function setup(thread)
+  thread:set("tid", threads)
+  threads = threads + 1
+end
+local sent = 0
+function request()
+  local w = bodies[((tid or 0) + 2 * sent) % #bodies + 1]
+  sent = sent + 1
+  return wrk.format("POST", nil, {["content-type"] = "application/json", ["x-hub-signature-256"] = w[2]}, w[1])
+end
+"#,
+    );
+    let path = std::env::temp_dir().join(format!("front-door-{}.lua", std::process::id()));
+    std::fs::write(&path, lua).unwrap();
+    path
 }

@@ -48,6 +48,21 @@ async fn stored(env: &Env) -> Vec<(String, bool, Option<String>)> {
         .collect()
 }
 
+/// Waits (at most 20 s) until `done` holds: the forward comes after Meta's answer, so what it
+/// does is seen a moment later.
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, done: impl Fn() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done().await {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the one stored webhook is processed: the forward is done.
+async fn processed(env: &Env) {
+    eventually("the stored webhook processed", || async { stored(env).await.iter().all(|w| w.1) }).await;
+}
+
 const MESSAGE: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"2001","changes":[{"field":"messages","value":{"messages":[{"id":"wamid.1","text":{"body":"ol\u00e1 \/ hi"}}]}}]}]}"#;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -78,6 +93,7 @@ async fn a_signed_webhook_is_stored_byte_for_byte_and_forwarded_once() {
     let app = app("jobs-http", &vars(&env, &processor)).await;
     let r = post(&app, MESSAGE, Some(&sign(APP_SECRET, MESSAGE.as_bytes()))).await;
     assert_eq!(r.status, 200, "{}", r.json);
+    processed(&env).await;
     assert_eq!(stored(&env).await, [(MESSAGE.to_owned(), true, Some("messages".to_owned()))]);
     let forwarded = processor.requests();
     assert_eq!(forwarded.len(), 1);
@@ -128,6 +144,7 @@ async fn a_webhook_sent_twice_is_stored_once() {
         assert_eq!(post(&app, MESSAGE, Some(&signature)).await.status, 200);
     }
     assert_eq!(stored(&env).await.len(), 1);
+    processed(&env).await;
     assert_eq!(processor.requests().len(), 1);
 }
 
@@ -151,6 +168,7 @@ async fn with_the_processor_down_the_retry_job_delivers_it_later() {
     let app = app("jobs-http", &vars(&env, &processor)).await;
     let r = post(&app, MESSAGE, Some(&sign(APP_SECRET, MESSAGE.as_bytes()))).await;
     assert_eq!(r.status, 200, "{}", r.json);
+    eventually("the forward refused", || async { processor.requests().len() == 1 }).await;
     assert_eq!(stored(&env).await[0].1, false, "pending");
     up.store(true, std::sync::atomic::Ordering::SeqCst);
     env.db
@@ -200,7 +218,106 @@ async fn a_stored_webhook_is_answered_200_even_when_marking_it_processed_fails()
     let app = app("jobs-http", &vars(&env, &processor)).await;
     let r = post(&app, MESSAGE, Some(&sign(APP_SECRET, MESSAGE.as_bytes()))).await;
     assert_eq!((r.status, &r.json), (200, &json!({"success":true})));
+    eventually("the mark refused, logged", || async { app.output().contains("not marked processed") }).await;
     assert_eq!(stored(&env).await, [(MESSAGE.to_owned(), false, Some("messages".to_owned()))]);
     assert_eq!(processor.requests().len(), 1, "forwarded once");
-    assert!(app.output().contains("not marked processed"), "logged:\n{}", app.output());
+}
+
+/// Meta's answer never waits for the processor: the processor answers the forward 3 s after it
+/// arrives, and Meta has its 200 before that; the forward then completes in the same invocation
+/// and the row is processed.
+#[tokio::test(flavor = "multi_thread")]
+async fn meta_is_answered_before_the_processor_answers_the_forward() {
+    let env = Env::new().await;
+    let arrived = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let processor = {
+        let arrived = arrived.clone();
+        FakeHttp::start(move |_| {
+            arrived.lock().unwrap().get_or_insert_with(Instant::now);
+            Canned::json(200, json!({})).after(Duration::from_secs(3))
+        })
+        .await
+    };
+    let mut v = vars(&env, &processor);
+    v.insert("webhook_forward_timeout_ms".into(), "10000".into());
+    let app = app("jobs-http", &v).await;
+    let r = post(&app, MESSAGE, Some(&sign(APP_SECRET, MESSAGE.as_bytes()))).await;
+    let answered = Instant::now();
+    assert_eq!((r.status, &r.json), (200, &json!({"success":true})));
+    processed(&env).await;
+    let arrived = arrived.lock().unwrap().expect("the processor had the forward");
+    assert!(
+        answered < arrived + Duration::from_secs(3),
+        "Meta's answer came {:?} after the forward arrived, once the processor had answered",
+        answered - arrived
+    );
+    assert!(app.output().contains("webhook forwarded"), "{}", app.output());
+}
+
+/// Meta documents payloads of up to 3 MB: one of 3 MB is stored byte for byte and forwarded
+/// with the default `webhook_max_body_bytes` (4 MiB).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_of_three_megabytes_is_stored_and_forwarded() {
+    let env = Env::new().await;
+    let processor = FakeHttp::start(|_| Canned::json(200, json!({}))).await;
+    let mut v = vars(&env, &processor);
+    v.remove("webhook_max_body_bytes");
+    let app = app("jobs-http", &v).await;
+    let text = "x".repeat(3_000_000);
+    let big = json!({"object":"whatsapp_business_account","entry":[{"id":"2001","changes":[{"field":"messages","value":{"messages":[{"text":{"body":text}}]}}]}]}).to_string();
+    assert!(big.len() > 3_000_000);
+    let r = post(&app, &big, Some(&sign(APP_SECRET, big.as_bytes()))).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    processed(&env).await;
+    assert_eq!(stored(&env).await[0].0, big, "stored byte for byte");
+    let forwarded = processor.requests();
+    assert_eq!((forwarded.len(), forwarded[0].body.len()), (1, big.len()));
+}
+
+/// More webhooks at once than Spin's Postgres pool holds (64 connections per address), each
+/// forward waiting on the processor: every answer comes before the processor answers any of
+/// them, since no forward holds a connection while it waits (one that did would leave the 65th
+/// webhook waiting for the first processor's answer before it could even be stored).
+#[tokio::test(flavor = "multi_thread")]
+async fn waiting_forwards_hold_no_database_connection() {
+    use futures::StreamExt;
+    const AT_ONCE: usize = 80;
+    const PROCESSOR: Duration = Duration::from_secs(8);
+    let env = Env::new().await;
+    let arrived = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let processor = {
+        let arrived = arrived.clone();
+        FakeHttp::start(move |_| {
+            arrived.lock().unwrap().get_or_insert_with(Instant::now);
+            Canned::json(200, json!({})).after(PROCESSOR)
+        })
+        .await
+    };
+    let mut v = vars(&env, &processor);
+    v.insert("webhook_forward_timeout_ms".into(), "15000".into());
+    let app = app("jobs-http", &v).await;
+    let answered: Vec<(u16, Instant)> = futures::stream::iter(0..AT_ONCE)
+        .map(|i| {
+            let app = &app;
+            async move {
+                let body = MESSAGE.replace("wamid.1", &format!("wamid.pool.{i}"));
+                let r = post(app, &body, Some(&sign(APP_SECRET, body.as_bytes()))).await;
+                (r.status, Instant::now())
+            }
+        })
+        .buffer_unordered(AT_ONCE)
+        .collect()
+        .await;
+    assert!(answered.iter().all(|(status, _)| *status == 200));
+    let last = answered.iter().map(|(_, at)| *at).max().unwrap();
+    let first_forward = arrived.lock().unwrap().expect("a forward arrived");
+    assert!(
+        last < first_forward + PROCESSOR,
+        "the last answer came {:?} after the first forward arrived",
+        last - first_forward
+    );
+    eventually("every forward done", || async {
+        stored(&env).await.iter().filter(|w| w.1).count() == AT_ONCE
+    })
+    .await;
 }

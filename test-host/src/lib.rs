@@ -21,7 +21,8 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use bytes::Bytes;
@@ -226,6 +227,7 @@ impl Runtime {
                 pg_pool: pg::PgPool::default(),
             }),
             output: Arc::new(Mutex::new(String::new())),
+            in_flight: Arc::default(),
             engine: self.engine.clone(),
             peak_memory: Arc::default(),
         })
@@ -240,6 +242,9 @@ pub struct App {
     routes: Vec<String>,
     state: Arc<AppState>,
     output: Arc<Mutex<String>>,
+    /// Requests answered whose component still works (Spin lets a handler go on after its
+    /// answer): what they print is kept when they end, and [`App::output`] waits for them.
+    in_flight: Arc<InFlight>,
     engine: Engine,
     peak_memory: Arc<AtomicUsize>,
 }
@@ -266,14 +271,7 @@ impl App {
     }
 
     fn keep_output(&self, stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) {
-        let mut out = self.output.lock().unwrap_or_else(|p| p.into_inner());
-        for pipe in [stdout, stderr] {
-            let text = String::from_utf8_lossy(&pipe.contents()).into_owned();
-            if std::env::var_os("TEST_HOST_ECHO").is_some() {
-                eprint!("{text}");
-            }
-            out.push_str(&text);
-        }
+        keep_output(&self.output, stdout, stderr);
     }
 
     /// The largest linear memory (bytes) an instance reached since the last call, which resets it.
@@ -283,16 +281,20 @@ impl App {
 
     /// Everything the component has printed so far, stdout and stderr.
     pub fn output(&self) -> String {
+        self.in_flight.wait_idle();
         self.output.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// What the component printed since the last call, forgetting it (for long-running use).
     pub fn take_output(&self) -> String {
+        self.in_flight.wait_idle();
         std::mem::take(&mut *self.output.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Sends one HTTP request to the component's `wasi:http/incoming-handler` and collects the
-    /// whole response.
+    /// whole response. As under Spin, the answer comes back once its body is complete, while the
+    /// component may still be working (the front door forwards after answering); a trap after
+    /// the answer is in the output.
     pub async fn request(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
         let (mut store, stdout, stderr) = self.store();
         let (mut parts, body) = req.into_parts();
@@ -336,10 +338,24 @@ impl App {
             }
         };
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.map_err(|e| anyhow!("reading response body: {e:?}"))?.to_bytes();
-        task.await?.map_err(|e| anyhow!("component trapped: {e:?}"))?;
-        self.keep_output(&stdout, &stderr);
-        Ok(http::Response::from_parts(parts, body))
+        let body = body.collect().await.map_err(|e| anyhow!("reading response body: {e:?}"));
+        if task.is_finished() || body.is_err() {
+            task.await?.map_err(|e| anyhow!("component trapped: {e:?}"))?;
+            self.keep_output(&stdout, &stderr);
+        } else {
+            let (output, in_flight) = (self.output.clone(), self.in_flight.clone());
+            in_flight.started();
+            tokio::spawn(async move {
+                let ended = task.await;
+                keep_output(&output, &stdout, &stderr);
+                if !matches!(ended, Ok(Ok(()))) {
+                    let mut out = output.lock().unwrap_or_else(|p| p.into_inner());
+                    out.push_str(&format!("test host: the component trapped after its answer: {ended:?}\n"));
+                }
+                in_flight.ended();
+            });
+        }
+        Ok(http::Response::from_parts(parts, body?.to_bytes()))
     }
 
     /// Calls the component's `handle-cron-event` as the cron trigger does.
@@ -441,5 +457,42 @@ async fn answer(app: &App, req: hyper::Request<hyper::body::Incoming>) -> hyper:
             *resp.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
             resp
         }
+    }
+}
+
+fn keep_output(output: &Mutex<String>, stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) {
+    let mut out = output.lock().unwrap_or_else(|p| p.into_inner());
+    for pipe in [stdout, stderr] {
+        let text = String::from_utf8_lossy(&pipe.contents()).into_owned();
+        if std::env::var_os("TEST_HOST_ECHO").is_some() {
+            eprint!("{text}");
+        }
+        out.push_str(&text);
+    }
+}
+
+/// How many answered requests are still running.
+#[derive(Default)]
+struct InFlight {
+    count: Mutex<usize>,
+    idle: Condvar,
+}
+
+impl InFlight {
+    /// The longest [`App::output`] waits for them.
+    const PATIENCE: Duration = Duration::from_secs(60);
+
+    fn started(&self) {
+        *self.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+    }
+
+    fn ended(&self) {
+        *self.count.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        self.idle.notify_all();
+    }
+
+    fn wait_idle(&self) {
+        let count = self.count.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self.idle.wait_timeout_while(count, Self::PATIENCE, |n| *n > 0);
     }
 }
