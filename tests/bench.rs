@@ -70,6 +70,11 @@ async fn table() {
         Some((other, None)) => panic!("BENCH_ONLY={other}: latency:concurrency (20:16), or status"),
         None => sizes,
     };
+    // `BENCH_N=5000`: that many items alone.
+    let sizes = match std::env::var("BENCH_N").ok().and_then(|n| n.parse().ok()) {
+        Some(n) => Sizes { connections: Vec::leak(vec![n]), ..sizes },
+        None => sizes,
+    };
     let rows = measure(&sizes).await;
     for row in &rows {
         assert_eq!(row.remaining, 0, "{}: work left undone", row.name);
@@ -520,7 +525,9 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
                 let jobs = [Job::HealthCheck, Job::HealthCheckSingle, Job::WebhookRetry]
                     .into_iter()
                     .filter(|job| *job != Job::HealthCheckSingle || n == sizes.connections[0]);
-                let runtimes = std::iter::once(None).chain(spin.as_deref().map(Some));
+                // `BENCH_SPIN_ONLY=1`: the spin up rows alone (a run without the optimised host).
+                let host = std::env::var_os("BENCH_SPIN_ONLY").is_none();
+                let runtimes = host.then_some(None).into_iter().chain(spin.as_deref().map(Some));
                 for (job, runtime) in jobs.flat_map(|job| runtimes.clone().map(move |r| (job, r))) {
                     let mut vars = bench.variables(&graph.url, &processor.url, n, c);
                     if job == Job::HealthCheckSingle {

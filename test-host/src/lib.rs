@@ -448,7 +448,8 @@ async fn answer(app: &App, req: hyper::Request<hyper::body::Incoming>) -> hyper:
         Ok(body) => app.request(hyper::Request::from_parts(parts, body.to_bytes())).await,
         Err(e) => Err(anyhow!("reading the request body: {e}")),
     };
-    eprint!("{}", app.take_output());
+    // What this request printed so far; what it prints after its answer comes with a later one.
+    eprint!("{}", std::mem::take(&mut *app.output.lock().unwrap_or_else(|p| p.into_inner())));
     match result {
         Ok(resp) => resp.map(Full::new),
         Err(e) => {
@@ -491,8 +492,16 @@ impl InFlight {
         self.idle.notify_all();
     }
 
+    /// Blocks until none runs; on a multi-threaded runtime, letting its other tasks (those
+    /// requests among them) move to another worker meanwhile.
     fn wait_idle(&self) {
-        let count = self.count.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = self.idle.wait_timeout_while(count, Self::PATIENCE, |n| *n > 0);
+        let wait = || {
+            let count = self.count.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = self.idle.wait_timeout_while(count, Self::PATIENCE, |n| *n > 0);
+        };
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
+            _ => wait(),
+        }
     }
 }

@@ -42,8 +42,12 @@ pub fn built_wasm(file: &str) -> PathBuf {
     built_wasm_dir().join(file)
 }
 
-/// The folder the scripts build the components into.
+/// The folder the scripts build the components into; `WHATRACK_WASM_DIR` names another (a build
+/// of an earlier commit, to see a test fail on it under `spin up` too).
 pub fn built_wasm_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("WHATRACK_WASM_DIR") {
+        return PathBuf::from(dir);
+    }
     let target =
         std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("target"));
     target.join("wasm32-wasip2/release")
