@@ -95,7 +95,8 @@ pub struct Inputs<'a> {
 }
 
 const REQUIRED_SCOPES: [&str; 2] = ["whatsapp_business_messaging", "whatsapp_business_management"];
-const UNKNOWN_STREAK_WARNING: usize = 3;
+/// The `unknown` in a row that makes a warning; the due connections' read counts the ones before.
+pub const UNKNOWN_STREAK_WARNING: usize = 3;
 
 /// A connection that could not be checked at all (no token, or one we cannot decrypt).
 pub fn unchecked(reason: &str) -> Verdict {

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use spin_sdk::pg4::ParameterValue;
 
-use super::classify::{Health, TokenStatus};
+use super::classify::{self, Health, TokenStatus};
 use crate::db::{str, write_isolating, Db, DbError, DbResult, Pages};
 use crate::time::Deadline;
 
@@ -28,8 +28,8 @@ pub struct DueConnection {
     pub config_phone_id: Option<String>,
     pub config_waba_id: Option<String>,
     pub config_id: Option<String>,
-    /// How many of the connection's last two checks were `unknown`.
-    pub recent_unknowns: usize,
+    /// How many of the checks just before this one were `unknown`, within the streak's window.
+    pub previous_unknowns: usize,
     /// Its last check time as the keyset orders it (`-infinity` for never), where the next
     /// page starts.
     checked_key: String,
@@ -81,6 +81,7 @@ pub fn due<'a>(
             checked.map(|c| str(&c)).into(),
             id.map(|i| str(&i)).into(),
             ParameterValue::Int64(i64::from(page)),
+            ParameterValue::Int64(classify::UNKNOWN_STREAK_WARNING as i64 - 1),
         ];
         let due: Vec<DueConnection> = db.rows_in_order("select due connections", DUE_CONNECTIONS, &params)?;
         if let Some(last) = due.last() {

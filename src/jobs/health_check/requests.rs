@@ -384,7 +384,7 @@ fn classified(ctx: &JobContext<'_>, ready: Ready, probed: Probed) -> (Checked, O
         node: &probed.node,
         now: crate::time::unix_secs(),
         warning_days: ctx.settings.token_expiry_warning_days,
-        previous_unknowns: ready.conn.recent_unknowns,
+        previous_unknowns: ready.conn.previous_unknowns,
     });
     let app_refused = verdict.app_refused.take();
     (finish(ctx, ready.conn, verdict, probed.ms, Some(&ready.token)), app_refused)
@@ -485,7 +485,7 @@ mod tests {
         let conn: DueConnection = serde_json::from_value(json!({
             "id": id, "organizationId": null, "healthStatus": health, "wabaId": business,
             "phoneNumberId": id, "accessToken": null, "configPhoneId": null, "configWabaId": null,
-            "configId": null, "recentUnknowns": 0, "checkedKey": "-infinity"
+            "configId": null, "previousUnknowns": 0, "checkedKey": "-infinity"
         }))
         .unwrap();
         Ready { conn, token: format!("token-{id}"), node: Node::Phone(id.into()), business: business.into() }

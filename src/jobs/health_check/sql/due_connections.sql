@@ -2,8 +2,8 @@
 -- after the key ($2 last check, $3 id; $2 NULL for the first page), at most $4: the keyset reads
 -- each page from where the last ended, not by an offset that rereads the table (the index
 -- whatsapp_connections_due_idx serves this order). Each comes with its best token (SPEC 5.1: a
--- non-NULL token, `connected` configs first, then the newest), how many of its last two checks
--- were `unknown`, its key, and its place in that order (`ord`, which the read aggregates by:
+-- non-NULL token, `connected` configs first, then the newest), how many of its last $5 checks
+-- were `unknown` (the streak's window, `classify::UNKNOWN_STREAK_WARNING` - 1), its key, and its place in that order (`ord`, which the read aggregates by:
 -- the run takes the next page's key from the last row).
 WITH page AS (
     SELECT c.id, c."organizationId", c."healthStatus", c."wabaId", c."phoneNumberId",
@@ -25,8 +25,8 @@ SELECT c.id::text AS id, c."organizationId"::text AS "organizationId",
        (SELECT count(*)
         FROM (SELECT h.status FROM whatsapp_health h
               WHERE h."connectionId" = c.id
-              ORDER BY h."lastCheck" DESC LIMIT 2) recent
-        WHERE recent.status = 'unknown') AS "recentUnknowns",
+              ORDER BY h."lastCheck" DESC LIMIT $5) recent
+        WHERE recent.status = 'unknown') AS "previousUnknowns",
        c.checked::text AS "checkedKey",
        row_number() OVER (ORDER BY c.checked, c.key) AS ord
 FROM page c
