@@ -223,21 +223,25 @@ async fn a_stored_webhook_is_answered_200_even_when_marking_it_processed_fails()
     assert_eq!(processor.requests().len(), 1, "forwarded once");
 }
 
+/// A processor that answers each forward `after` it arrived, and when the first arrived.
+async fn slow_processor(after: Duration) -> (FakeHttp, std::sync::Arc<std::sync::Mutex<Option<Instant>>>) {
+    let arrived = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let first = arrived.clone();
+    let processor = FakeHttp::start(move |_| {
+        first.lock().unwrap().get_or_insert_with(Instant::now);
+        Canned::json(200, json!({})).after(after)
+    })
+    .await;
+    (processor, arrived)
+}
+
 /// Meta's answer never waits for the processor: the processor answers the forward 3 s after it
 /// arrives, and Meta has its 200 before that; the forward then completes in the same invocation
 /// and the row is processed.
 #[tokio::test(flavor = "multi_thread")]
 async fn meta_is_answered_before_the_processor_answers_the_forward() {
     let env = Env::new().await;
-    let arrived = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
-    let processor = {
-        let arrived = arrived.clone();
-        FakeHttp::start(move |_| {
-            arrived.lock().unwrap().get_or_insert_with(Instant::now);
-            Canned::json(200, json!({})).after(Duration::from_secs(3))
-        })
-        .await
-    };
+    let (processor, arrived) = slow_processor(Duration::from_secs(3)).await;
     let mut v = vars(&env, &processor);
     v.insert("webhook_forward_timeout_ms".into(), "10000".into());
     let app = app("jobs-http", &v).await;
@@ -284,15 +288,7 @@ async fn waiting_forwards_hold_no_database_connection() {
     const AT_ONCE: usize = 80;
     const PROCESSOR: Duration = Duration::from_secs(8);
     let env = Env::new().await;
-    let arrived = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
-    let processor = {
-        let arrived = arrived.clone();
-        FakeHttp::start(move |_| {
-            arrived.lock().unwrap().get_or_insert_with(Instant::now);
-            Canned::json(200, json!({})).after(PROCESSOR)
-        })
-        .await
-    };
+    let (processor, arrived) = slow_processor(PROCESSOR).await;
     let mut v = vars(&env, &processor);
     v.insert("webhook_forward_timeout_ms".into(), "15000".into());
     let app = app("jobs-http", &v).await;
