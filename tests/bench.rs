@@ -258,7 +258,8 @@ impl Bench {
         .expect("an answer");
         let took = started.elapsed();
         assert_eq!(answer.0, 200, "{route}: {}", answer.1);
-        (took, self.statements().await, None, self.last_summary().await)
+        let rss = spin.peak_rss().map(|b| b as usize);
+        (took, self.statements().await, rss, self.last_summary().await)
     }
 
     async fn before_run(&self) {
@@ -522,9 +523,12 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
                 if c == 1 && n > sizes.sequential_up_to {
                     continue;
                 }
+                // `BENCH_JOB="health check"`: that job's rows alone.
+                let only_job = std::env::var("BENCH_JOB").ok();
                 let jobs = [Job::HealthCheck, Job::HealthCheckSingle, Job::WebhookRetry]
                     .into_iter()
-                    .filter(|job| *job != Job::HealthCheckSingle || n == sizes.connections[0]);
+                    .filter(|job| *job != Job::HealthCheckSingle || n == sizes.connections[0])
+                    .filter(move |job| only_job.as_deref().is_none_or(|name| name == job.name()));
                 // `BENCH_SPIN_ONLY=1`: the spin up rows alone (a run without the optimised host).
                 let host = std::env::var_os("BENCH_SPIN_ONLY").is_none();
                 let runtimes = host.then_some(None).into_iter().chain(spin.as_deref().map(Some));
@@ -582,7 +586,10 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
                         100.0 * alone,
                         requests.len() as f64 / n as f64,
                         statements as f64 / n as f64,
-                        peak.map_or("-".to_owned(), mb),
+                        match (peak, runtime) {
+                            (Some(bytes), Some(_)) => format!("{} (Spin's RSS)", mb(bytes)),
+                            (peak, _) => peak.map_or("-".to_owned(), mb),
+                        },
                     );
                     rows.push(Row {
                         name: format!(

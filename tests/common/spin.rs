@@ -168,6 +168,29 @@ impl SpinUp {
         self.errors.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The peak resident memory (`VmHWM`) of `spin up` and the trigger processes it started,
+    /// summed, in bytes.
+    pub fn peak_rss(&self) -> Option<u64> {
+        let group = self.child.id()?;
+        let mut total = 0;
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let dir = entry.path();
+            let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else { continue };
+            // pid (comm) state ppid pgrp ...: the fields after the command's closing parenthesis.
+            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            if after.split_whitespace().nth(2).and_then(|g| g.parse::<u32>().ok()) != Some(group) {
+                continue;
+            }
+            let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+            let kb = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()));
+            total += kb.unwrap_or(0) * 1024;
+        }
+        Some(total)
+    }
+
     /// `kill -9` of `spin up` and the trigger processes it started: they end wherever they are,
     /// with nothing cleaned up.
     pub fn kill(&mut self) {
