@@ -464,7 +464,11 @@ fn mb(bytes: usize) -> String {
 
 /// What a batch request costs the Graph stand-in beyond its latency, per call in it: Meta runs a
 /// batch's calls in parallel, but not for nothing.
-const PER_OPERATION: Duration = Duration::from_millis(2);
+/// `BENCH_PER_OPERATION_MS=0`: none (Meta answering a batch at once).
+fn per_operation() -> Duration {
+    let ms = std::env::var("BENCH_PER_OPERATION_MS").ok().and_then(|ms| ms.parse().ok());
+    Duration::from_millis(ms.unwrap_or(2))
+}
 
 /// The rows of the jobs' table.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -491,7 +495,8 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
     let mut rows = Vec::new();
     let spin = sizes.under_spin.then(spin_cli).flatten();
     println!(
-        "\nGraph stand-in: a single call answered after L, a batch after L + {PER_OPERATION:?} a call in it"
+        "\nGraph stand-in: a single call answered after L, a batch after L + {:?} a call in it",
+        per_operation()
     );
     println!(
         "\n| job | runtime | N | L | C | wall | per s | ideal | ideal/wall | stand-in alone | requests/item | SQL/item | peak memory |"
@@ -500,7 +505,7 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
     for &latency_ms in sizes.latencies_ms {
         let latency = Duration::from_millis(latency_ms);
         let script = Script::default();
-        script.app_token("123", "bench-app-secret").per_operation(PER_OPERATION);
+        script.app_token("123", "bench-app-secret").per_operation(per_operation());
         let graph = FakeHttp::start(move |req| {
             let reply = script.answer(req);
             let own = reply.delay;
@@ -516,7 +521,7 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
                 (alone_requests as u32 * latency / c as u32).as_secs_f64() / alone.as_secs_f64();
             let batch = batch_of_fifty(&graph.url);
             let alone_batched = stand_in_alone(&graph.url, &batch, alone_requests, c).await;
-            let alone_batched_ratio = (alone_requests as u32 * (latency + 50 * PER_OPERATION) / c as u32)
+            let alone_batched_ratio = (alone_requests as u32 * (latency + 50 * per_operation()) / c as u32)
                 .as_secs_f64()
                 / alone_batched.as_secs_f64();
             for &n in sizes.connections {
@@ -567,7 +572,7 @@ async fn measure(sizes: &Sizes) -> Vec<Row> {
                         .zip(calls_in)
                         .map(|(r, calls)| {
                             if r.method == "POST" && job != Job::WebhookRetry {
-                                latency + PER_OPERATION * calls
+                                latency + per_operation() * calls
                             } else {
                                 latency
                             }
