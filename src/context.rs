@@ -1,12 +1,14 @@
 //! What a job gets to work with, and what it hands back. The jobs depend on this module and the
 //! runner builds it; it knows neither job.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::pin;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures::future::{select, Either};
-use futures::stream::{self, Stream, StreamExt};
+use futures::stream::{self, FuturesUnordered, Stream, StreamExt};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -55,8 +57,8 @@ impl<'a, S> JobContext<'a, S> {
         Fut: Future<Output = R> + 's,
     {
         let deadline = self.deadline;
-        stream::iter(items)
-            .map(move |item| {
+        refilled(
+            items.into_iter().map(move |item| {
                 async move {
                     // Checked when the work would start, not when it was queued: the budget
                     // bounds the work a run begins.
@@ -66,8 +68,9 @@ impl<'a, S> JobContext<'a, S> {
                         Turn::Done(work(item).await)
                     }
                 }
-            })
-            .buffer_unordered(concurrency)
+            }),
+            concurrency,
+        )
     }
 
     /// The app's outbound requests this hour, as every request of the run spends them.
@@ -121,6 +124,35 @@ pub fn batches<S: Stream + Unpin>(
     })
 }
 
+/// Runs up to `max` of `work`'s futures at once, like `buffer_unordered`, except that a finished
+/// one's slot is refilled, and the new work started, before its output is handed over. The
+/// caller's handling of an output (a statement, which blocks the guest) then overlaps work in
+/// flight instead of holding a slot empty: the benchmark's pipeline stays full.
+fn refilled<F: Future>(mut work: impl Iterator<Item = F>, max: usize) -> impl Stream<Item = F::Output> {
+    let mut running = FuturesUnordered::new();
+    let mut finished = VecDeque::new();
+    stream::poll_fn(move |cx| loop {
+        while running.len() < max.max(1) {
+            match work.next() {
+                Some(next) => running.push(next),
+                None => break,
+            }
+        }
+        match running.poll_next_unpin(cx) {
+            Poll::Ready(Some(output)) => {
+                finished.push_back(output);
+                // Bounded: work that finishes at once (nothing to send) must not be read ahead
+                // without limit before anyone takes it.
+                if finished.len() >= max {
+                    return Poll::Ready(finished.pop_front());
+                }
+            }
+            Poll::Ready(None) => return Poll::Ready(finished.pop_front()),
+            Poll::Pending => return finished.pop_front().map_or(Poll::Pending, |o| Poll::Ready(Some(o))),
+        }
+    })
+}
+
 /// One item's fate in [`JobContext::within_budget`].
 pub enum Turn<T, R> {
     Done(R),
@@ -165,4 +197,72 @@ pub enum JobError {
     /// row is charged for it.
     #[error("Configuration error: {0}")]
     Misconfigured(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::task::Context;
+
+    use futures::channel::oneshot;
+    use futures::task::noop_waker_ref;
+
+    use super::*;
+
+    #[test]
+    fn a_finished_slot_is_refilled_and_started_before_its_output_is_handed_over() {
+        let started = RefCell::new(Vec::new());
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..5).map(|_| oneshot::channel::<()>()).unzip();
+        let work = receivers.into_iter().enumerate().map(|(i, done)| {
+            let started = &started;
+            async move {
+                started.borrow_mut().push(i);
+                let _ = done.await;
+                i
+            }
+        });
+        let mut outputs = Box::pin(refilled(work, 2));
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let mut senders = senders.into_iter().map(Some).collect::<Vec<_>>();
+        let mut finish = |i: usize| senders[i].take().map(|s| s.send(()));
+
+        assert!(outputs.as_mut().poll_next(&mut cx).is_pending());
+        assert_eq!(*started.borrow(), [0, 1], "two at once, no more");
+        finish(0);
+        assert_eq!(outputs.as_mut().poll_next(&mut cx), Poll::Ready(Some(0)));
+        assert_eq!(*started.borrow(), [0, 1, 2], "the third started before the first's output came out");
+        finish(2);
+        finish(1);
+        let mut seen = Vec::new();
+        while let Poll::Ready(Some(i)) = outputs.as_mut().poll_next(&mut cx) {
+            seen.push(i);
+        }
+        seen.sort();
+        assert_eq!(seen, [1, 2]);
+        assert_eq!(*started.borrow(), [0, 1, 2, 3, 4]);
+        finish(3);
+        finish(4);
+        let mut rest = Vec::new();
+        while let Poll::Ready(next) = outputs.as_mut().poll_next(&mut cx) {
+            match next {
+                Some(i) => rest.push(i),
+                None => break,
+            }
+        }
+        rest.sort();
+        assert_eq!(rest, [3, 4]);
+    }
+
+    #[test]
+    fn work_that_needs_no_waiting_is_not_read_ahead_without_bound() {
+        let pulled = RefCell::new(0);
+        let work = (0..1000).map(|i| {
+            *pulled.borrow_mut() += 1;
+            async move { i }
+        });
+        let mut outputs = Box::pin(refilled(work, 4));
+        let mut cx = Context::from_waker(noop_waker_ref());
+        assert_eq!(outputs.as_mut().poll_next(&mut cx), Poll::Ready(Some(0)));
+        assert!(*pulled.borrow() <= 8, "{} items taken for the first output", pulled.borrow());
+    }
 }
