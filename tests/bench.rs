@@ -839,14 +839,20 @@ async fn front_door_under_spin() {
     println!("\n| front door (spin up), 200 webhooks 8 at a time | processor | p50 | p99 | forwarded |\n|---|---|---:|---:|---:|");
     for (name, processor) in [("fast", &fast.url), ("slow (1 s)", &slow.url), ("down", &down)] {
         let (env, spin) = front_door_app(&cli, &ours, processor).await;
-        let mut times = answer_times(&spin, 200, 8).await;
+        // A serving front door has its Postgres pool open; a fresh `spin up` opens it on the
+        // first requests (their answers took 45-60 ms): not what Meta sees.
+        answer_times(&spin, "warm", 8, 8).await;
+        let mut times = answer_times(&spin, "timed", 200, 8).await;
         times.sort();
         let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
         // The forwards end after the answers: wait for the slow ones before counting.
-        tokio::time::sleep(Duration::from_secs(if name == "fast" { 0 } else { 4 })).await;
+        tokio::time::sleep(Duration::from_secs(if name == "fast" { 1 } else { 4 })).await;
         let forwarded: i64 = env
             .db
-            .query_one("SELECT count(*) FROM whatsapp_webhook_logs WHERE processed", &[])
+            .query_one(
+                "SELECT count(*) FROM whatsapp_webhook_logs WHERE processed AND payload::text LIKE '%wamid.timed.%'",
+                &[],
+            )
             .await
             .unwrap()
             .get(0);
@@ -887,12 +893,13 @@ async fn front_door_app(cli: &str, manifest: &str, processor: &str) -> (Env, com
     (env, spin)
 }
 
-/// Each of `n` new signed webhooks' answer time, `at_once` in flight.
-async fn answer_times(spin: &common::spin::SpinUp, n: usize, at_once: usize) -> Vec<Duration> {
+/// Each of `n` new signed webhooks' answer time, `at_once` in flight; their message ids are
+/// `wamid.<tag>.<i>`.
+async fn answer_times(spin: &common::spin::SpinUp, tag: &str, n: usize, at_once: usize) -> Vec<Duration> {
     use futures::StreamExt;
     futures::stream::iter(0..n)
         .map(|i| async move {
-            let body = json!({"object":"whatsapp_business_account","entry":[{"id":"2001","changes":[{"field":"messages","value":{"messages":[{"id":format!("wamid.timed.{i}")}]}}]}]}).to_string();
+            let body = json!({"object":"whatsapp_business_account","entry":[{"id":"2001","changes":[{"field":"messages","value":{"messages":[{"id":format!("wamid.{tag}.{i}")}]}}]}]}).to_string();
             let signature = whatrack_jobs::crypto::hub_signature(FRONT_DOOR_APP_SECRET, body.as_bytes());
             let req = http::Request::post("/api/v1/whatsapp/webhook")
                 .header("x-hub-signature-256", signature)
