@@ -46,6 +46,7 @@ UNDER_SPIN=(
   "faults"
   "front_door"
   "webhook_retry --skip cron_runs_the_webhook_retry"
+  "tenants --skip a_claim_of_fifty_among_a_million_rows"
   "health_check --skip a_cron_run_has_a_budget_of_its_own"
   "throttling"
   "refusals"

@@ -138,7 +138,7 @@ impl Db {
         sql: &str,
         params: &[ParameterValue],
     ) -> DbResult<Vec<T>> {
-        self.json_rows(context, &as_json_rows(sql, ""), params)
+        self.json(context, &as_json_rows(sql, ""), params)
     }
 
     /// [`Db::rows`] in the order of the statement's `ord` column.
@@ -148,16 +148,17 @@ impl Db {
         sql: &str,
         params: &[ParameterValue],
     ) -> DbResult<Vec<T>> {
-        self.json_rows(context, &as_json_rows(sql, ORDERED), params)
+        self.json(context, &as_json_rows(sql, ORDERED), params)
     }
 
-    fn json_rows<T: DeserializeOwned>(
+    /// The one JSON text cell `sql` answers, read into `T`.
+    fn json<T: DeserializeOwned>(
         &self,
         context: &'static str,
-        wrapped: &str,
+        sql: &str,
         params: &[ParameterValue],
-    ) -> DbResult<Vec<T>> {
-        let set = self.conn.query(wrapped, params).map_err(|e| DbError::new(context, e))?;
+    ) -> DbResult<T> {
+        let set = self.conn.query(sql, params).map_err(|e| DbError::new(context, e))?;
         let json = match set.rows.first().map(Vec::as_slice) {
             Some([DbValue::Str(json)]) => json,
             _ => return Err(DbError::decode(context, "not the one JSON row asked for")),
@@ -178,6 +179,17 @@ impl Db {
             1 => Ok(rows.remove(0)),
             n => Err(DbError::decode(context, format!("{n} rows where one was expected"))),
         }
+    }
+
+    /// What a statement answers as one JSON value (one row, its one column `answer`): for a
+    /// statement whose own `WITH` changes data, which [`Db::rows`] cannot wrap.
+    pub fn answer<T: DeserializeOwned>(
+        &self,
+        context: &'static str,
+        sql: &str,
+        params: &[ParameterValue],
+    ) -> DbResult<T> {
+        self.json(context, sql, params)
     }
 
     /// A statement that returns no rows; answers how many it changed.

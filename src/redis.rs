@@ -32,6 +32,10 @@ pub fn lock_key(job_type: &str) -> String {
 pub const APP_COOL_DOWN_KEY: &str = "graph-cooldown:app";
 /// Throttled businesses, each scored with the end of its cool-down (unix ms).
 pub const BUSINESS_COOL_DOWNS_KEY: &str = "graph-cooldown:businesses";
+/// The last tenant the webhook retry's claims visited: the next run's round continues after it.
+pub const WEBHOOK_ROUND_KEY: &str = "webhook-retry:round";
+/// A round a day old is as good as a new one.
+const WEBHOOK_ROUND_TTL_SECONDS: i64 = 86_400;
 /// The latest usage figures Meta sent, as JSON.
 pub const GRAPH_USAGE_KEY: &str = "graph-usage";
 /// Figures older than a day say nothing about Meta's rolling hour.
@@ -193,8 +197,17 @@ impl Redis {
     }
 
     pub fn save_graph_usage(&self, json: &str) -> Result<(), RedisError> {
-        let args =
-            vec![bin(GRAPH_USAGE_KEY), bin(json), bin("EX"), RedisParameter::Int64(GRAPH_USAGE_TTL_SECONDS)];
+        self.set_expiring(GRAPH_USAGE_KEY, json, GRAPH_USAGE_TTL_SECONDS)
+    }
+
+    /// Where the webhook retry's round of tenants stands (the last tenant visited; empty for a
+    /// new round), for the next run to continue.
+    pub fn save_webhook_round(&self, after: &str) -> Result<(), RedisError> {
+        self.set_expiring(WEBHOOK_ROUND_KEY, after, WEBHOOK_ROUND_TTL_SECONDS)
+    }
+
+    fn set_expiring(&self, key: &str, value: &str, ttl_secs: i64) -> Result<(), RedisError> {
+        let args = vec![bin(key), bin(value), bin("EX"), RedisParameter::Int64(ttl_secs)];
         match self.exec("SET", args)?.as_slice() {
             [RedisResult::Status(s)] if s == "OK" => Ok(()),
             other => Err(RedisError(format!("unexpected SET reply {other:?}"))),

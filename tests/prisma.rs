@@ -204,16 +204,21 @@ async fn shape(env: &Env) -> (BTreeMap<String, (String, String, Option<String>)>
 async fn the_prisma_migration_leaves_the_database_the_migrations_leave() {
     let by_migrations = Env::with_existing_schema(WHATRACK_SCHEMA).await;
     let by_prisma = Env::unmigrated(WHATRACK_SCHEMA).await;
-    let folders: Vec<_> = std::fs::read_dir(root().join("prisma/migrations"))
+    let mut folders: Vec<_> = std::fs::read_dir(root().join("prisma/migrations"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_dir())
         .collect();
-    assert_eq!(folders.len(), 1, "{folders:?}");
-    assert!(folders[0].file_name().unwrap().to_str().unwrap().ends_with("_whatrack_jobs"));
-    let sql = std::fs::read_to_string(folders[0].join("migration.sql")).unwrap();
-    // Prisma runs a migration as one transaction.
-    by_prisma.db.batch_execute(&format!("BEGIN;\n{sql}\nCOMMIT;")).await.unwrap();
+    folders.sort();
+    assert_eq!(folders.len(), 2, "{folders:?}");
+    for folder in folders {
+        let name = folder.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(name.contains("_whatrack_jobs"), "{name}");
+        let sql = std::fs::read_to_string(folder.join("migration.sql")).unwrap();
+        // As `prisma migrate deploy` sends it: the script as one simple query, which Postgres runs
+        // as one transaction when it holds several statements (CONCURRENTLY is refused there).
+        by_prisma.db.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    }
 
     let (want_columns, want_indexes) = shape(&by_migrations).await;
     let (got_columns, got_indexes) = shape(&by_prisma).await;

@@ -20,6 +20,8 @@ pub struct Recorded {
     pub target: String,
     pub headers: http::HeaderMap,
     pub body: Bytes,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Recorded {
@@ -98,6 +100,7 @@ impl FakeHttp {
                             use std::sync::atomic::Ordering::SeqCst;
                             let now = gauge.now.fetch_add(1, SeqCst) + 1;
                             gauge.max.fetch_max(now, SeqCst);
+                            let at = std::time::Instant::now();
                             let (parts, body) = req.into_parts();
                             // Like servers behind proxies that refuse chunked requests: a body
                             // must come with its length.
@@ -109,6 +112,7 @@ impl FakeHttp {
                                 target: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
                                 headers: parts.headers,
                                 body,
+                                at,
                             };
                             log.lock().unwrap().push(rec.clone());
                             let reply =

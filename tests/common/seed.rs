@@ -96,6 +96,30 @@ impl Default for Webhook<'_> {
     }
 }
 
+/// `n` due webhooks (not processed, signed, never retried) in one statement, row `i` of the
+/// organization `tenants[i % len]` (`None`: a row without one), the first `minutes_ago` old and
+/// each 1 ms younger than the one before, with `tag` in its payload.
+pub async fn tenant_webhooks(
+    db: &tokio_postgres::Client,
+    tenants: &[Option<Uuid>],
+    n: i64,
+    minutes_ago: i32,
+    tag: &str,
+) {
+    db.execute(
+        "INSERT INTO whatsapp_webhook_logs (\"organizationId\", payload, \"eventType\", processed, \"signatureValid\", \
+             \"processingError\", \"retryCount\", \"createdAt\") \
+         SELECT ($1::uuid[])[1 + i % cardinality($1::uuid[])], \
+             jsonb_build_object('object', 'whatsapp_business_account', 'tag', $2::text, 'n', i), 'messages', \
+             false, true, 'processing failed', 0, \
+             timezone('UTC', now()) - make_interval(mins => $3) + make_interval(secs => i / 1000.0) \
+         FROM generate_series(0, $4::bigint - 1) i",
+        &[&tenants, &tag, &minutes_ago, &n],
+    )
+    .await
+    .unwrap();
+}
+
 pub async fn webhook(db: &tokio_postgres::Client, w: Webhook<'_>) -> Uuid {
     db.query_one(
         "INSERT INTO whatsapp_webhook_logs (\"organizationId\", payload, \"eventType\", processed, \"signatureValid\", \

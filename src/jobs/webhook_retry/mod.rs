@@ -14,6 +14,7 @@
 pub mod policy;
 pub mod queue;
 pub mod settings;
+pub mod turns;
 
 use std::cell::Cell;
 use std::pin::pin;
@@ -28,13 +29,14 @@ use serde_json::json;
 use crate::alerts::Alert;
 use crate::context::{self, JobError, JobOutcome, Turn};
 use crate::crypto;
-use crate::db::{write_isolating, DbResult, Pages};
+use crate::db::write_isolating;
 use crate::outbound::{self, Allowance, OutboundError, Request, Response};
 use crate::time::Deadline;
 use policy::{Decision, Fate, Outcome, Release, Rules};
 pub use queue::Redrive;
 use queue::{AttemptRecord, Claimed, Queue, Stuck, Swept};
 pub use settings::{Delivery, Settings};
+use turns::{Slots, Turns};
 
 /// A run's context, with this job's settings.
 pub type JobContext<'a> = context::JobContext<'a, Settings>;
@@ -164,38 +166,23 @@ async fn deliver_due(
     progress: &mut Progress,
 ) -> Result<(), JobError> {
     let stop = Cell::new(false);
-    let mut claims = claim_pages(ctx, queue, &stop);
-    let recorded = deliver_and_record(ctx, queue, &mut claims, &stop, progress).await;
-    let unread = claims.error.take();
-    progress.unattempted.extend(claims.unread().map(|w| w.id));
-    recorded?;
-    unread.map_or(Ok(()), |e| Err(e.into()))
-}
-
-/// Due webhooks, claimed a page at a time when the deliveries get to them, up to
-/// `webhook_retry_batch_size` in all; none once `stop` is set or the budget is spent.
-fn claim_pages<'a>(
-    ctx: &'a JobContext<'a>,
-    queue: &'a Queue<'a>,
-    stop: &'a Cell<bool>,
-) -> Pages<Claimed, impl FnMut() -> DbResult<Vec<Claimed>> + 'a> {
+    let slots = Slots::default();
     // A claim outlives the run that made it, so a run that dies mid-way only delays its rows.
     let lease = (ctx.deadline.remaining() + DELIVERY_TIMEOUT + LEASE_MARGIN).as_secs();
-    let mut left = ctx.settings.batch_size;
-    Pages::new(move || {
-        if left == 0 || stop.get() || ctx.deadline.passed() {
-            return Ok(Vec::new());
-        }
-        let page = queue.claim(left.min(CLAIM_PAGE), lease)?;
-        left -= page.len() as u32;
-        Ok(page)
-    })
+    let mut turns = Turns::new(ctx, queue, &slots, &stop, lease, CLAIM_PAGE, turns::saved_round(ctx));
+    let recorded = deliver_and_record(ctx, queue, &mut turns, &slots, &stop, progress).await;
+    turns::save_round(ctx, turns.round());
+    let unread = turns.error.take();
+    progress.unattempted.extend(turns.unread().map(|w| w.id));
+    recorded?;
+    unread.map_or(Ok(()), |e| Err(e.into()))
 }
 
 async fn deliver_and_record(
     ctx: &JobContext<'_>,
     queue: &Queue<'_>,
-    claims: &mut impl Iterator<Item = Claimed>,
+    claims: &mut Turns<'_>,
+    slots: &Slots,
     stop: &Cell<bool>,
     progress: &mut Progress,
 ) -> Result<(), JobError> {
@@ -206,6 +193,7 @@ async fn deliver_and_record(
         let body = webhook.body.as_bytes();
         let result =
             deliver(delivery, &webhook.id, body, attempt, DELIVERY_TIMEOUT, deadline, allowance).await;
+        slots.give_back(&webhook.tenant);
         (webhook, result, started.elapsed())
     }));
     let mut batches = pin!(context::batches(deliveries, RECORD_BATCH, RECORD_EVERY));

@@ -15,6 +15,8 @@ pub struct Settings {
     pub batch_size: u32,
     /// Re-deliveries in flight at once.
     pub concurrency: usize,
+    /// Of those, the most one tenant holds while another has webhooks waiting (SPEC section 6).
+    pub tenant_concurrency: usize,
 }
 
 impl Settings {
@@ -34,6 +36,7 @@ impl Settings {
             rules: Rules::from_source(src)?,
             batch_size: number(src, "webhook_retry_batch_size", 50, 1..=100_000)?,
             concurrency: number(src, "webhook_retry_concurrency", 16, 1..=256)?,
+            tenant_concurrency: number(src, "webhook_retry_tenant_concurrency", 4, 1..=256)?,
         })
     }
 }
@@ -79,7 +82,7 @@ mod tests {
             base: Duration::from_secs(300),
             max_age: Duration::from_secs(168 * 3600),
         };
-        assert_eq!((s.rules, s.batch_size, s.concurrency), (rules, 50, 16));
+        assert_eq!((s.rules, s.batch_size, s.concurrency, s.tenant_concurrency), (rules, 50, 16, 4));
         assert_eq!(s.delivery.app_secret, None);
     }
 

@@ -35,6 +35,21 @@ pub struct Claimed {
     /// `"rawBody"` when stored, else the `payload` JSON as text.
     #[serde(default)]
     pub body: String,
+    /// Its organization; `None` for a webhook without one (a tenant of its own).
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+/// What one claim took, and where it left the round of tenants.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimPage {
+    /// In turn order: the first of each tenant, then the second of each...
+    pub claimed: Vec<Claimed>,
+    /// The last tenant the claim visited: the next claim continues after it.
+    pub last_tenant: Option<String>,
+    /// No tenant after it: the next claim starts a new round.
+    pub round_ended: bool,
 }
 
 /// One attempt, as [`Queue::record`] writes it.
@@ -218,14 +233,17 @@ impl<'a> Queue<'a> {
         self.db.rows("sweep stuck webhooks", SWEEP_STUCK_WEBHOOKS, &params)
     }
 
-    pub fn claim(&self, batch: u32, lease_secs: u64) -> DbResult<Vec<Claimed>> {
+    /// Up to `batch` due webhooks, in turn across the tenants after `after` (a new round of
+    /// them when `None`), each leased for `lease_secs`.
+    pub fn claim(&self, batch: u32, lease_secs: u64, after: Option<&str>) -> DbResult<ClaimPage> {
         let params = [
             max_attempts(&self.rules),
             base_secs(&self.rules),
             ParameterValue::Int64(i64::from(batch)),
             ParameterValue::Floating64(lease_secs as f64),
+            after.map(str).into(),
         ];
-        self.db.rows("claim due webhooks", CLAIM_DUE_WEBHOOKS, &params)
+        self.db.answer("claim due webhooks", CLAIM_DUE_WEBHOOKS, &params)
     }
 
     pub fn release(&self, ids: &[String]) -> DbResult<()> {
