@@ -233,7 +233,6 @@ async fn a_claim_of_fifty_among_a_million_rows_reads_a_few_hundred() {
     env.db.batch_execute("ROLLBACK").await.unwrap();
     let explained: serde_json::Value = explained.expect("the claim, explained").get(0);
     let plan = &explained[0]["Plan"];
-    if let Ok(path) = std::env::var("WHATRACK_PLAN_FILE") {
         std::fs::write(path, format!("{explained:#}")).unwrap();
     }
     let on_the_log = |n: &&serde_json::Value| n["Relation Name"] == "whatsapp_webhook_logs";
