@@ -70,6 +70,27 @@ pub struct PauseState<'a> {
     pub paused_since: Option<&'a str>,
 }
 
+/// One organization's webhook deliveries, paused or not.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantPauseState {
+    pub job_type: &'static str,
+    pub organization_id: String,
+    pub paused: bool,
+    pub paused_since: Option<String>,
+}
+
+impl TenantPauseState {
+    pub fn new(organization_id: String, paused_since: Option<String>) -> Self {
+        Self {
+            job_type: crate::jobs::JobType::WebhookRetry.as_str(),
+            organization_id,
+            paused: paused_since.is_some(),
+            paused_since,
+        }
+    }
+}
+
 /// A webhook the front door stored (or had stored before).
 #[derive(Serialize)]
 pub struct Stored {}

@@ -58,9 +58,15 @@ impl DbError {
                 sqlstate = Some(d.code);
                 message
             }
-            PgError::QueryFailed(QueryError::Text(s)) => s,
+            PgError::QueryFailed(QueryError::Text(s)) => {
+                sqlstate = sqlstate_in(&s);
+                s
+            }
             PgError::ValueConversionFailed(s) => format!("value conversion failed: {s}"),
-            PgError::Other(s) => s,
+            PgError::Other(s) => {
+                sqlstate = sqlstate_in(&s);
+                s
+            }
         };
         // Spin quotes the whole address, password included, in some of these.
         Self { context, message: urls::redact(&message), sqlstate }
@@ -89,6 +95,17 @@ impl DbError {
 }
 
 pub type DbResult<T> = Result<T, DbError>;
+
+/// The SQLSTATE quoted in an error Spin passes on as text: Spin 4 does so for a query whose
+/// rows it streams (`query_failed_anyhow`), its text the server's error as Rust prints it,
+/// `code: "22P02"` among its fields.
+fn sqlstate_in(text: &str) -> Option<String> {
+    text.match_indices("code: \"").find_map(|(at, key)| {
+        let code = text.get(at + key.len()..at + key.len() + 6)?;
+        let (code, quote) = code.split_at(5);
+        (quote == "\"" && code.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| code.to_owned())
+    })
+}
 
 /// What a pooler in transaction mode does to Spin's Postgres host, and what to do about it. The
 /// host prepares every statement under a name (`s0`, `s1`, ...) and runs it in a second exchange,
@@ -310,6 +327,17 @@ pub fn str_array(items: &[String]) -> ParameterValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spin_4s_streamed_query_errors_keep_their_sqlstate() {
+        // As Spin 4.0.2 passed on a uuid Postgres could not read (tests/tenants.rs found it).
+        let text = r#"Error::QueryFailed(QueryError::DbError(DbError { as-text: "Error { kind: Db, cause: Some(DbError { severity: \"ERROR\", code: SqlState(E22P02), message: \"invalid input syntax for type uuid\" }) }", severity: "ERROR", code: "22P02", message: "invalid input syntax for type uuid: \"not-a-uuid\"" }))"#;
+        let e = DbError::new("redrive", PgError::Other(text.to_owned()));
+        assert!(e.is_about_the_data(), "{e}");
+        assert_eq!(sqlstate_in("code: \"08006\", connection closed").as_deref(), Some("08006"));
+        assert_eq!(sqlstate_in("connection refused"), None);
+        assert_eq!(sqlstate_in("code: \"22\""), None);
+    }
 
     #[test]
     fn a_lost_host_statement_is_the_poolers_doing() {

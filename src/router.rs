@@ -19,7 +19,7 @@ use crate::front_door;
 use crate::jobs::{JobType, StatusSettings};
 use crate::log::Logger;
 use crate::routes::{self, Access, NoRoute, Route};
-use crate::runner::{self, overview, pauses, Redrive, Rules, RunError, Trigger};
+use crate::runner::{self, overview, pauses, Redrive, Rules, RunError, Tenant, Trigger};
 
 /// A redrive body: 64 KB hold about 1,500 ids.
 const MAX_REDRIVE_BODY: usize = 64 * 1024;
@@ -159,8 +159,17 @@ async fn answer(route: Route, config: &Config, incoming: &Incoming, req: Incomin
             (Err(e), _) => unreadable(e),
             (_, Err(e)) => api::failure(StatusCode::BAD_REQUEST, &format!("{e:#}")),
         },
-        Route::Pause(job) => pause(edges, job, true),
-        Route::Resume(job) => pause(edges, job, false),
+        Route::Pause(job) | Route::Resume(job) => {
+            let paused = matches!(route, Route::Pause(_));
+            match read_body(req).await {
+                Ok(body) if body.is_empty() => pause(edges, job, paused),
+                Ok(body) => match (job, Tenant::from_json(&body)) {
+                    (JobType::WebhookRetry, Some(organization)) => pause_tenant(edges, &organization, paused),
+                    _ => api::failure(StatusCode::BAD_REQUEST, ONE_ORGANIZATION),
+                },
+                Err(e) => api::failure(StatusCode::BAD_REQUEST, &format!("{e:#}")),
+            }
+        }
         Route::Page(_)
         | Route::Status(_)
         | Route::Handshake
@@ -279,6 +288,29 @@ fn pause(edges: &Edges, job: JobType, paused: bool) -> Response {
     }
 }
 
+/// What a pause or resume with a body must say.
+const ONE_ORGANIZATION: &str = "A body names one organization whose webhook deliveries to pause or resume: \
+{\"organizationId\":\"<id>\"} (the webhook retry only); without a body, the whole job";
+
+fn pause_tenant(edges: &Edges, organization: &str, paused: bool) -> Response {
+    let log = Logger::new(JobType::WebhookRetry.log_name());
+    match pauses::set_tenant(edges, organization, paused) {
+        Ok((organization, since)) => {
+            let what =
+                if paused { "organization's deliveries paused" } else { "organization's deliveries resumed" };
+            log.info(what, json!({ "organizationId": organization, "pausedSince": since }));
+            api::success(StatusCode::OK, api::TenantPauseState::new(organization, since))
+        }
+        Err(e) if e.is_about_the_data() => {
+            api::failure(StatusCode::BAD_REQUEST, &format!("organizationId: {e}"))
+        }
+        Err(e) => {
+            log.error("pause or resume failed", json!({ "error": e.to_string() }));
+            api::failure(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+        }
+    }
+}
+
 fn status(settings: &StatusSettings, job: JobType) -> Response {
     match job.status(settings, &Edges::new(settings.database_url.as_deref(), &settings.redis_url)) {
         Ok(status) => api::success(StatusCode::OK, status),
@@ -324,8 +356,9 @@ fn redrive(edges: &Edges, rules: Rules, body: &[u8]) -> Response {
     let Some(which) = Redrive::from_json(body) else {
         return api::failure(
             StatusCode::BAD_REQUEST,
-            "Body must be one of {\"ids\":[\"<id>\", ...]}, {\"dead\":true} or \
-             {\"deadSince\":\"<RFC 3339>\", \"deadUntil\":\"<RFC 3339, optional>\", \"limit\":<1-100000, optional>}",
+            "Body must be one of {\"ids\":[\"<id>\", ...]}, {\"dead\":true}, \
+             {\"deadSince\":\"<RFC 3339>\", \"deadUntil\":\"<RFC 3339, optional>\", \"limit\":<1-100000, optional>} \
+             or {\"organizationId\":\"<id>\"}",
         );
     };
     let log = Logger::new(Route::Redrive.log_name());
@@ -335,7 +368,10 @@ fn redrive(edges: &Edges, rules: Rules, body: &[u8]) -> Response {
             api::success(StatusCode::OK, api::Redriven { redriven })
         }
         // An id that is not of the log's key type (e.g. not a uuid).
-        Err(e) if e.is_about_the_data() => api::failure(StatusCode::BAD_REQUEST, &format!("ids: {e}")),
+        Err(e) if e.is_about_the_data() => {
+            let what = if matches!(which, Redrive::Organization(_)) { "organizationId" } else { "ids" };
+            api::failure(StatusCode::BAD_REQUEST, &format!("{what}: {e}"))
+        }
         Err(e) => {
             log.error("redrive failed", json!({ "error": e.to_string() }));
             api::failure(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())

@@ -210,7 +210,7 @@ async fn the_prisma_migration_leaves_the_database_the_migrations_leave() {
         .filter(|p| p.is_dir())
         .collect();
     folders.sort();
-    assert_eq!(folders.len(), 2, "{folders:?}");
+    assert_eq!(folders.len(), 3, "{folders:?}");
     for folder in folders {
         let name = folder.file_name().unwrap().to_str().unwrap().to_owned();
         assert!(name.contains("_whatrack_jobs"), "{name}");

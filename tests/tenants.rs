@@ -158,6 +158,101 @@ async fn a_thousand_tenants_each_get_their_turn_in_one_run() {
     );
 }
 
+/// `POST /api/v1/jobs/webhook-retry/<what>` with `body`, authenticated.
+async fn steer(app: &TestApp, what: &str, body: serde_json::Value) -> common::AppReply {
+    let path = format!("{PATH}/{what}");
+    call_with_body(app, "POST", &path, &[("x-cron-secret", SECRET)], &body.to_string()).await
+}
+
+/// (action, organization, detail) of the operator's actions on the queue, oldest first.
+async fn actions(env: &Env) -> Vec<(String, String, serde_json::Value)> {
+    env.db
+        .query(
+            "SELECT action, \"organizationId\", COALESCE(detail, 'null'::jsonb) FROM webhook_tenant_actions ORDER BY \"at\", id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_organization_paused_holds_its_webhooks_across_runs_and_the_others_go() {
+    let env = Env::new().await;
+    let processor = FakeHttp::start(|_| Canned::json(200, json!({"ok":true}))).await;
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    seed::tenant_webhooks(&env.db, &[Some(a)], 5, 60, "a").await;
+    seed::tenant_webhooks(&env.db, &[Some(b)], 5, 30, "b").await;
+    let app = app("jobs-http", &vars(&env, &processor, 4)).await;
+
+    let paused = steer(&app, "pause", json!({ "organizationId": a.to_string() })).await;
+    assert_eq!(paused.status, 200, "{}", paused.json);
+    assert_eq!(paused.json["organizationId"], a.to_string());
+    assert_eq!(paused.json["paused"], true);
+    assert!(paused.json["pausedSince"].is_string(), "{}", paused.json);
+    // Old enough to expire: a paused organization's webhooks are held, not dead-lettered.
+    env.db
+        .execute(
+            "UPDATE whatsapp_webhook_logs SET \"createdAt\" = \"createdAt\" - interval '30 days' WHERE \"organizationId\" = $1",
+            &[&a],
+        )
+        .await
+        .unwrap();
+
+    let summary = run(&app).await;
+    assert_eq!(summary["summary"]["delivered"], 5, "B's go: {summary}");
+    assert_eq!(progress(&env, "a").await, (0, 0), "A's are held: {summary}");
+    assert_eq!(summary["summary"]["expired"], 0, "{summary}");
+    assert_eq!(summary["summary"]["held"], 5, "A's five are held, still due: {summary}");
+    assert_eq!(summary["summary"]["remaining"], 0, "{summary}");
+    // The job itself is not paused.
+    assert_eq!(env.job_runs().await[0].status, "succeeded");
+
+    // Back to their real age: resumed, webhooks past webhook_retry_max_age_hours expire as any do.
+    env.db
+        .execute(
+            "UPDATE whatsapp_webhook_logs SET \"createdAt\" = \"createdAt\" + interval '30 days' WHERE \"organizationId\" = $1",
+            &[&a],
+        )
+        .await
+        .unwrap();
+    let resumed = steer(&app, "resume", json!({ "organizationId": a.to_string() })).await;
+    assert_eq!((resumed.status, &resumed.json["paused"]), (200, &json!(false)), "{}", resumed.json);
+    let summary = run(&app).await;
+    assert_eq!(progress(&env, "a").await, (5, 5), "{summary}");
+    let done: Vec<_> = actions(&env).await.into_iter().map(|(what, org, _)| (what, org)).collect();
+    assert_eq!(done, [("pause".to_owned(), a.to_string()), ("resume".to_owned(), a.to_string())]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_organizations_dead_letters_are_redriven_and_recorded() {
+    let env = Env::new().await;
+    let processor = FakeHttp::start(|_| Canned::json(200, json!({"ok":true}))).await;
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    seed::tenant_webhooks(&env.db, &[Some(a)], 3, 60, "a").await;
+    seed::tenant_webhooks(&env.db, &[Some(b)], 2, 60, "b").await;
+    env.db
+        .execute("UPDATE whatsapp_webhook_logs SET \"deadAt\" = timezone('UTC', now())", &[])
+        .await
+        .unwrap();
+    let app = app("jobs-http", &vars(&env, &processor, 4)).await;
+
+    let r = redrive(&app, &json!({ "organizationId": a.to_string() }).to_string()).await;
+    assert_eq!((r.status, &r.json["redriven"]), (200, &json!(3)), "{}", r.json);
+    run(&app).await;
+    assert_eq!(progress(&env, "a").await.0, 3);
+    assert_eq!(progress(&env, "b").await.0, 0, "B's stay dead-lettered");
+    assert_eq!(actions(&env).await, [("redrive".to_owned(), a.to_string(), json!({ "redriven": 3 }))]);
+    // Not an organization the log could hold: refused, nothing done.
+    let r = redrive(&app, r#"{"organizationId":"not-a-uuid"}"#).await;
+    assert_eq!(r.status, 400, "{}", r.json);
+    let r = steer(&app, "pause", json!({ "organizationId": 7 })).await;
+    assert_eq!(r.status, 400, "{}", r.json);
+    assert_eq!(actions(&env).await.len(), 1);
+}
+
 /// Organizations that have had a webhook delivered.
 async fn tenants_served(env: &Env) -> i64 {
     let r = env
@@ -233,8 +328,6 @@ async fn a_claim_of_fifty_among_a_million_rows_reads_a_few_hundred() {
     env.db.batch_execute("ROLLBACK").await.unwrap();
     let explained: serde_json::Value = explained.expect("the claim, explained").get(0);
     let plan = &explained[0]["Plan"];
-        std::fs::write(path, format!("{explained:#}")).unwrap();
-    }
     let on_the_log = |n: &&serde_json::Value| n["Relation Name"] == "whatsapp_webhook_logs";
     let scans: Vec<_> = nodes(plan).into_iter().filter(on_the_log).collect();
     assert!(

@@ -155,7 +155,7 @@ async fn mixed_outcomes_in_one_run() {
     assert!(r.json["jobId"].as_str().unwrap().starts_with("webhook-retry-"));
     assert_eq!(
         r.json["summary"],
-        json!({"attempted":5,"delivered":1,"failed":3,"deadLettered":1,"expired":0,"exhausted":0,"remaining":0})
+        json!({"attempted":5,"delivered":1,"failed":3,"deadLettered":1,"expired":0,"exhausted":0,"remaining":0,"held":0})
     );
 
     let delivered = row(&env, ok).await;
@@ -266,7 +266,7 @@ async fn dead_lettered_after_max_attempts_with_exponential_backoff() {
     let last = post(&app).await;
     assert_eq!(
         last.json["summary"],
-        json!({"attempted":1,"delivered":0,"failed":0,"deadLettered":1,"expired":0,"exhausted":0,"remaining":0})
+        json!({"attempted":1,"delivered":0,"failed":0,"deadLettered":1,"expired":0,"exhausted":0,"remaining":0,"held":0})
     );
     let w = row(&env, id).await;
     assert!(w.dead && !w.processed);

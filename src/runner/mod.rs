@@ -26,7 +26,7 @@ pub mod pauses;
 pub mod retention;
 
 pub use crate::jobs::webhook_retry::policy::Rules;
-pub use crate::jobs::webhook_retry::Redrive;
+pub use crate::jobs::webhook_retry::{Redrive, Tenant};
 
 use serde_json::{json, Value};
 

@@ -1,12 +1,14 @@
 //! `job_pauses`: the jobs an operator paused, one row each while paused. A paused job's runs
 //! record `skipped` ("paused") and do nothing, unless forced; the row is in Postgres so that a
-//! pause outlives a Redis flush.
+//! pause outlives a Redis flush. One organization's webhook deliveries pause the same way
+//! (`webhook_tenant_pauses`, the webhook queue's), without pausing the job.
 
 use serde::Deserialize;
 
 use super::RunError;
-use crate::db::{str, Db, DbResult};
+use crate::db::{str, Db, DbError, DbResult};
 use crate::edges::Edges;
+use crate::jobs::webhook_retry::queue;
 use crate::jobs::JobType;
 
 const PAUSE_JOB: &str = include_str!("sql/pause_job.sql");
@@ -42,5 +44,26 @@ pub fn set(edges: &Edges, job: JobType, paused: bool) -> Result<Option<String>, 
     Ok(match paused {
         true => Some(pause(db, job.as_str())?),
         false => resume(db, job.as_str()).map(|_| None)?,
+    })
+}
+
+/// Pauses (`paused`) or resumes one organization's webhook deliveries, for the doors; recorded
+/// in `webhook_tenant_actions` with the change. The organization as the log holds it, and since
+/// when it is paused (`None` once resumed).
+pub fn set_tenant(
+    edges: &Edges,
+    organization: &str,
+    paused: bool,
+) -> Result<(String, Option<String>), DbError> {
+    let db = edges.db()?;
+    Ok(match paused {
+        true => {
+            let p = queue::pause_tenant(db, organization)?;
+            (p.organization_id, Some(p.since))
+        }
+        false => {
+            queue::resume_tenant(db, organization)?;
+            (organization.to_owned(), None)
+        }
     })
 }

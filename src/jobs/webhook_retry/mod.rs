@@ -33,8 +33,8 @@ use crate::db::write_isolating;
 use crate::outbound::{self, Allowance, OutboundError, Request, Response};
 use crate::time::Deadline;
 use policy::{Decision, Fate, Outcome, Release, Rules};
-pub use queue::Redrive;
 use queue::{AttemptRecord, Claimed, Queue, Stuck, Swept};
+pub use queue::{Redrive, Tenant};
 pub use settings::{Delivery, Settings};
 use turns::{Slots, Turns};
 
@@ -72,6 +72,8 @@ pub struct Summary {
     /// Swept: `"retryCount"` already at the maximum without having been dead-lettered.
     pub exhausted: u64,
     pub remaining: u64,
+    /// Due, of organizations an operator paused: left as they are, not counted in `remaining`.
+    pub held: u64,
 }
 
 pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
@@ -98,7 +100,8 @@ pub async fn run(ctx: &JobContext<'_>) -> Result<JobOutcome, JobError> {
     }
     ctx.send_alerts(progress.alerts).await;
     let mut summary = progress.summary;
-    summary.remaining = queue::counts(ctx.db, &ctx.settings.rules)?.due;
+    let counts = queue::counts(ctx.db, &ctx.settings.rules)?;
+    (summary.remaining, summary.held) = (counts.due.saturating_sub(counts.held), counts.held);
     Ok(JobOutcome::new(&summary, summary.remaining))
 }
 

@@ -26,6 +26,9 @@ const RECORD_WEBHOOK_ATTEMPTS: &str = include_str!("sql/record_webhook_attempts.
 const REDRIVE_WEBHOOKS: &str = include_str!("sql/redrive_webhooks.sql");
 const REDRIVE_WEBHOOKS_DEAD_IN_WINDOW: &str = include_str!("sql/redrive_webhooks_dead_in_window.sql");
 const WEBHOOK_QUEUE_COUNTS: &str = include_str!("sql/webhook_queue_counts.sql");
+const PAUSE_TENANT: &str = include_str!("sql/pause_tenant.sql");
+const RESUME_TENANT: &str = include_str!("sql/resume_tenant.sql");
+const REDRIVE_TENANT_WEBHOOKS: &str = include_str!("sql/redrive_tenant_webhooks.sql");
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -76,6 +79,8 @@ pub struct Counts {
 pub struct Gauges {
     pub pending: u64,
     pub due: u64,
+    /// Due, of organizations an operator paused.
+    pub held: u64,
     pub dead: u64,
     pub oldest_due_age_seconds: u64,
 }
@@ -98,12 +103,14 @@ pub enum Redrive {
         until: Option<String>,
         limit: Option<u32>,
     },
+    /// One organization's dead letters (its id as text), recorded in `webhook_tenant_actions`.
+    Organization(String),
 }
 
 impl Redrive {
-    /// `{"dead":true}`, `{"ids":["<id>", ...]}` or `{"deadSince":"<RFC 3339>"}` with an optional
-    /// `"deadUntil"` and `"limit"` (1-100,000), one of the three and nothing more; `None` for
-    /// anything else.
+    /// `{"dead":true}`, `{"ids":["<id>", ...]}`, `{"deadSince":"<RFC 3339>"}` with an optional
+    /// `"deadUntil"` and `"limit"` (1-100,000), or `{"organizationId":"<id>"}`, one of the four
+    /// and nothing more; `None` for anything else.
     pub fn from_json(body: &[u8]) -> Option<Self> {
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -111,6 +118,7 @@ impl Redrive {
             Dead(DeadBody),
             Ids(IdsBody),
             Window(WindowBody),
+            Organization(Tenant),
         }
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -138,6 +146,7 @@ impl Redrive {
         match Body::deserialize(body).ok()? {
             Body::Dead(DeadBody { dead }) => dead.then_some(Redrive::All),
             Body::Ids(IdsBody { ids }) => Some(Redrive::Ids(ids)),
+            Body::Organization(Tenant { organization_id }) => Some(Redrive::Organization(organization_id)),
             Body::Window(w) => {
                 let times_ok = is_rfc3339(&w.dead_since) && w.dead_until.as_deref().is_none_or(is_rfc3339);
                 let limit_ok = w.limit.is_none_or(|n| (1..=100_000).contains(&n));
@@ -149,6 +158,45 @@ impl Redrive {
             }
         }
     }
+}
+
+/// `{"organizationId":"<id>"}`: the body that steers one organization's webhooks.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Tenant {
+    pub organization_id: String,
+}
+
+impl Tenant {
+    /// The organization a body names, and nothing more; `None` for anything else.
+    pub fn from_json(body: &[u8]) -> Option<String> {
+        serde_json::from_slice::<Tenant>(body).ok().map(|t| t.organization_id)
+    }
+}
+
+/// An organization's deliveries paused: since when.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantPaused {
+    pub organization_id: String,
+    pub since: String,
+}
+
+/// Pauses one organization's deliveries, recorded with the pause.
+pub fn pause_tenant(db: &Db, organization: &str) -> DbResult<TenantPaused> {
+    db.answer("pause an organization's deliveries", PAUSE_TENANT, &[str(organization)])
+}
+
+/// Resumes one organization's deliveries, recorded; says whether they were paused.
+pub fn resume_tenant(db: &Db, organization: &str) -> DbResult<bool> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Resumed {
+        was_paused: bool,
+    }
+    let resumed: Resumed =
+        db.answer("resume an organization's deliveries", RESUME_TENANT, &[str(organization)])?;
+    Ok(resumed.was_paused)
 }
 
 /// `2026-11-28T09:00:00Z`, `2026-11-28T09:00:00.5+01:00`: an RFC 3339 date-time, and nothing
@@ -289,6 +337,16 @@ impl<'a> Queue<'a> {
 
     pub fn redrive(&self, which: &Redrive) -> DbResult<u64> {
         let ids = match which {
+            Redrive::Organization(organization) => {
+                #[derive(Deserialize)]
+                struct Redriven {
+                    redriven: u64,
+                }
+                let params = [str(organization)];
+                let r: Redriven =
+                    self.db.answer("redrive an organization's webhooks", REDRIVE_TENANT_WEBHOOKS, &params)?;
+                return Ok(r.redriven);
+            }
             Redrive::All => ParameterValue::DbNull,
             Redrive::Ids(ids) => str_array(ids),
             Redrive::Window { since, until, limit } => {
@@ -395,9 +453,22 @@ mod tests {
             r#"{"deadSince":"2026-11-28T09:00:00Z","since":"x"}"#,
             r#"{"dead":true,"ids":[]}"#,
             r#"{"dead":false}"#,
+            r#"{"organizationId":7}"#,
+            r#"{"organizationId":"o1","dead":true}"#,
         ] {
             assert_eq!(window(refused), None, "{refused}");
         }
         assert_eq!(window(r#"{"dead":true}"#), Some(Redrive::All));
+        assert_eq!(window(r#"{"organizationId":"o1"}"#), Some(Redrive::Organization("o1".into())));
+    }
+
+    #[test]
+    fn a_pause_body_names_one_organization_and_nothing_more() {
+        assert_eq!(Tenant::from_json(br#"{"organizationId":"o1"}"#).as_deref(), Some("o1"));
+        for refused in
+            [&br#"{"organizationId":null}"#[..], br#"{"organizationId":"o1","x":1}"#, br#"{}"#, b"o1"]
+        {
+            assert_eq!(Tenant::from_json(refused), None, "{}", String::from_utf8_lossy(refused));
+        }
     }
 }

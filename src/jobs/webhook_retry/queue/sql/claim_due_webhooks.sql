@@ -3,7 +3,8 @@
 -- their own. A round of turns visits the tenants in order (the one without an organization,
 -- then the organizations by id); one claim continues the round after tenant $5 (as text; NULL
 -- starts a round) and visits up to $3 of them, each giving its oldest due rows, an equal share
--- of $3, in turn: the first of each, then the second of each, and so on. One statement, so one
+-- of $3, in turn: the first of each, then the second of each, and so on; an organization an
+-- operator paused (webhook_tenant_pauses) gives none. One statement, so one
 -- transaction, and `SKIP LOCKED` keeps two concurrent claims from ever taking the same row,
 -- Redis lock or not. Pending and due as states.sql defines them ($1
 -- webhook_retry_max_attempts, $2 webhook_retry_base_seconds).
@@ -76,6 +77,7 @@ WITH RECURSIVE orgs AS (
         ORDER BY e.due, e.id LIMIT (SELECT rows FROM share)
     ) d
     WHERE orgs.org IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM webhook_tenant_pauses p WHERE p."organizationId" = orgs.org::text)
 ), turns AS (
     SELECT * FROM unowned UNION ALL SELECT * FROM owned
 ), taken AS (
