@@ -151,6 +151,11 @@ mod seeded {
     pub const DEAD: u64 = 3;
     /// The oldest due webhook was created 20 minutes ago and became due after 5 (base 300 s).
     pub const OLDEST_DUE_SECS: u64 = 15 * 60;
+    /// The organizations with a backlog, largest first: (organization, due, dead, paused). The
+    /// webhook pending but not due yet is a third's, which has none.
+    pub const ORGANIZATIONS: [(&str, u64, u64, bool); 2] = [(ORG_A, 2, 1, false), (ORG_B, 0, 2, true)];
+    pub const ORG_A: &str = "0a1e0000-0000-4000-8000-00000000000a";
+    pub const ORG_B: &str = "0b1e0000-0000-4000-8000-00000000000b";
     /// The unhealthy connections, the latest checked first, with their latest check's reason.
     pub const UNHEALTHY: [(&str, &str, &str); 3] = [
         ("1004", "warning", "rate limited (#80007)"),
@@ -219,12 +224,31 @@ async fn seed_estate(env: &Env) {
         (30, false, true),
     ] {
         let retry_count = if dead { 3 } else { 0 };
-        seed::webhook(
+        let id = seed::webhook(
             &env.db,
             Webhook { created_minutes_ago, dead, processed, retry_count, ..Default::default() },
         )
         .await;
+        let organization = match created_minutes_ago {
+            20 | 10 | 60 => seeded::ORG_A,
+            61 | 62 => seeded::ORG_B,
+            _ => continue,
+        };
+        env.db
+            .execute(
+                "UPDATE whatsapp_webhook_logs SET \"organizationId\" = $1::text::uuid WHERE id = $2",
+                &[&organization, &id],
+            )
+            .await
+            .unwrap();
     }
+    env.db
+        .execute(
+            "INSERT INTO webhook_tenant_pauses (\"organizationId\", \"pausedAt\") VALUES ($1, timezone('UTC', now()))",
+            &[&seeded::ORG_B],
+        )
+        .await
+        .unwrap();
     env.db
         .execute(
             "INSERT INTO job_runs (id, \"jobType\", trigger, status, \"startedAt\", \"finishedAt\", summary, error) \
@@ -263,6 +287,12 @@ async fn the_console_route_counts_the_estate() {
     );
     let oldest = q["oldestDueAgeSeconds"].as_u64().unwrap();
     assert!((seeded::OLDEST_DUE_SECS..seeded::OLDEST_DUE_SECS + 60).contains(&oldest), "{oldest}");
+    let organizations: Vec<_> = seeded::ORGANIZATIONS
+        .iter()
+        .map(|(org, due, dead, paused)| json!({"organizationId": org, "due": due, "dead": dead, "paused": paused}))
+        .collect();
+    assert_eq!(r.json["organizations"], json!(organizations));
+    assert_eq!(q["held"], 0, "B's webhooks are dead, none due");
     let by_health: Vec<(&str, u64)> = r.json["connections"]
         .as_array()
         .unwrap()
@@ -351,6 +381,11 @@ async fn the_metrics_are_the_estate_in_prometheus_text() {
         (webhooks("pending"), webhooks("due"), webhooks("dead")),
         (Some(seeded::PENDING as f64), Some(seeded::DUE as f64), Some(seeded::DEAD as f64))
     );
+    for (org, due, dead, _) in seeded::ORGANIZATIONS {
+        let of =
+            |state| value("whatrack_webhooks_by_organization", &[("organization", org), ("state", state)]);
+        assert_eq!((of("due"), of("dead")), (Some(due as f64), Some(dead as f64)), "{org}");
+    }
     let oldest = value("whatrack_webhooks_oldest_due_age_seconds", &[]).unwrap();
     assert!(
         (seeded::OLDEST_DUE_SECS as f64..seeded::OLDEST_DUE_SECS as f64 + 60.0).contains(&oldest),
@@ -555,6 +590,18 @@ async fn the_page_shows_the_estate_in_a_real_browser() {
         )
     );
     assert!(["15 min", "16 min"].contains(&q["oldest"].as_str().unwrap()), "{q}");
+    let shown: Vec<Vec<String>> = seeded::ORGANIZATIONS
+        .iter()
+        .map(|(org, due, dead, paused)| {
+            vec![
+                org.to_string(),
+                due.to_string(),
+                dead.to_string(),
+                (if *paused { "paused" } else { "going" }).into(),
+            ]
+        })
+        .collect();
+    assert_eq!(seen["organizations"], json!(shown), "the organizations with the largest backlog");
 
     // Connections by health, as the database counts them, and the latest reasons.
     let by_health: Value = env

@@ -76,6 +76,7 @@ proptest! {
     fn redrive_bodies_of_any_shape_are_one_form_or_refused(body in prop_oneof![
         any::<Vec<u8>>(),
         "\\{\"(ids|dead)\":(true|false|null|\\[\"[a-z0-9-]{0,36}\"(,\"x\")?\\]|1)(,\"(ids|dead)\":(true|\\[\\]))?\\}".prop_map(String::into_bytes),
+        "\\{\"(organizationId|dead|ids)\":(\"[a-z0-9-]{0,36}\"|null|7|true)(,\"(organizationId|dead)\":(true|\"x\"))?\\}".prop_map(String::into_bytes),
         "\\{\"(deadSince|deadUntil|limit|dead)\":(\"20[0-9]{2}-[01][0-9]-[0-3][0-9][Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{0,3})?(Z|[+-][0-9]{2}:[0-9]{2}|)\"|-?[0-9]{1,7}|true)(,\"(deadSince|deadUntil|limit|ids)\":(\"now\"|\"2026-11-28T00:00:00Z\"|[0-9]{1,6}))?\\}".prop_map(String::into_bytes),
     ]) {
         match Redrive::from_json(&body) {
@@ -97,6 +98,11 @@ proptest! {
                 prop_assert!(is_rfc3339(&since) && until.iter().all(|u| is_rfc3339(u)));
                 prop_assert!(limit.is_none_or(|n| (1..=100_000).contains(&n)));
                 prop_assert!(since.len() >= 20 && since.as_bytes()[10].eq_ignore_ascii_case(&b't'));
+            }
+            Some(Redrive::Organization(organization)) => {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                prop_assert_eq!(v.as_object().map(|o| o.len()), Some(1), "the organization and nothing more");
+                prop_assert_eq!(v["organizationId"].as_str(), Some(organization.as_str()));
             }
         }
     }

@@ -253,6 +253,42 @@ async fn one_organizations_dead_letters_are_redriven_and_recorded() {
     assert_eq!(actions(&env).await.len(), 1);
 }
 
+/// The overview's entry for `job`.
+async fn overview_of(app: &TestApp, job: &str) -> serde_json::Value {
+    let r = call(app, "GET", "/api/v1/jobs", &[("x-cron-secret", SECRET)]).await;
+    let jobs = r.json["jobs"].as_array().unwrap_or_else(|| panic!("{}", r.json)).clone();
+    jobs.into_iter().find(|j| j["jobType"] == job).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_overview_names_the_organization_with_the_oldest_due_webhook() {
+    let env = Env::new().await;
+    let processor = FakeHttp::start(|_| Canned::json(200, json!({"ok":true}))).await;
+    let app = app("jobs-http", &vars(&env, &processor, 4)).await;
+    assert_eq!(overview_of(&app, "webhook-retry").await["oldestDue"], json!(null), "none due");
+    assert!(overview_of(&app, "whatsapp-health-check").await.get("oldestDue").is_none());
+
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    // A's came in an hour ago (due after the 5 min grace); B's was retried, and has been due
+    // for 70 minutes.
+    seed::tenant_webhooks(&env.db, &[Some(a)], 3, 60, "a").await;
+    seed::tenant_webhooks(&env.db, &[Some(b)], 1, 30, "b").await;
+    let retried_b = "UPDATE whatsapp_webhook_logs SET \"retryCount\" = 1, \
+                     \"nextRetryAt\" = timezone('UTC', now()) + $2 * interval '1 minute' WHERE \"organizationId\" = $1";
+    env.db.execute(retried_b, &[&b, &-70.0f64]).await.unwrap();
+    let oldest = overview_of(&app, "webhook-retry").await["oldestDue"].clone();
+    assert_eq!(oldest["organizationId"], b.to_string(), "{oldest}");
+    let waited = oldest["waitingSeconds"].as_u64().unwrap();
+    assert!((70 * 60..71 * 60).contains(&waited), "{oldest}");
+
+    // B's next retry is not due yet: A's is the oldest due.
+    env.db.execute(retried_b, &[&b, &10.0f64]).await.unwrap();
+    let oldest = overview_of(&app, "webhook-retry").await["oldestDue"].clone();
+    assert_eq!(oldest["organizationId"], a.to_string(), "{oldest}");
+    let waited = oldest["waitingSeconds"].as_u64().unwrap();
+    assert!((55 * 60..56 * 60).contains(&waited), "{oldest}");
+}
+
 /// Organizations that have had a webhook delivered.
 async fn tenants_served(env: &Env) -> i64 {
     let r = env

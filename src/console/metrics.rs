@@ -98,6 +98,17 @@ fn queue(out: &mut Text, estate: &Estate) {
     for (state, n) in [("pending", webhooks.pending), ("due", webhooks.due), ("dead", webhooks.dead)] {
         out.sample(WEBHOOKS, &[("state", state)], n as i64);
     }
+    const BY_ORGANIZATION: &str = "whatrack_webhooks_by_organization";
+    out.metric(
+        BY_ORGANIZATION,
+        "Due and dead-lettered webhooks of the ten organizations with the largest backlog; organization none: the webhooks without one.",
+    );
+    for tenant in &estate.organizations {
+        let organization = tenant.organization_id.as_deref().unwrap_or("none");
+        for (state, n) in [("due", tenant.due), ("dead", tenant.dead)] {
+            out.sample(BY_ORGANIZATION, &[("organization", organization), ("state", state)], n as i64);
+        }
+    }
     const OLDEST: &str = "whatrack_webhooks_oldest_due_age_seconds";
     out.metric(OLDEST, "How long the oldest due webhook has waited for its retry (0 when none is due).");
     out.sample(OLDEST, &[], webhooks.oldest_due_age_seconds as i64);

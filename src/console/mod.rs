@@ -3,7 +3,7 @@
 //! - [`page`]: the dashboard page (`GET /api/v1/jobs/ui`), static files that hold no data and read
 //!   the JSON routes with the secret the operator types in.
 //! - [`Estate`] (`GET /api/v1/jobs/console`): what the page shows beyond the overview and the runs:
-//!   the dead-letter queue, connections by health with the latest reasons, expiring tokens, the
+//!   the dead-letter queue and the organizations with the largest backlog, connections by health with the latest reasons, expiring tokens, the
 //!   businesses Meta holds, and what the app last learnt of Meta's limits.
 //! - [`metrics`] (`GET /api/v1/metrics`): the same figures, and the jobs', for Prometheus.
 //!
@@ -23,7 +23,7 @@ use crate::edges::Edges;
 use crate::jobs::health_check::meta_limits::{self, MetaLimits};
 use crate::jobs::health_check::settings::token_expiry_warning_days;
 use crate::jobs::webhook_retry::policy::Rules;
-use crate::jobs::webhook_retry::queue::{self, Gauges};
+use crate::jobs::webhook_retry::queue::{self, Gauges, TenantBacklog};
 use crate::runner::RunError;
 use estate::{ExpiringTokens, HealthCount, HeldConnections, Unhealthy};
 
@@ -31,6 +31,8 @@ use estate::{ExpiringTokens, HealthCount, HeldConnections, Unhealthy};
 #[serde(rename_all = "camelCase")]
 pub struct Estate {
     pub webhooks: Gauges,
+    /// The ten organizations with the largest backlog of webhooks.
+    pub organizations: Vec<TenantBacklog>,
     pub connections: Vec<HealthCount>,
     /// The latest unhealthy connections ([`estate::LISTED`] at most) and why.
     pub unhealthy: Vec<Unhealthy>,
@@ -65,6 +67,7 @@ pub fn estate(edges: &Edges, settings: &Settings) -> Result<Estate, RunError> {
     let (db, redis) = (edges.db()?, edges.redis()?);
     Ok(Estate {
         webhooks: queue::counts(db, &settings.rules)?,
+        organizations: queue::tenant_backlogs(db, &settings.rules)?,
         connections: estate::by_health(db)?,
         unhealthy: estate::latest_unhealthy(db)?,
         expiring_tokens: estate::expiring_tokens(db, settings.token_expiry_warning_days)?,

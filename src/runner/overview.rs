@@ -15,6 +15,8 @@ use super::pauses;
 use super::RunError;
 use crate::config::{minutes, number, ConfigError, Source, SpinVariables};
 use crate::edges::Edges;
+use crate::jobs::webhook_retry::policy::Rules;
+use crate::jobs::webhook_retry::queue::{self, OldestDue};
 use crate::jobs::JobType;
 
 pub const DEFAULT_RUNS_LIMIT: u32 = 20;
@@ -37,6 +39,10 @@ pub struct JobState {
     /// cool-down of the app or of a business.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<String>,
+    /// The webhook retry's oldest due webhook (`null` when none is due): the organization it
+    /// belongs to, and how long it has waited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_due: Option<Option<OldestDue>>,
 }
 
 /// How old each job's last success may get before the overview calls it overdue.
@@ -44,6 +50,8 @@ pub struct JobState {
 pub struct Settings {
     pub health_check_overdue: Duration,
     pub webhook_retry_overdue: Duration,
+    /// The queue's rules, by which the oldest due webhook is found.
+    pub rules: Rules,
 }
 
 impl Settings {
@@ -55,6 +63,7 @@ impl Settings {
         Ok(Self {
             health_check_overdue: minutes(number(src, "health_check_overdue_minutes", 26 * 60, 1..=525_600)?),
             webhook_retry_overdue: minutes(number(src, "webhook_retry_overdue_minutes", 30, 1..=525_600)?),
+            rules: Rules::from_source(src)?,
         })
     }
 }
@@ -77,6 +86,10 @@ pub fn states(edges: &Edges, settings: &Settings) -> Result<Vec<JobState>, RunEr
                 paused: paused_since.is_some(),
                 paused_since,
                 held: job.held(redis)?,
+                oldest_due: match job {
+                    JobType::WebhookRetry => Some(queue::oldest_due(db, &settings.rules)?),
+                    JobType::HealthCheck => None,
+                },
             })
         })
         .collect()

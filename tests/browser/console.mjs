@@ -63,6 +63,7 @@ try {
         dead: text(document.getElementById('webhooks-dead')),
         oldest: text(document.getElementById('webhooks-oldest')),
       },
+      organizations: cells('#organizations'),
       health: Object.fromEntries([...document.querySelectorAll('#health div')].map((d) => [d.dataset.health, text(d.querySelector('dd'))])),
       unhealthy: cells('#unhealthy'),
       expiringCount: text(document.getElementById('expiring-count')),

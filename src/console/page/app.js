@@ -179,6 +179,15 @@ function drawEstate(estate) {
   $('webhooks-oldest').textContent = age(q.oldestDueAgeSeconds);
   $('redrive').disabled = q.dead === 0;
 
+  const organizations = $('organizations');
+  organizations.replaceChildren();
+  for (const t of estate.organizations) {
+    const state = el('td');
+    state.append(t.paused ? badge('paused') : badge('going', 'idle'));
+    organizations.append(row([t.organizationId || 'no organization', t.due, t.dead, state]));
+  }
+  if (estate.organizations.length === 0) organizations.append(row(['None', '', '', '']));
+
   const health = $('health');
   health.replaceChildren();
   for (const { health: status, count } of estate.connections) {

@@ -26,6 +26,8 @@ const RECORD_WEBHOOK_ATTEMPTS: &str = include_str!("sql/record_webhook_attempts.
 const REDRIVE_WEBHOOKS: &str = include_str!("sql/redrive_webhooks.sql");
 const REDRIVE_WEBHOOKS_DEAD_IN_WINDOW: &str = include_str!("sql/redrive_webhooks_dead_in_window.sql");
 const WEBHOOK_QUEUE_COUNTS: &str = include_str!("sql/webhook_queue_counts.sql");
+const WEBHOOK_TENANT_BACKLOGS: &str = include_str!("sql/webhook_tenant_backlogs.sql");
+const OLDEST_DUE_WEBHOOK: &str = include_str!("sql/oldest_due_webhook.sql");
 const PAUSE_TENANT: &str = include_str!("sql/pause_tenant.sql");
 const RESUME_TENANT: &str = include_str!("sql/resume_tenant.sql");
 const REDRIVE_TENANT_WEBHOOKS: &str = include_str!("sql/redrive_tenant_webhooks.sql");
@@ -89,6 +91,40 @@ impl Gauges {
     pub fn counts(&self) -> Counts {
         Counts { pending_webhooks: self.pending, dead_webhooks: self.dead }
     }
+}
+
+/// One organization's backlog, as the console and the metrics show the largest ten.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantBacklog {
+    /// `None`: the webhooks without an organization.
+    pub organization_id: Option<String>,
+    pub due: u64,
+    pub dead: u64,
+    /// An operator paused its deliveries.
+    pub paused: bool,
+}
+
+/// The ten organizations with the most due webhooks (then dead-lettered ones), largest first.
+pub fn tenant_backlogs(db: &Db, rules: &Rules) -> DbResult<Vec<TenantBacklog>> {
+    let params = [max_attempts(rules), base_secs(rules)];
+    db.rows_in_order("the organizations' backlogs", WEBHOOK_TENANT_BACKLOGS, &params)
+}
+
+/// The oldest due webhook: whose, and how long it has waited since it became due.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OldestDue {
+    /// `None`: a webhook without an organization.
+    pub organization_id: Option<String>,
+    pub waiting_seconds: u64,
+}
+
+/// The oldest due webhook, if any is due (two index probes: light enough for the overview).
+pub fn oldest_due(db: &Db, rules: &Rules) -> DbResult<Option<OldestDue>> {
+    let params = [max_attempts(rules), base_secs(rules)];
+    let oldest: Vec<OldestDue> = db.rows("the oldest due webhook", OLDEST_DUE_WEBHOOK, &params)?;
+    Ok(oldest.into_iter().next())
 }
 
 /// Which dead-lettered webhooks to put back in the queue.
